@@ -1,0 +1,300 @@
+"""Reading and writing the field's formats: BEIR JSONL/TSV, TREC qrels and runs.
+
+Readers stream (``iter_*``) so a 10M-line corpus can be validated without holding it in a dict;
+``read_*`` collect into dicts. Every error names the file and the line. Every write is atomic
+(temp file in the same folder, then rename), so a crash never leaves half a file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from relforge.errors import DataError, MissingInputError
+from relforge.types import Document, Qrels, Query, Run, sorted_ranking
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------- low level
+
+
+def _open_text(path: PathLike) -> IO[str]:
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError("expected a file, got a folder", path=p)
+    raw = gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
+
+
+def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based, newline stripped); decoding errors name the line."""
+    with _open_text(path) as fh:
+        lineno = 0
+        while True:
+            try:
+                line = fh.readline()
+            except UnicodeDecodeError as e:
+                raise DataError(f"not valid UTF-8 ({e.reason}); re-encode the file as UTF-8", path=path,
+                                line=lineno + 1) from None
+            if not line:
+                return
+            lineno += 1
+            yield lineno, line.rstrip("\r\n")
+
+
+def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"malformed JSON ({e.msg} at column {e.colno})", path=path, line=lineno) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=path, line=lineno)
+        yield lineno, obj
+
+
+@contextlib.contextmanager
+def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Write to a temp file beside ``path`` and rename it into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: PathLike, rows: Iterable[dict[str, Any]]) -> int:
+    n = 0
+    with atomic_write(path) as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- corpus / queries
+
+
+def _get_id(obj: dict[str, Any], path: PathLike, lineno: int, id_field: str = "_id") -> str:
+    for key in (id_field, "_id", "id", "docid", "doc_id", "qid", "query_id"):
+        if key in obj and obj[key] is not None and str(obj[key]).strip() != "":
+            return str(obj[key])
+    raise DataError(f"missing {id_field!r} field", path=path, line=lineno)
+
+
+def iter_corpus(path: PathLike, *, allow_empty: bool = False, stats: dict | None = None) -> Iterator[Document]:
+    """Stream a BEIR ``corpus.jsonl``: ``{"_id", "title", "text", "metadata"?, ...}``.
+
+    Extra top-level fields go into ``metadata``. Duplicate ids raise; an empty ``text`` raises
+    unless ``allow_empty`` (then it is counted in ``stats["empty"]``).
+    """
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        did = _get_id(obj, path, lineno)
+        if did in seen:
+            raise DataError(f"duplicate document id {did!r}", path=path, line=lineno)
+        seen.add(did)
+        text = obj.get("text")
+        if text is not None and not isinstance(text, str):
+            raise DataError(f"document {did!r}: 'text' must be a string", path=path, line=lineno)
+        title = obj.get("title") or ""
+        if not (text or "").strip() and not str(title).strip():
+            if not allow_empty:
+                raise DataError(f"document {did!r} has empty text", path=path, line=lineno)
+            if stats is not None:
+                stats["empty"] = stats.get("empty", 0) + 1
+        meta = dict(obj.get("metadata") or {})
+        for k, v in obj.items():
+            if k not in ("_id", "id", "docid", "doc_id", "title", "text", "metadata"):
+                meta.setdefault(k, v)
+        yield Document(id=did, text=text or "", title=str(title), metadata=meta)
+
+
+def read_corpus(path: PathLike, **kw) -> dict[str, Document]:
+    return {d.id: d for d in iter_corpus(path, **kw)}
+
+
+def write_corpus(path: PathLike, docs: Iterable[Document]) -> int:
+    return write_jsonl(path, (d.to_beir() for d in docs))
+
+
+def iter_queries(path: PathLike) -> Iterator[Query]:
+    """Stream BEIR ``queries.jsonl``: ``{"_id", "text", "metadata"?, ...}`` (extra fields -> metadata)."""
+    seen: set[str] = set()
+    for lineno, obj in iter_jsonl(path):
+        qid = _get_id(obj, path, lineno)
+        if qid in seen:
+            raise DataError(f"duplicate query id {qid!r}", path=path, line=lineno)
+        seen.add(qid)
+        text = obj.get("text")
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"query {qid!r} has empty or missing text", path=path, line=lineno)
+        meta = dict(obj.get("metadata") or {})
+        for k, v in obj.items():
+            if k not in ("_id", "id", "qid", "query_id", "text", "metadata"):
+                meta.setdefault(k, v)
+        yield Query(id=qid, text=text, metadata=meta)
+
+
+def read_queries(path: PathLike) -> dict[str, Query]:
+    return {q.id: q for q in iter_queries(path)}
+
+
+def write_queries(path: PathLike, queries: Iterable[Query]) -> int:
+    return write_jsonl(path, (q.to_beir() for q in queries))
+
+
+# --------------------------------------------------------------------------- qrels
+
+
+def _parse_grade(raw: str, path: PathLike, lineno: int) -> int:
+    try:
+        val = float(raw)
+    except ValueError:
+        raise DataError(f"relevance grade {raw!r} is not an integer", path=path, line=lineno) from None
+    if not val.is_integer():
+        raise DataError(f"relevance grade {raw!r} is not an integer", path=path, line=lineno)
+    return int(val)
+
+
+def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
+    """Stream ``(qid, docid, grade)`` from a BEIR qrels TSV (header ``query-id corpus-id score``)
+    or a TREC qrels file (``qid iter docid rel``, whitespace separated); the format is detected."""
+    fmt = None
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split("\t") if "\t" in line else line.split()
+        parts = [p.strip() for p in parts]
+        if fmt is None:
+            if len(parts) == 3 and parts[0].lower() in ("query-id", "query_id", "qid", "query"):
+                fmt = "beir"
+                continue
+            if len(parts) == 4:
+                fmt = "trec"
+            elif len(parts) == 3:
+                fmt = "beir"
+            else:
+                raise DataError(
+                    f"cannot tell the qrels format: expected 3 columns (BEIR: query-id corpus-id score) "
+                    f"or 4 (TREC: qid 0 docid rel), got {len(parts)}",
+                    path=path, line=lineno,
+                )
+        want = 4 if fmt == "trec" else 3
+        if len(parts) != want:
+            raise DataError(f"expected {want} columns ({fmt} qrels), got {len(parts)}", path=path, line=lineno)
+        if fmt == "trec":
+            qid, _, docid, grade = parts
+        else:
+            qid, docid, grade = parts
+        yield qid, docid, _parse_grade(grade, path, lineno)
+
+
+def read_qrels(path: PathLike) -> Qrels:
+    qrels: Qrels = {}
+    for qid, docid, grade in iter_qrels(path):
+        qrels.setdefault(qid, {})[docid] = grade
+    return qrels
+
+
+def write_qrels(path: PathLike, qrels: Qrels, *, format: str = "beir") -> int:
+    """Write qrels as BEIR TSV (with header; default) or TREC (``qid 0 docid rel``)."""
+    if format not in ("beir", "trec"):
+        raise ValueError(f"format must be 'beir' or 'trec', got {format!r}")
+    n = 0
+    with atomic_write(path) as fh:
+        if format == "beir":
+            fh.write("query-id\tcorpus-id\tscore\n")
+        for qid in qrels:
+            for docid, grade in qrels[qid].items():
+                fh.write(f"{qid}\t{docid}\t{int(grade)}\n" if format == "beir" else f"{qid} 0 {docid} {int(grade)}\n")
+                n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def iter_run(path: PathLike) -> Iterator[tuple[str, str, float]]:
+    """Stream ``(qid, docid, score)`` from a TREC run (``qid Q0 docid rank score tag``)."""
+    for lineno, line in iter_lines(path):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 6:
+            raise DataError(
+                f"expected 6 columns in a TREC run (qid Q0 docid rank score tag), got {len(parts)}",
+                path=path, line=lineno,
+            )
+        try:
+            score = float(parts[4])
+        except ValueError:
+            raise DataError(f"score {parts[4]!r} is not a number", path=path, line=lineno) from None
+        yield parts[0], parts[2], score
+
+
+def read_run(path: PathLike) -> Run:
+    run: Run = {}
+    for qid, docid, score in iter_run(path):
+        run.setdefault(qid, {})[docid] = score
+    return run
+
+
+def write_run(path: PathLike, run: Run, *, tag: str = "relforge", top_k: int | None = None) -> int:
+    """Write a TREC run ranked by relforge's tie policy (score desc, then doc id asc)."""
+    n = 0
+    with atomic_write(path) as fh:
+        for qid in run:
+            ranked = sorted_ranking(run[qid])
+            if top_k is not None:
+                ranked = ranked[:top_k]
+            for rank, (docid, score) in enumerate(ranked, start=1):
+                fh.write(f"{qid} Q0 {docid} {rank} {score:.6g} {tag}\n")
+                n += 1
+    return n
+
+
+# --------------------------------------------------------------------------- BEIR folders and validation
+
+
+def read_beir(folder: PathLike, split: str | None = "test") -> tuple[dict[str, Document], dict[str, Query], Qrels]:
+    """Read a BEIR folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
+    folder = Path(folder)
+    corpus = read_corpus(folder / "corpus.jsonl")
+    queries = read_queries(folder / "queries.jsonl")
+    qrels: Qrels = {}
+    if split is not None:
+        qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
+    return corpus, queries, qrels
+
+
+def validate_qrels(qrels: Qrels, queries=None, corpus=None, *, path: PathLike | None = None) -> None:
+    """Raise a :class:`DataError` if qrels name a query or document that does not exist."""
+    for qid, docs in qrels.items():
+        if queries is not None and qid not in queries:
+            raise DataError(f"qrels name unknown query id {qid!r}", path=path)
+        if corpus is not None:
+            for did in docs:
+                if did not in corpus:
+                    raise DataError(f"qrels name unknown document id {did!r} (query {qid!r})", path=path)
