@@ -1,10 +1,23 @@
-"""Data model and I/O in the field's formats (BEIR, TREC), plus importers (MedQuAD)."""
+"""Data model and I/O in the field's formats (BEIR, TREC, JSONL, CSV, Parquet, HF datasets), plus importers
+(MedQuAD: :mod:`relforge.data.medquad`) and packaged samples (:func:`relforge.data.samples.sample_path`)."""
 
+from relforge.data.formats import (
+    convert,
+    from_dataset,
+    iter_table,
+    read_table,
+    to_dataset,
+    write_table,
+)
 from relforge.data.io import (
     atomic_write,
+    beir_file,
+    check_qrels_file,
     iter_corpus,
     iter_jsonl,
+    iter_lines,
     iter_qrels,
+    iter_qrels_lines,
     iter_queries,
     iter_run,
     read_beir,
@@ -12,6 +25,7 @@ from relforge.data.io import (
     read_qrels,
     read_queries,
     read_run,
+    validate_corpus,
     validate_qrels,
     write_corpus,
     write_jsonl,
@@ -21,7 +35,32 @@ from relforge.data.io import (
 )
 
 __all__ = [
-    "atomic_write", "iter_corpus", "iter_jsonl", "iter_qrels", "iter_queries", "iter_run", "read_beir",
-    "read_corpus", "read_qrels", "read_queries", "read_run", "validate_qrels", "write_corpus", "write_jsonl",
-    "write_qrels", "write_queries", "write_run",
+    "atomic_write",
+    "beir_file",
+    "check_qrels_file",
+    "convert",
+    "from_dataset",
+    "iter_corpus",
+    "iter_jsonl",
+    "iter_lines",
+    "iter_qrels",
+    "iter_qrels_lines",
+    "iter_queries",
+    "iter_run",
+    "iter_table",
+    "read_beir",
+    "read_corpus",
+    "read_qrels",
+    "read_queries",
+    "read_run",
+    "read_table",
+    "to_dataset",
+    "validate_corpus",
+    "validate_qrels",
+    "write_corpus",
+    "write_jsonl",
+    "write_qrels",
+    "write_queries",
+    "write_run",
+    "write_table",
 ]

@@ -11,8 +11,10 @@ import contextlib
 import gzip
 import io
 import json
+import logging
 import os
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +23,8 @@ from relforge.errors import DataError, MissingInputError
 from relforge.types import Document, Qrels, Query, Run, sorted_ranking
 
 PathLike = str | os.PathLike
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 # --------------------------------------------------------------------------- low level
@@ -36,20 +40,42 @@ def _open_text(path: PathLike) -> IO[str]:
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
 
 
-def iter_lines(path: PathLike) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, line)`` (1-based, newline stripped); decoding errors name the line."""
-    with _open_text(path) as fh:
-        lineno = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as e:
-                raise DataError(f"not valid UTF-8 ({e.reason}); re-encode the file as UTF-8", path=path,
-                                line=lineno + 1) from None
-            if not line:
-                return
-            lineno += 1
-            yield lineno, line.rstrip("\r\n")
+def _open_binary(path: PathLike) -> IO[bytes]:
+    p = Path(path)
+    if not p.exists():
+        raise MissingInputError(f"{p}: no such file")
+    if p.is_dir():
+        raise DataError("expected a file, got a folder", path=p)
+    return gzip.open(p, "rb") if p.suffix == ".gz" else open(p, "rb")  # noqa: SIM115
+
+
+def iter_lines(path: PathLike, *, keepends: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, line)`` (1-based, newline stripped unless ``keepends``); decoding errors
+    name the line.
+
+    Lines are split on ``\\n`` as bytes and decoded one by one, so a bad byte is reported on its own
+    line (a text wrapper decodes 8 KB chunks and would blame an earlier line). A UTF-8 BOM is
+    dropped; ``.gz`` files are read transparently and a truncated gzip names the file.
+    """
+    lineno = 0
+    try:
+        with _open_binary(path) as fh:
+            for raw in fh:
+                lineno += 1
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"not valid UTF-8 (byte {raw[e.start : e.start + 1]!r} at column {e.start + 1}: {e.reason}); "
+                        "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+                        path=path,
+                        line=lineno,
+                    ) from None
+                if lineno == 1 and line.startswith("\ufeff"):
+                    line = line[1:]
+                yield lineno, (line if keepends else line.rstrip("\r\n"))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise DataError(f"corrupt or truncated gzip file after line {lineno} ({e})", path=path) from None
 
 
 def iter_jsonl(path: PathLike) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -73,6 +99,7 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
             fh.flush()
@@ -85,6 +112,14 @@ def atomic_write(path: PathLike, mode: str = "w", encoding: str | None = "utf-8"
 
 
 def write_jsonl(path: PathLike, rows: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object per line (UTF-8, atomically); ``.gz`` paths are gzipped. Returns the row count."""
+    if Path(path).suffix == ".gz":
+        n = 0
+        with atomic_write(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+            for row in rows:
+                gz.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
+                n += 1
+        return n
     n = 0
     with atomic_write(path) as fh:
         for row in rows:
@@ -103,7 +138,9 @@ def _get_id(obj: dict[str, Any], path: PathLike, lineno: int, id_field: str = "_
     raise DataError(f"missing {id_field!r} field", path=path, line=lineno)
 
 
-def iter_corpus(path: PathLike, *, allow_empty: bool = False, stats: dict | None = None) -> Iterator[Document]:
+def iter_corpus(
+    path: PathLike, *, allow_empty: bool = False, stats: dict | None = None
+) -> Iterator[Document]:
     """Stream a BEIR ``corpus.jsonl``: ``{"_id", "title", "text", "metadata"?, ...}``.
 
     Extra top-level fields go into ``metadata``. Duplicate ids raise; an empty ``text`` raises
@@ -173,14 +210,13 @@ def _parse_grade(raw: str, path: PathLike, lineno: int) -> int:
         val = float(raw)
     except ValueError:
         raise DataError(f"relevance grade {raw!r} is not an integer", path=path, line=lineno) from None
-    if not val.is_integer():
+    if not val.is_integer():  # also rejects nan / inf
         raise DataError(f"relevance grade {raw!r} is not an integer", path=path, line=lineno)
     return int(val)
 
 
-def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
-    """Stream ``(qid, docid, grade)`` from a BEIR qrels TSV (header ``query-id corpus-id score``)
-    or a TREC qrels file (``qid iter docid rel``, whitespace separated); the format is detected."""
+def iter_qrels_lines(path: PathLike) -> Iterator[tuple[int, str, str, int]]:
+    """Like :func:`iter_qrels` but yields ``(line_number, qid, docid, grade)``."""
     fmt = None
     for lineno, line in iter_lines(path):
         if not line.strip():
@@ -199,22 +235,47 @@ def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
                 raise DataError(
                     f"cannot tell the qrels format: expected 3 columns (BEIR: query-id corpus-id score) "
                     f"or 4 (TREC: qid 0 docid rel), got {len(parts)}",
-                    path=path, line=lineno,
+                    path=path,
+                    line=lineno,
                 )
         want = 4 if fmt == "trec" else 3
         if len(parts) != want:
-            raise DataError(f"expected {want} columns ({fmt} qrels), got {len(parts)}", path=path, line=lineno)
+            raise DataError(
+                f"expected {want} columns ({fmt} qrels), got {len(parts)}", path=path, line=lineno
+            )
         if fmt == "trec":
             qid, _, docid, grade = parts
         else:
             qid, docid, grade = parts
-        yield qid, docid, _parse_grade(grade, path, lineno)
+        yield lineno, qid, docid, _parse_grade(grade, path, lineno)
+
+
+def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
+    """Stream ``(qid, docid, grade)`` from a BEIR qrels TSV (header ``query-id corpus-id score``)
+    or a TREC qrels file (``qid iter docid rel``, whitespace separated); the format is detected."""
+    for _, qid, docid, grade in iter_qrels_lines(path):
+        yield qid, docid, grade
 
 
 def read_qrels(path: PathLike) -> Qrels:
+    """Read qrels (BEIR TSV or TREC). A (qid, docid) pair judged twice keeps its last row; when the grades
+    differ, one warning on the ``relforge.data`` logger gives the count and the first line."""
     qrels: Qrels = {}
-    for qid, docid, grade in iter_qrels(path):
-        qrels.setdefault(qid, {})[docid] = grade
+    conflicts, first = 0, None
+    for lineno, qid, docid, grade in iter_qrels_lines(path):
+        docs = qrels.setdefault(qid, {})
+        if docid in docs and docs[docid] != grade:
+            conflicts += 1
+            first = first or lineno
+        docs[docid] = grade
+    if conflicts:
+        logging.getLogger("relforge.data").warning(
+            "%s: %d (query, doc) pairs are judged twice with different grades (first at line %d); "
+            "kept the last row of each",
+            path,
+            conflicts,
+            first,
+        )
     return qrels
 
 
@@ -228,7 +289,11 @@ def write_qrels(path: PathLike, qrels: Qrels, *, format: str = "beir") -> int:
             fh.write("query-id\tcorpus-id\tscore\n")
         for qid in qrels:
             for docid, grade in qrels[qid].items():
-                fh.write(f"{qid}\t{docid}\t{int(grade)}\n" if format == "beir" else f"{qid} 0 {docid} {int(grade)}\n")
+                fh.write(
+                    f"{qid}\t{docid}\t{int(grade)}\n"
+                    if format == "beir"
+                    else f"{qid} 0 {docid} {int(grade)}\n"
+                )
                 n += 1
     return n
 
@@ -245,7 +310,8 @@ def iter_run(path: PathLike) -> Iterator[tuple[str, str, float]]:
         if len(parts) != 6:
             raise DataError(
                 f"expected 6 columns in a TREC run (qid Q0 docid rank score tag), got {len(parts)}",
-                path=path, line=lineno,
+                path=path,
+                line=lineno,
             )
         try:
             score = float(parts[4])
@@ -278,15 +344,71 @@ def write_run(path: PathLike, run: Run, *, tag: str = "relforge", top_k: int | N
 # --------------------------------------------------------------------------- BEIR folders and validation
 
 
-def read_beir(folder: PathLike, split: str | None = "test") -> tuple[dict[str, Document], dict[str, Query], Qrels]:
-    """Read a BEIR folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``."""
+def beir_file(folder: PathLike, name: str) -> Path:
+    """``folder/name``, or ``folder/name.gz`` when only the gzipped file exists."""
+    p = Path(folder) / name
+    if not p.exists() and p.with_name(p.name + ".gz").exists():
+        return p.with_name(p.name + ".gz")
+    return p
+
+
+def read_beir(
+    folder: PathLike, split: str | None = "test", *, validate: bool = True
+) -> tuple[dict[str, Document], dict[str, Query], Qrels]:
+    """Read a BEIR folder: ``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv`` (each may be ``.gz``).
+
+    Args:
+        folder: the BEIR folder.
+        split: which ``qrels/<split>.tsv`` to read; ``None`` reads no qrels.
+        validate: raise a :class:`DataError` naming the qrels file and line when a qrels row names a
+            query or document that is not in ``queries.jsonl`` / ``corpus.jsonl``.
+
+    Returns:
+        ``(corpus, queries, qrels)``.
+    """
     folder = Path(folder)
-    corpus = read_corpus(folder / "corpus.jsonl")
-    queries = read_queries(folder / "queries.jsonl")
+    if not folder.is_dir():
+        raise MissingInputError(
+            f"{folder}: no such folder (expected a BEIR folder with corpus.jsonl, queries.jsonl)"
+        )
+    corpus = read_corpus(beir_file(folder, "corpus.jsonl"))
+    queries = read_queries(beir_file(folder, "queries.jsonl"))
     qrels: Qrels = {}
     if split is not None:
-        qrels = read_qrels(folder / "qrels" / f"{split}.tsv")
+        qpath = beir_file(folder / "qrels", f"{split}.tsv")
+        if not qpath.exists():
+            have = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
+            raise MissingInputError(f"{qpath}: no such qrels split {split!r}; splits here: {have or 'none'}")
+        for lineno, qid, docid, grade in iter_qrels_lines(qpath):
+            if validate:
+                _check_qrel_ids(qid, docid, queries, corpus, qpath, lineno)
+            qrels.setdefault(qid, {})[docid] = grade
     return corpus, queries, qrels
+
+
+def _check_qrel_ids(qid, docid, queries, corpus, path, lineno) -> None:
+    if queries is not None and qid not in queries:
+        raise DataError(f"qrels name unknown query id {qid!r} (not in the queries)", path=path, line=lineno)
+    if corpus is not None and docid not in corpus:
+        raise DataError(
+            f"qrels name unknown document id {docid!r} (query {qid!r}; not in the corpus)",
+            path=path,
+            line=lineno,
+        )
+
+
+def check_qrels_file(path: PathLike, queries=None, corpus=None) -> int:
+    """Stream a qrels file and raise a :class:`DataError` (file and line) at the first row naming a
+    query or document that is not in ``queries`` / ``corpus`` (any containers of ids; ``None`` skips).
+
+    Returns:
+        The number of qrels rows checked.
+    """
+    n = 0
+    for lineno, qid, docid, _ in iter_qrels_lines(path):
+        _check_qrel_ids(qid, docid, queries, corpus, path, lineno)
+        n += 1
+    return n
 
 
 def validate_qrels(qrels: Qrels, queries=None, corpus=None, *, path: PathLike | None = None) -> None:
@@ -298,3 +420,48 @@ def validate_qrels(qrels: Qrels, queries=None, corpus=None, *, path: PathLike | 
             for did in docs:
                 if did not in corpus:
                     raise DataError(f"qrels name unknown document id {did!r} (query {qid!r})", path=path)
+
+
+def validate_corpus(path: PathLike, *, max_examples: int = 5) -> dict[str, Any]:
+    """Check a BEIR ``corpus.jsonl`` in one streaming pass, holding only the set of ids.
+
+    Malformed JSON, a missing ``_id``, non-UTF-8 bytes or a non-string ``text`` raise a
+    :class:`DataError` naming the file and line; duplicate ids and empty documents are counted
+    (with the first ``max_examples`` line numbers) so one run reports them all.
+
+    Returns:
+        ``{"path", "documents", "unique_ids", "duplicates", "duplicate_lines", "empty", "empty_lines",
+        "ids"}`` where ``ids`` is the set of unique ids (reuse it to check qrels with
+        :func:`check_qrels_file`).
+    """
+    ids: set[str] = set()
+    out: dict[str, Any] = {
+        "path": str(path),
+        "documents": 0,
+        "duplicates": 0,
+        "duplicate_lines": [],
+        "empty": 0,
+        "empty_lines": [],
+    }
+    for lineno, obj in iter_jsonl(path):
+        did = _get_id(obj, path, lineno)
+        out["documents"] += 1
+        if did in ids:
+            out["duplicates"] += 1
+            if len(out["duplicate_lines"]) < max_examples:
+                out["duplicate_lines"].append(lineno)
+        ids.add(did)
+        text = obj.get("text")
+        if text is not None and not isinstance(text, str):
+            raise DataError(
+                f"document {did!r}: 'text' must be a string, got {type(text).__name__}",
+                path=path,
+                line=lineno,
+            )
+        if not (text or "").strip() and not str(obj.get("title") or "").strip():
+            out["empty"] += 1
+            if len(out["empty_lines"]) < max_examples:
+                out["empty_lines"].append(lineno)
+    out["unique_ids"] = len(ids)
+    out["ids"] = ids
+    return out

@@ -1,9 +1,173 @@
-"""CLI commands of relforge.generate (registered by relforge.cli)."""
+"""``relforge generate``: synthetic queries for a corpus (registered by relforge.cli)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any, Optional
+
 import typer
+
+from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
+
+_G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()
+
+#: CLI option -> (config section, field); a flag given on the command line overrides --config
+_FLAG_MAP = {
+    "per_doc": ("", "per_doc"),
+    "style": ("", "style"),
+    "prompt": ("", "prompt"),
+    "examples": ("", "examples"),
+    "n_examples": ("", "n_examples"),
+    "domain": ("", "domain"),
+    "temperature": ("", "temperature"),
+    "top_p": ("", "top_p"),
+    "max_new_tokens": ("", "max_new_tokens"),
+    "seed": ("", "seed"),
+    "grade": ("", "grade"),
+    "sample": ("select", "sample"),
+    "diverse_by": ("select", "diverse_by"),
+    "n_clusters": ("select", "n_clusters"),
+    "round_trip": ("filters", "round_trip"),
+    "round_trip_k": ("filters", "round_trip_k"),
+    "min_words": ("filters", "min_words"),
+    "max_words": ("filters", "max_words"),
+}
+
+
+def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str, Any]) -> GenerateConfig:
+    """YAML file (if any) first, then the flags actually given on the command line."""
+    import yaml
+
+    from relforge.errors import DataError, MissingInputError
+
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        if not config_file.is_file():
+            raise MissingInputError(f"{config_file}: no such config file (--config)")
+        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        raw = raw.get("generate", raw)
+    from_file = config_file is not None
+    for name, (section, fld) in _FLAG_MAP.items():
+        source = ctx.get_parameter_source(name)
+        given = source is not None and source.name == "COMMANDLINE"  # typer may vendor its own click
+        if given or not from_file:
+            (raw.setdefault(section, {}) if section else raw)[fld] = values[name]
+    if values.get("seed") is not None and (not from_file or "seed" not in raw.get("select", {})):
+        raw.setdefault("select", {})["seed"] = raw.get("seed", values["seed"])
+    try:
+        return GenerateConfig.model_validate(raw)
+    except Exception as e:  # pydantic.ValidationError
+        raise DataError(f"invalid generate config: {e}", path=config_file) from None
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=f"generate: {summary['kept']}/{summary['generated']} queries kept "
+        f"({summary['documents']} documents, prompt {summary['prompt_id']}@{summary['prompt_hash'][:8]})"
+    )
+    t.add_column("filter")
+    t.add_column("dropped", justify="right")
+    for name, n in summary["dropped"].items():
+        t.add_row(name, str(n))
+    t.add_row("[bold]kept[/bold]", f"[bold]{summary['kept']}[/bold]")
+    Console(stderr=True).print(t)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add ``relforge generate`` to the root app."""
+
+    @app.command("generate")
+    def generate(
+        ctx: typer.Context,
+        corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl"),
+        out: Path = typer.Option(..., "--out", help="queries.jsonl to write"),
+        llm: str = typer.Option(
+            "smollm2", "--llm", help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...)"
+        ),
+        per_doc: int = typer.Option(_G.per_doc, "--per-doc", help="queries per document"),
+        sample: Optional[int] = typer.Option(None, "--sample", help="number of documents (default: all)"),
+        qrels_out: Optional[Path] = typer.Option(
+            None, "--qrels-out", help="positives TSV [default: <out>.qrels.tsv]"
+        ),
+        style: str = typer.Option(_G.style, "--style", help="question | keyword"),
+        prompt: Optional[str] = typer.Option(None, "--prompt", help="built-in prompt id or YAML path"),
+        examples: Optional[str] = typer.Option(
+            None, "--examples", help="few-shot examples file or BEIR folder"
+        ),
+        n_examples: Optional[int] = typer.Option(
+            None, "--n-examples", help="few-shot examples as chat turns"
+        ),
+        domain: Optional[str] = typer.Option(
+            None, "--domain", help="domain instruction, e.g. 'product search'"
+        ),
+        diverse_by: Optional[str] = typer.Option(
+            None, "--diverse-by", help="'embeddings' or a metadata field"
+        ),
+        n_clusters: Optional[int] = typer.Option(
+            None, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
+        ),
+        temperature: float = typer.Option(_G.temperature, "--temperature"),
+        top_p: float = typer.Option(_G.top_p, "--top-p"),
+        max_new_tokens: int = typer.Option(_G.max_new_tokens, "--max-new-tokens"),
+        seed: int = typer.Option(_G.seed, "--seed"),
+        grade: int = typer.Option(_G.grade, "--grade", help="qrels grade of each query's source document"),
+        min_words: int = typer.Option(_F.min_words, "--min-words"),
+        max_words: int = typer.Option(_F.max_words, "--max-words"),
+        round_trip: Optional[str] = typer.Option(
+            None, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
+        ),
+        round_trip_k: int = typer.Option(_F.round_trip_k, "--round-trip-k"),
+        config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),
+        no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM cache"),
+        cache: Optional[Path] = typer.Option(
+            None, "--cache", help="LLM cache file [default: the LLM layer's]"
+        ),
+        rejects_out: Optional[Path] = typer.Option(
+            None, "--rejects-out", help="also write dropped queries with reasons"
+        ),
+        output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
+    ) -> None:
+        """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
+        from relforge.data import read_corpus, write_jsonl, write_qrels, write_queries
+        from relforge.generate import generate_queries, select_documents
+        from relforge.generate.queries import load_prompt
+
+        cfg = build_config(ctx, config_file, dict(locals()))
+        docs_all = read_corpus(corpus)
+        load_prompt(cfg)  # fail on a bad prompt before loading a model
+        select_stats: dict = {}
+        docs = select_documents(docs_all, cfg.select, stats=select_stats)
+        from relforge.llm import load_llm
+
+        cache_kw = (
+            {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
+        )  # else the default cache
+        model = load_llm(llm, **cache_kw)
+        res = generate_queries(model, docs, cfg, corpus=docs_all)
+        write_queries(out, res.queries)
+        qrels_path = qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv")
+        write_qrels(qrels_path, res.qrels)
+        if rejects_out:
+            write_jsonl(rejects_out, res.rejected)
+        from relforge import __version__
+        from relforge.data import atomic_write
+
+        summary = {
+            **res.summary,
+            "selection": select_stats,
+            "config": cfg.model_dump(),
+            "llm": llm,
+            "queries": str(out),
+            "qrels": str(qrels_path),
+            "relforge_version": __version__,
+        }
+        with atomic_write(out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")) as fh:
+            json.dump(summary, fh, indent=2)
+        if output == "json":
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            print_summary(res.summary)

@@ -1,9 +1,163 @@
-"""CLI commands of relforge.judge (registered by relforge.cli)."""
+"""CLI of relforge.judge: ``relforge judge`` (judging), ``relforge judge agreement``, ``relforge judge finetune``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from relforge.judge.config import JudgeConfig
+
+_D = JudgeConfig()
+
+judge_app = typer.Typer(
+    name="judge",
+    help="Judge query-document pairs with an LLM (graded labels with probabilities); agreement with humans.",
+    invoke_without_command=True,
+    add_completion=False,
+)
+
+
+def _thresholds(text: str | None) -> list[float] | None:
+    from relforge.errors import UsageError
+
+    if text is None:
+        return None
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--thresholds must be comma-separated numbers like 0.5,1.5,2.5, got {text!r}"
+        ) from None
+
+
+@judge_app.callback()
+def judge(
+    ctx: typer.Context,
+    corpus: Path = typer.Option(None, "--corpus", help="BEIR corpus.jsonl."),
+    queries: Path = typer.Option(None, "--queries", help="BEIR queries.jsonl."),
+    pairs: Path = typer.Option(
+        None, "--pairs", help="Pairs to judge: BEIR/TREC qrels, TREC run, or a qid<TAB>docid TSV."
+    ),
+    llm: str = typer.Option(
+        None, "--llm", help="LLM spec: smollm2, hf:<dir|file.gguf>, openai:<url>#<model>, ..."
+    ),
+    out: Path = typer.Option(None, "--out", help="Output judgments.jsonl."),
+    adapter: Path = typer.Option(
+        None, "--adapter", help="LoRA adapter folder (e.g. from `relforge judge finetune`)."
+    ),
+    mode: str = typer.Option(
+        _D.mode, "--mode", help="probs (distribution over grades) or generate (decode and parse)."
+    ),
+    template: str = typer.Option(_D.template, "--template", help="Built-in template id or a YAML path."),
+    reasoning: bool = typer.Option(
+        _D.reasoning, "--reasoning", help="Ask for reasoning before the grade (generate mode)."
+    ),
+    max_doc_tokens: int = typer.Option(
+        _D.max_doc_tokens, "--max-doc-tokens", help="Document token budget (default: template's)."
+    ),
+    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Pairs per backend call."),
+    top_k: int = typer.Option(_D.top_k, "--top-k", help="For a TREC run: judge each query's top k."),
+    thresholds: str = typer.Option(
+        None, "--thresholds", help="Cut points on the expected grade, e.g. 0.5,1.5,2.5."
+    ),
+    calibrate_on: Path = typer.Option(
+        None, "--calibrate-on", help="Human qrels: fit thresholds on the judged pairs they grade."
+    ),
+    calibrate_metric: str = typer.Option(_D.calibrate_metric, "--calibrate-metric", help="qwk or macro_f1."),
+    on_missing: str = typer.Option(
+        _D.on_missing, "--on-missing", help="Pairs with unknown ids: error or skip (counted)."
+    ),
+    qrels_out: Path = typer.Option(None, "--qrels-out", help="Also write the grades as TREC qrels."),
+    cache: Path = typer.Option(
+        None, "--cache", help="SQLite cache file of LLM calls (default: the LLM layer's)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not cache LLM calls."),
+    max_new_tokens: int = typer.Option(
+        None, "--max-new-tokens", help="Generate mode: reply length (default 8; 256 with reasoning)."
+    ),
+    seed: int = typer.Option(_D.seed, "--seed"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+) -> None:
+    """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from relforge.errors import UsageError
+
+    required = {"--corpus": corpus, "--queries": queries, "--pairs": pairs, "--llm": llm, "--out": out}
+    if all(v is None for v in required.values()):
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    missing = [k for k, v in required.items() if v is None]
+    if missing:
+        raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
+    if thresholds is not None and calibrate_on is not None:
+        raise UsageError("give either --thresholds or --calibrate-on, not both")
+    try:
+        cfg = JudgeConfig(
+            template=template,
+            mode=mode,
+            max_doc_tokens=max_doc_tokens,
+            batch_size=batch_size,
+            top_k=top_k,
+            thresholds=_thresholds(thresholds),
+            on_missing=on_missing,
+            reasoning=reasoning,
+            seed=seed,
+            calibrate_metric=calibrate_metric,
+            max_new_tokens=max_new_tokens or _D.max_new_tokens,
+        )
+    except ValueError as e:
+        raise UsageError(f"invalid judge setting: {e}") from None
+    from relforge.judge.run import run_judge
+
+    run_judge(
+        cfg,
+        corpus=corpus,
+        queries=queries,
+        pairs=pairs,
+        llm_spec=llm,
+        out=out,
+        adapter=adapter,
+        qrels_out=qrels_out,
+        cache=False if no_cache else cache,
+        calibrate_on=calibrate_on,
+        max_new_tokens=max_new_tokens,
+        progress=not no_progress,
+    )
+
+
+@judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
+def agreement_cmd(
+    ctx: typer.Context,
+    human: Path = typer.Option(..., "--human", help="Human qrels (BEIR TSV or TREC)."),
+    llm: Path = typer.Option(..., "--llm", help="judgments.jsonl from `relforge judge`."),
+    out: Path = typer.Option(None, "--out", help="Write the report as JSON."),
+    png: Path = typer.Option(None, "--png", help="Write the confusion matrix as PNG."),
+    runs: list[Path] = typer.Option(
+        None, "--runs", help="TREC runs for system-ranking agreement: --runs R1 R2 ... (>= 2)."
+    ),
+    measure: str = typer.Option(
+        "nDCG@10", "--measure", help="ir_measures measure (reranking, system ranking)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the class-balanced subsample."),
+) -> None:
+    """Agreement of LLM judgments with human grades: tau_b, kappa, weighted kappa, alpha, F1, confusion."""
+    from relforge.errors import UsageError
+    from relforge.judge.run import run_agreement
+
+    extra = list(ctx.args)
+    if extra and not runs:
+        raise UsageError(f"unexpected arguments {extra} (runs go after --runs)")
+    run_paths = [*(runs or []), *(Path(x) for x in extra)]
+    run_agreement(human=human, llm=llm, out=out, png=png, runs=run_paths, measure=measure, seed=seed)
+
+
+from relforge.judge.finetune_cli import register_finetune  # noqa: E402
+
+register_finetune(judge_app)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add ``relforge judge`` (and its subcommands) to the root app."""
+    app.add_typer(judge_app, name="judge")

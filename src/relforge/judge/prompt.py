@@ -29,6 +29,16 @@ def builtin_templates() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+_ACRONYMS = {"url": "URL", "id": "ID", "doi": "DOI", "pmid": "PMID"}
+
+
+def _display_name(field_name: str) -> str:
+    """``title`` -> ``Title``, ``url`` -> ``URL``, ``focus_area`` -> ``Focus area``."""
+    if field_name.lower() in _ACRONYMS:
+        return _ACRONYMS[field_name.lower()]
+    return field_name.replace("_", " ").capitalize()
+
+
 @dataclass(frozen=True)
 class Grade:
     label: str  # the exact string the model outputs, e.g. "2"
@@ -67,7 +77,9 @@ class JudgeTemplate:
         else:
             f = resources.files("relforge.judge") / "templates" / f"{name_or_path}.yaml"
             if not f.is_file():
-                raise UsageError(f"unknown judge template {name_or_path!r}; built-in: {builtin_templates()}, or a .yaml path")
+                raise UsageError(
+                    f"unknown judge template {name_or_path!r}; built-in: {builtin_templates()}, or a .yaml path"
+                )
             text, source = f.read_text(encoding="utf-8"), f"builtin:{name_or_path}"
         try:
             raw = yaml.safe_load(text) or {}
@@ -85,8 +97,14 @@ class JudgeTemplate:
         for i, s in enumerate(raw["scale"]):
             if "label" not in s:
                 raise DataError(f"scale entry {i} has no 'label'", path=source or None)
-            scale.append(Grade(label=str(s["label"]), name=str(s.get("name", s["label"])),
-                               definition=str(s.get("definition", "")), value=int(s.get("value", i))))
+            scale.append(
+                Grade(
+                    label=str(s["label"]),
+                    name=str(s.get("name", s["label"])),
+                    definition=str(s.get("definition", "")),
+                    value=int(s.get("value", i)),
+                )
+            )
         if len({g.label for g in scale}) != len(scale) or len(scale) < 2:
             raise DataError("scale needs at least two grades with distinct labels", path=source or None)
         known = {f for f in cls.__dataclass_fields__}
@@ -156,33 +174,43 @@ class JudgeTemplate:
                 value = doc.metadata.get(name)
             if value is None or str(value).strip() == "":
                 continue
-            out.append((name, str(value).strip()))
+            out.append((_display_name(name), str(value).strip()))
         return out
 
-    def render_user(self, query: Query, doc: Document, tokenizer: Any = None,
-                    max_doc_tokens: int | None = None) -> str:
+    def render_user(
+        self, query: Query, doc: Document, tokenizer: Any = None, max_doc_tokens: int | None = None
+    ) -> str:
         labels = self.labels
         label_str = ", ".join(labels[:-1]) + " or " + labels[-1]
         output = self.reasoning_format if self.reasoning else self.output_format
         env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-        return env.from_string(self.user).render(
-            guidelines=self.guidelines.strip(),
-            scale=self.scale,
-            query=query.text.strip(),
-            intent=query.metadata.get("intent") or query.metadata.get("qtype") or "",
-            fields=self._fields(doc, tokenizer, max_doc_tokens),
-            output=output.format(labels=label_str).strip(),
-        ).strip()
+        return (
+            env.from_string(self.user)
+            .render(
+                guidelines=self.guidelines.strip(),
+                scale=self.scale,
+                query=query.text.strip(),
+                intent=query.metadata.get("intent") or query.metadata.get("qtype") or "",
+                fields=self._fields(doc, tokenizer, max_doc_tokens),
+                output=output.format(labels=label_str).strip(),
+            )
+            .strip()
+        )
 
-    def build_chat(self, query: Query, doc: Document, tokenizer: Any = None,
-                   max_doc_tokens: int | None = None) -> Chat:
+    def build_chat(
+        self, query: Query, doc: Document, tokenizer: Any = None, max_doc_tokens: int | None = None
+    ) -> Chat:
         """The full chat for one pair: system role, few-shot turns, then the pair to judge."""
         chat: Chat = [{"role": "system", "content": self.role.strip()}]
         for ex in self.few_shot:
             q = Query(id="fewshot", text=str(ex["query"]))
             d = Document(id="fewshot", title=str(ex.get("title", "")), text=str(ex.get("text", "")))
             chat.append({"role": "user", "content": self.render_user(q, d, tokenizer, max_doc_tokens)})
-            answer = str(ex.get("reasoning", "")).strip() + "\nGrade: " if self.reasoning and ex.get("reasoning") else ""
+            answer = (
+                str(ex.get("reasoning", "")).strip() + "\nGrade: "
+                if self.reasoning and ex.get("reasoning")
+                else ""
+            )
             chat.append({"role": "assistant", "content": answer + self.label_of(int(ex["grade"]))})
         chat.append({"role": "user", "content": self.render_user(query, doc, tokenizer, max_doc_tokens)})
         return chat

@@ -1,9 +1,143 @@
-"""CLI commands of relforge.retrieve (registered by relforge.cli)."""
+"""``relforge retrieve`` (BM25 / dense / hybrid runs) and ``relforge retrieve mine`` (hard negatives)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Optional
+
 import typer
+
+from relforge.retrieve.config import MiningConfig, RetrieveConfig
+
+_R, _M = RetrieveConfig(), MiningConfig()
+
+retrieve_app = typer.Typer(
+    help="Retrieve candidates (bm25 | dense | hybrid) into a TREC run; `mine` picks hard negatives from a run.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@retrieve_app.callback(invoke_without_command=True)
+def retrieve_cmd(
+    ctx: typer.Context,
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="BEIR corpus.jsonl (required)"),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="BEIR queries.jsonl (required)"),
+    method: str = typer.Option(_R.method, "--method", help="bm25 | dense | hybrid"),
+    top_k: int = typer.Option(_R.top_k, "--top-k", help="documents per query"),
+    out: Optional[Path] = typer.Option(None, "--out", help="TREC run to write (required)"),
+    model: str = typer.Option(_R.model, "--model", help="dense model: minilm, hub id or path"),
+    index_dir: Optional[Path] = typer.Option(None, "--index-dir", help="save / reuse the BM25 index here"),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="cache dense corpus embeddings here"),
+    max_seq_length: Optional[int] = typer.Option(
+        None, "--max-seq-length", help="dense: truncate to N tokens"
+    ),
+    stemmer: str = typer.Option(_R.stemmer, "--stemmer", help="auto (PyStemmer if installed) | none"),
+    rrf_k: int = typer.Option(_R.rrf_k, "--rrf-k", help="RRF constant for hybrid"),
+    use_faiss: bool = typer.Option(_R.use_faiss, "--faiss", help="dense search with faiss (if installed)"),
+) -> None:
+    """Retrieve the top-k documents for every query and write a TREC run."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from relforge.data import read_corpus, read_queries, write_run
+    from relforge.errors import UsageError
+    from relforge.retrieve import retrieve
+
+    missing = [f for f, v in (("--corpus", corpus), ("--queries", queries), ("--out", out)) if v is None]
+    if missing:
+        raise UsageError(f"relforge retrieve needs {', '.join(missing)} (or a subcommand: mine)")
+    try:
+        cfg = RetrieveConfig(
+            method=method,
+            top_k=top_k,
+            model=model,
+            index_dir=str(index_dir) if index_dir else None,
+            cache_dir=str(cache_dir) if cache_dir else None,
+            stemmer=stemmer,
+            rrf_k=rrf_k,
+            max_seq_length=max_seq_length,
+            use_faiss=use_faiss,
+        )
+    except ValueError as e:
+        raise UsageError(f"invalid retrieve settings: {e}") from None
+    run = retrieve(read_corpus(corpus), read_queries(queries), cfg)
+    n = write_run(out, run, tag=f"relforge-{method}", top_k=top_k)
+    typer.secho(f"wrote {n} lines for {len(run)} queries to {out}", err=True)
+
+
+@retrieve_app.command("mine")
+def mine_cmd(
+    run: Path = typer.Option(..., "--run", help="TREC run (from relforge retrieve)"),
+    qrels: Path = typer.Option(..., "--qrels", help="positives (BEIR TSV or TREC qrels)"),
+    out: Path = typer.Option(..., "--out", help="negatives JSONL to write"),
+    corpus: Optional[Path] = typer.Option(
+        None, "--corpus", help="pool for random negatives [default: docs in the run]"
+    ),
+    rank_min: int = typer.Option(_M.rank_min, "--rank-min"),
+    rank_max: int = typer.Option(_M.rank_max, "--rank-max"),
+    num_negatives: int = typer.Option(_M.num_negatives, "--num-negatives"),
+    random_share: float = typer.Option(_M.random_share, "--random-share", help="share of random negatives"),
+    sampling: str = typer.Option(_M.sampling, "--sampling", help="top | random"),
+    margin: Optional[float] = typer.Option(None, "--margin", help="negative score < positive score - margin"),
+    relative_margin: Optional[float] = typer.Option(None, "--relative-margin", help="neg < pos * (1 - m)"),
+    seed: int = typer.Option(_M.seed, "--seed"),
+) -> None:
+    """Pick hard negatives per query from a run: positives excluded, rank window, margin, random share."""
+    from relforge.data import atomic_write, iter_corpus, read_qrels, read_run, write_jsonl
+    from relforge.errors import UsageError
+    from relforge.retrieve.mining import mine_negatives_split
+
+    try:
+        cfg = MiningConfig(
+            rank_min=rank_min,
+            rank_max=rank_max,
+            num_negatives=num_negatives,
+            random_share=random_share,
+            sampling=sampling,
+            margin=margin,
+            relative_margin=relative_margin,
+            seed=seed,
+        )
+    except ValueError as e:
+        raise UsageError(f"invalid mining settings: {e}") from None
+    positives = read_qrels(qrels)
+    ids = [d.id for d in iter_corpus(corpus)] if corpus else None
+    stats: dict = {}
+    negs = mine_negatives_split(read_run(run), positives, cfg, corpus_ids=ids, stats=stats)
+    rows = [
+        {
+            "query_id": qid,
+            "positives": sorted(d for d, g in positives[qid].items() if g > 0),
+            "negatives": hard + rand,
+            "random_negatives": rand,
+        }
+        for qid, (hard, rand) in negs.items()
+    ]
+    write_jsonl(out, rows)
+    print_mining_stats(stats)
+    with atomic_write(out.with_name(out.name.removesuffix(".jsonl") + ".stats.json")) as fh:
+        json.dump({"config": cfg.model_dump(), **stats}, fh, indent=2)
+
+
+def print_mining_stats(stats: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(
+        title=f"mine: {stats['hard']} hard + {stats['random']} random negatives for {stats['queries']} queries"
+    )
+    t.add_column("count")
+    t.add_column("n", justify="right")
+    for reason, n in stats["skipped"].items():
+        t.add_row(f"skipped: {reason}", str(n))
+    for k in ("queries_without_positive", "queries_not_in_run", "queries_margin_unchecked", "queries_short"):
+        t.add_row(k, str(stats[k]))
+    for k in ("mean_positive_score", "mean_negative_score"):
+        t.add_row(k, "-" if stats[k] is None else f"{stats[k]:.4f}")
+    Console(stderr=True).print(t)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add ``relforge retrieve`` (and ``retrieve mine``) to the root app."""
+    app.add_typer(retrieve_app, name="retrieve")

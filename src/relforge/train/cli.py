@@ -1,9 +1,98 @@
-"""CLI commands of relforge.train (registered by relforge.cli)."""
+"""CLI commands of relforge.train: ``relforge train`` and ``relforge rerank`` (registered by relforge.cli)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+
+from relforge.train.config import TrainConfig
+
+_D = TrainConfig()
+
+
+def _dev_set(corpus, queries, qrels, run, top_k):
+    given = [p for p in (corpus, queries, qrels, run) if p is not None]
+    if not given:
+        return None
+    if len(given) != 4:
+        from relforge.errors import UsageError
+
+        raise UsageError("dev evaluation needs all of --dev-corpus, --dev-queries, --dev-qrels, --dev-run")
+    from relforge.data import read_corpus, read_qrels, read_queries, read_run
+    from relforge.train.trainer import DevSet
+
+    return DevSet(read_corpus(corpus), read_queries(queries), read_qrels(qrels), read_run(run), top_k)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this stage's commands to the root app."""
+    """Add ``train`` and ``rerank`` to the root app."""
+
+    @app.command("train")
+    def train(
+        groups: Path = typer.Option(..., help="groups from `relforge dataset build` (folder or groups.jsonl)."),
+        out: Path = typer.Option(..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."),
+        base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
+        loss: str = typer.Option(_D.loss, help="lce | bce | lambda | listnet (cross); mnrl (cross or bi)."),
+        kind: str = typer.Option(_D.kind, help="cross | bi."),
+        epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
+        lr: float = typer.Option(_D.lr, help="peak learning rate."),
+        warmup_ratio: float = typer.Option(_D.warmup_ratio, help="fraction of warm-up steps."),
+        max_length: int = typer.Option(_D.max_length, help="token limit of a pair (cross) / a text (bi)."),
+        batch_groups: int = typer.Option(_D.batch_groups, help="groups per step."),
+        max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
+        negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
+        temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
+        precision: str = typer.Option(_D.precision, help="auto | fp32 | bf16 | fp16."),
+        seed: int = typer.Option(_D.seed, help="random seed."),
+        dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
+        dev_queries: Path | None = typer.Option(None, help="dev queries.jsonl."),
+        dev_qrels: Path | None = typer.Option(None, help="dev qrels (graded)."),
+        dev_run: Path | None = typer.Option(None, help="dev first-stage run (TREC) to rerank."),
+        dev_top_k: int = typer.Option(_D.dev_top_k, help="dev run depth reranked."),
+        eval_steps: int | None = typer.Option(_D.eval_steps, help="evaluate every N steps (default 4x per run)."),
+    ) -> None:
+        """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
+        from pydantic import ValidationError
+
+        from relforge.errors import UsageError
+        from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
+
+        if kind == "bi" and loss == _D.loss:
+            loss = "mnrl"
+        check_loss(loss, kind)
+        try:
+            cfg = TrainConfig(base=base, kind=kind, loss=loss, max_length=max_length, lr=lr, warmup_ratio=warmup_ratio,
+                              epochs=epochs, batch_groups=batch_groups, max_steps=max_steps, seed=seed,
+                              temperature=temperature, negatives=negatives, precision=precision,
+                              eval_steps=eval_steps, dev_top_k=dev_top_k)
+        except ValidationError as e:
+            raise UsageError("; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())) from None
+        dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
+        fn = train_bi_encoder if kind == "bi" else train_cross_encoder
+        summary = fn(groups, out, cfg, dev=dev)
+        typer.echo(json.dumps({k: summary[k] for k in ("model_dir", "steps", "train_time_s", "pairs_per_s",
+                                                        "best_dev_ndcg@10")}))
+
+    @app.command("rerank")
+    def rerank_cmd(
+        model: str = typer.Option(..., help="model folder (trained by relforge or any CrossEncoder), or minilm."),
+        corpus: Path = typer.Option(..., help="corpus.jsonl."),
+        queries: Path = typer.Option(..., help="queries.jsonl."),
+        run: Path = typer.Option(..., help="first-stage run (TREC)."),
+        out: Path = typer.Option(..., help="reranked run to write (TREC)."),
+        top_k: int = typer.Option(100, help="documents per query to rerank."),
+        kind: str = typer.Option("cross", help="cross | bi."),
+        backend: str = typer.Option("auto", help="auto (onnx for cross, torch for bi) | onnx | torch."),
+        batch_size: int = typer.Option(32, help="pairs per forward pass."),
+        max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
+    ) -> None:
+        """Rerank the top-k of a run and write a TREC run."""
+        from relforge.data import read_corpus, read_queries, read_run, write_run
+        from relforge.train.rerank import rerank
+
+        result = rerank(model, read_corpus(corpus), read_queries(queries), read_run(run), top_k=top_k, kind=kind,
+                        backend=backend, batch_size=batch_size, max_length=max_length)
+        n = write_run(out, result, tag=f"relforge-{kind}")
+        typer.echo(f"wrote {n} lines for {len(result)} queries to {out}")

@@ -1,0 +1,317 @@
+"""The pipeline's one configuration file: :class:`PipelineConfig` composes every stage's config model.
+
+Each stage keeps its own pydantic model with all defaults in ``relforge/<stage>/config.py``; the
+pipeline's section for that stage *extends* it with the few pipeline-only keys (which LLM, which
+adapter, how many documents...). So a YAML section accepts exactly the stage's own settings plus those
+keys, and every default still lives in one place. Unknown keys and wrong types are errors, reported
+one per line as ``config.yaml: judge.mode: ...`` (:func:`load_config`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from relforge.errors import DataError, MissingInputError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _stage_model(module: str, *names: str) -> type[BaseModel]:
+    """The stage's config class, or an empty strict model while that stage is not installed."""
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return Strict
+    for n in names:
+        cls = getattr(mod, n, None)
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            return cls
+    return Strict
+
+
+GenerateConfig = _stage_model("relforge.generate.config", "GenerateConfig")
+RetrieveConfig = _stage_model("relforge.retrieve.config", "RetrieveConfig")
+MiningConfig = _stage_model("relforge.retrieve.config", "MiningConfig")
+JudgeConfig = _stage_model("relforge.judge.config", "JudgeConfig")
+FinetuneConfig = _stage_model("relforge.judge.finetune_config", "FinetuneConfig")
+GroupConfig = _stage_model("relforge.dataset.config", "GroupConfig", "DatasetConfig")
+TrainConfig = _stage_model("relforge.train.config", "TrainConfig", "CrossEncoderConfig")
+EvalConfig = _stage_model("relforge.evaluate.config", "EvalConfig", "EvaluateConfig")
+
+
+def stage_part(section: BaseModel, base: type[BaseModel], **overrides: Any) -> Any:
+    """Build the stage's own config object from a pipeline section (drops the pipeline-only keys)."""
+    data = section.model_dump(include=set(base.model_fields))
+    data.update(overrides)
+    return base(**data)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class DataSection(Strict):
+    """Where the documents and the held-out human questions come from.
+
+    ``source``: ``sample:medquad`` (bundled sample), a MedQuAD ``.tar.xz`` / XML folder (imported), or a
+    BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
+    """
+
+    source: str = "sample:medquad"
+    #: cap the corpus (None: all); the evaluation questions' answers are always kept
+    max_docs: int | None = Field(None, ge=1)
+    #: split(s) of the human questions used for evaluation (comma-separated, e.g. ``dev,test``) and how
+    #: many of them (None: all). No human question is ever used for training: only synthetic queries are.
+    test_split: str = "test"
+    test_queries: int | None = Field(100, ge=1)
+    seed: int = 0
+
+
+class LLMSection(Strict):
+    """The default LLM of generate and judge (each may override it)."""
+
+    #: ``smollm2``, ``hf:<id|dir|file.gguf>``, ``openai:<base_url>#<model>``, ``llamacpp:<file.gguf>``
+    spec: str = "smollm2"
+    batch_size: int = Field(8, ge=1)
+    #: extra keyword arguments for ``load_llm`` (e.g. ``api_key_env``, ``max_concurrency``)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
+    """Synthetic queries: ``GenerateConfig`` (``select.sample`` = how many documents) + which LLM."""
+
+    enabled: bool = True
+    #: LLM spec (None: ``llm.spec``)
+    llm: str | None = None
+
+
+class RetrieveSection(RetrieveConfig):  # type: ignore[misc, valid-type]
+    """First-stage retrieval: ``RetrieveConfig`` (``method`` = candidates to judge) + what else to run."""
+
+    #: first-stage runs computed for the evaluation questions (all are compared in the report)
+    methods: list[Literal["bm25", "dense", "hybrid"]] = Field(default_factory=lambda: ["bm25", "dense", "hybrid"])
+    #: hard-negative mining of the synthetic queries' candidates
+    mining: MiningConfig = Field(default_factory=MiningConfig)  # type: ignore[valid-type]
+
+
+class AgreementSection(Strict):
+    """Judge vs held-out human labels (the bundled LiveQA-Med validation queries)."""
+
+    enabled: bool = True
+    #: BEIR folder with human qrels: ``sample:liveqa-med`` or a path
+    human: str = "sample:liveqa-med"
+    #: which queries: ``adapter`` = the validation ids recorded in the adapter's relforge.json; ``all``
+    queries: Literal["adapter", "all"] = "adapter"
+    #: also judge the same pairs with the LLM without adapter
+    zero_shot: bool = False
+    #: cap on judged pairs (None: all), deterministic subsample per query
+    max_pairs: int | None = Field(None, ge=1)
+
+
+class JudgeSection(JudgeConfig):  # type: ignore[misc, valid-type]
+    """The LLM judge: ``JudgeConfig`` + LLM, adapter, and how many candidates per query."""
+
+    enabled: bool = True
+    llm: str | None = None
+    #: ``auto`` (the LoRA adapter shipped in the package when the judge LLM is the packaged SmolLM2,
+    #: else none), ``shipped``, ``finetune`` (the judge_finetune stage's output), a folder, or null
+    #: (zero-shot). Each synthetic query's source document and its ``retrieve.mining.num_negatives``
+    #: mined candidates are judged.
+    adapter: str | None = "auto"
+    agreement: AgreementSection = Field(default_factory=AgreementSection)
+
+
+class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]
+    """Optional judge fine-tuning inside the pipeline (``judge.adapter: finetune`` uses its output)."""
+
+    enabled: bool = False
+    #: base LLM spec (None: ``judge.llm`` or ``llm.spec``)
+    base: str | None = None
+    #: human-labelled BEIR folder (corpus, queries, qrels)
+    data: str = "sample:liveqa-med"
+
+
+class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
+    """LCE groups from the judged candidates (``GroupConfig``)."""
+
+
+class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
+    """Cross-encoder training (``TrainConfig``), once per variant.
+
+    ``plain``: mined negatives without judge labels (the baseline); ``judged``: the judge's re-bucketed
+    groups. Both start from the same backbone with the same settings.
+    """
+
+    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["plain", "judged"])
+
+
+class RerankSection(Strict):
+    """Reranking the evaluation questions' first-stage candidates."""
+
+    #: which first-stage run is reranked
+    first_stage: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    top_k: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    #: max tokens of query + document (None: the model's own)
+    max_length: int | None = Field(None, ge=8)
+    #: also rerank with the untrained backbone (as a bi-encoder: cosine of its embeddings)
+    backbone: bool = True
+
+
+class EvaluateSection(EvalConfig):  # type: ignore[misc, valid-type]
+    """Metrics and significance tests (``EvalConfig``); ``baseline`` defaults to ``bm25``."""
+
+
+class AblationSection(Strict):
+    """Dataset-size ablation: train on nested subsets (first N of one fixed shuffled order)."""
+
+    sizes: list[int] = Field(default_factory=list)
+    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["judged"])
+    seed: int = 0
+
+    @field_validator("sizes")
+    @classmethod
+    def _positive(cls, sizes: list[int]) -> list[int]:
+        bad = [s for s in sizes if s < 1]
+        if bad:
+            raise ValueError(f"sizes must be positive numbers of groups, got {bad}")
+        return sorted(set(sizes))
+
+
+class ReportSection(Strict):
+    enabled: bool = True
+
+
+class PipelineConfig(Strict):
+    """Everything ``relforge run`` needs, in one file."""
+
+    name: str = "relforge"
+    seed: int = 0
+    #: set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE for the run
+    offline: bool = True
+    data: DataSection = Field(default_factory=DataSection)
+    llm: LLMSection = Field(default_factory=LLMSection)
+    generate: GenerateSection = Field(default_factory=GenerateSection)
+    retrieve: RetrieveSection = Field(default_factory=RetrieveSection)
+    judge_finetune: FinetuneSection = Field(default_factory=FinetuneSection)
+    judge: JudgeSection = Field(default_factory=JudgeSection)
+    groups: GroupsSection = Field(default_factory=GroupsSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    rerank: RerankSection = Field(default_factory=RerankSection)
+    evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
+    ablation: AblationSection = Field(default_factory=AblationSection)
+    report: ReportSection = Field(default_factory=ReportSection)
+
+    @model_validator(mode="after")
+    def _consistency(self) -> PipelineConfig:
+        if self.judge.adapter == "finetune" and not self.judge_finetune.enabled:
+            raise ValueError("judge.adapter is 'finetune' but judge_finetune.enabled is false; enable it or "
+                             "set judge.adapter to 'shipped', a folder or null")
+        if self.rerank.first_stage not in self.retrieve.methods:
+            raise ValueError(f"rerank.first_stage {self.rerank.first_stage!r} is not in retrieve.methods "
+                             f"{self.retrieve.methods}; add it there")
+        if "judged" in self.train.variants and not self.judge.enabled:
+            raise ValueError("train.variants has 'judged' but judge.enabled is false; remove 'judged' or enable the judge")
+        return self
+
+    def llm_for(self, stage: Literal["generate", "judge"]) -> str:
+        own = self.generate.llm if stage == "generate" else self.judge.llm
+        return own or self.llm.spec
+
+
+# --------------------------------------------------------------------------- loading and errors
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
+    """Keys allowed at ``loc`` (the path of the parent of an unknown key) in ``model``."""
+    cur: Any = model
+    for part in loc:
+        if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+            return None
+        ann = cur.model_fields[part].annotation
+        cur = ann
+    if isinstance(cur, type) and issubclass(cur, BaseModel):
+        return sorted(cur.model_fields)
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = PipelineConfig) -> str:
+    """One line per problem: ``source: section.key: message (got value)``."""
+    lines = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"])
+        where = ".".join(str(p) for p in loc) or "(top level)"
+        typ = e.get("type", "")
+        if typ == "extra_forbidden":
+            allowed = _allowed_keys(model, loc[:-1])
+            msg = f"unknown key {loc[-1]!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        else:
+            msg = e["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, "):]
+            if typ not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
+                msg += f" (got {e['input']!r})"
+        lines.append(f"{source}: {where}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(raw: dict[str, Any] | None, source: str = "config") -> PipelineConfig:
+    """Validate a dict (e.g. parsed YAML) into a :class:`PipelineConfig`; raises :class:`DataError`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DataError(f"the configuration must be a mapping of sections, got {type(raw).__name__}", path=source)
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as e:
+        err = DataError(format_validation_error(e, source))
+        err.path = source
+        raise err from None
+
+
+def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a YAML pipeline config.
+
+    Args:
+        path: the YAML file.
+        overrides: dotted keys replacing values, e.g. ``{"ablation.sizes": [100, 200]}``.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        MissingInputError: the file does not exist. DataError: bad YAML, unknown keys, wrong types.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInputError(f"{p}: no such config file")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataError(f"invalid YAML: {getattr(e, 'problem', e)}", path=p,
+                        line=(mark.line + 1) if mark is not None else None) from None
+    raw = raw or {}
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    return parse_config(raw, source=p.name)
+
+
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    cur = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value

@@ -1,0 +1,73 @@
+"""Settings of the group builder (every CLI default lives here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: buckets a negative can be drawn from, in the vocabulary of the summary
+#: hard = judged 1, soft = judged 0, unjudged = candidate without a usable judgment
+#: (every candidate when no judgments are given), random = corpus document outside the run
+BUCKETS = ("hard", "soft", "unjudged", "random")
+
+
+class GroupConfig(BaseModel):
+    """How judged candidates become LCE groups (1 positive + ``group_size - 1`` negatives).
+
+    Attributes:
+        group_size: documents per group, positive included (8 = 1 positive + 7 negatives).
+        mix: buckets to draw negatives from, in order; ``"hard:3"`` caps a bucket at 3 negatives.
+        sampling: inside a bucket, take candidates by run rank (``rank``) or a seeded random sample.
+        depth: only the run's top ``depth`` candidates of a query are bucketed.
+        min_positive_grade: a query whose own positive the judge grades below this is dropped.
+        false_negative_grade: a candidate graded at least this is a false hard negative.
+        false_negatives: ``drop`` them, or ``promote`` them to extra positives (one more group each).
+        unjudged: unjudged candidates (when judgments are given) are used as ``negative`` or ``drop``ped.
+        unjudged_positive_grade: label of a positive the judge did not grade (for listwise losses).
+        incomplete: a group short of negatives is ``drop``ped (counted) — LCE needs a fixed size.
+        seed: seed of every random choice (per query, so the result does not depend on query order).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    group_size: int = Field(8, ge=2)
+    mix: list[str] = Field(default_factory=lambda: ["hard", "soft", "unjudged", "random"])
+    sampling: Literal["rank", "random"] = "rank"
+    depth: int = Field(100, ge=1)
+    min_positive_grade: int = 2
+    false_negative_grade: int = 2
+    false_negatives: Literal["drop", "promote"] = "drop"
+    unjudged: Literal["negative", "drop"] = "negative"
+    unjudged_positive_grade: int = 3
+    incomplete: Literal["drop"] = "drop"
+    seed: int = 0
+
+    @field_validator("mix")
+    @classmethod
+    def _check_mix(cls, mix: list[str]) -> list[str]:
+        parse_mix(mix)
+        return mix
+
+
+def parse_mix(mix: list[str]) -> list[tuple[str, int | None]]:
+    """``["hard:3", "soft"]`` -> ``[("hard", 3), ("soft", None)]``; raises ValueError naming the entry."""
+    out: list[tuple[str, int | None]] = []
+    seen: set[str] = set()
+    for entry in mix:
+        name, _, cap = str(entry).partition(":")
+        name = name.strip().lower()
+        if name not in BUCKETS:
+            raise ValueError(f"mix entry {entry!r}: unknown bucket {name!r}; allowed: {', '.join(BUCKETS)} (setting: mix)")
+        if name in seen:
+            raise ValueError(f"mix entry {entry!r}: bucket {name!r} is listed twice (setting: mix)")
+        seen.add(name)
+        limit = None
+        if cap:
+            if not cap.strip().isdigit():
+                raise ValueError(f"mix entry {entry!r}: the cap after ':' must be a whole number (setting: mix)")
+            limit = int(cap)
+        out.append((name, limit))
+    if not out:
+        raise ValueError("mix is empty: list at least one of " + ", ".join(BUCKETS) + " (setting: mix)")
+    return out

@@ -1,0 +1,320 @@
+"""Judged candidates -> LCE training groups (1 positive + n negatives), in four small steps.
+
+``bucket_query`` (candidates of one query -> buckets by judge grade) -> ``sample_negatives``
+(draw n negatives by the configured mix) -> ``group_rows`` (texts, ids, grades, labels) ->
+``build_groups`` (all queries + the summary). ``write_groups`` saves the dataset, JSONL and summary.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from relforge.dataset.config import BUCKETS, GroupConfig, parse_mix
+from relforge.errors import DataError
+from relforge.types import Document, Qrels, Query, Run, sorted_ranking
+
+#: grade stored for a document the judge did not grade (or whose judgment failed to parse)
+UNJUDGED = -1
+
+
+def doc_text(doc: Document) -> str:
+    """The text a reranker sees for a document: ``title`` and ``text`` on two lines (one place, so
+    training and reranking always agree)."""
+    title = (doc.title or "").strip()
+    return f"{title}\n{doc.text}" if title else doc.text
+
+
+def _as_map(items: Mapping[str, Any] | Iterable[Any]) -> dict[str, Any]:
+    if isinstance(items, Mapping):
+        return dict(items)
+    return {it.id: it for it in items}
+
+
+def judgment_grades(judgments: Iterable[Any]) -> tuple[dict[tuple[str, str], int | None], Counter]:
+    """Map ``(qid, docid) -> grade`` from :class:`relforge.judge.Judgment` objects or plain dicts.
+
+    A judgment whose grade is ``None`` (the judge's output could not be parsed) stays ``None`` —
+    never a grade — and is counted as ``failed``. A later judgment of the same pair wins (counted).
+    """
+    grades: dict[tuple[str, str], int | None] = {}
+    counts: Counter = Counter()
+    for j in judgments:
+        get = j.get if isinstance(j, Mapping) else lambda k, _j=j: getattr(_j, k, None)
+        qid, docid, grade = get("qid"), get("docid"), get("grade")
+        if qid is None or docid is None:
+            raise ValueError(f"judgment {j!r} has no qid/docid; expected relforge.judge.Judgment or a dict")
+        key = (str(qid), str(docid))
+        counts["duplicate"] += key in grades
+        grades[key] = None if grade is None else int(grade)
+        counts["given"] += 1
+        counts["failed"] += grade is None
+    return grades, counts
+
+
+@dataclass
+class QueryBuckets:
+    """One query's documents sorted into buckets (lists of ``(docid, grade)``, run order)."""
+
+    positives: list[tuple[str, int]] = field(default_factory=list)  # (docid, label grade)
+    promoted: list[tuple[str, int]] = field(default_factory=list)
+    hard: list[tuple[str, int]] = field(default_factory=list)
+    soft: list[tuple[str, int]] = field(default_factory=list)
+    unjudged: list[tuple[str, int]] = field(default_factory=list)
+    false: list[tuple[str, int]] = field(default_factory=list)
+    skipped_unjudged: int = 0
+    unjudged_positives: int = 0
+    exclude: set[str] = field(default_factory=set)  # never usable as a random negative
+    drop_reason: str | None = None
+
+
+def bucket_query(
+    qid: str, source: dict[str, int], ranked: list[str], grades: dict[tuple[str, str], int | None] | None,
+    config: GroupConfig,
+) -> QueryBuckets:
+    """Sort one query's source positives and top-``depth`` candidates into buckets.
+
+    Args:
+        qid: the query id.
+        source: the query's positives from the qrels (grade > 0 counts as a positive).
+        ranked: candidate doc ids in run order (best first).
+        grades: judge grades by ``(qid, docid)``; ``None`` = the unlabelled baseline (all candidates
+            are plain negatives in the ``unjudged`` bucket).
+        config: the rules.
+
+    Returns:
+        QueryBuckets; ``drop_reason`` is set when no usable positive is left.
+    """
+    b = QueryBuckets(exclude=set(source) | set(ranked))
+    for docid, qgrade in source.items():
+        if qgrade <= 0:
+            continue
+        g = None if grades is None else grades.get((qid, docid))
+        if g is None:
+            b.unjudged_positives += grades is not None
+            b.positives.append((docid, config.unjudged_positive_grade))
+        elif g >= config.min_positive_grade:
+            b.positives.append((docid, g))
+    if not b.positives:
+        b.drop_reason = "bad_positive" if any(v > 0 for v in source.values()) else "no_positive"
+        return b
+    for docid in ranked[: config.depth]:
+        if docid in source:
+            continue
+        g = None if grades is None else grades.get((qid, docid))
+        if g is None:
+            if grades is not None and config.unjudged == "drop":
+                b.skipped_unjudged += 1
+            else:
+                b.unjudged.append((docid, UNJUDGED))
+        elif g >= config.false_negative_grade:
+            b.false.append((docid, g))
+        elif g >= 1:
+            b.hard.append((docid, g))
+        else:
+            b.soft.append((docid, g))
+    if config.false_negatives == "promote":
+        b.promoted = list(b.false)
+    return b
+
+
+def sample_negatives(
+    b: QueryBuckets, n: int, corpus_ids: list[str], rng: random.Random, config: GroupConfig
+) -> list[tuple[str, str, int]]:
+    """Draw up to ``n`` negatives ``(docid, bucket, grade)`` from the buckets in ``config.mix`` order."""
+    out: list[tuple[str, str, int]] = []
+    for name, cap in parse_mix(config.mix):
+        want = n - len(out) if cap is None else min(cap, n - len(out))
+        if want <= 0:
+            break
+        if name == "random":
+            out += [(d, "random", UNJUDGED) for d in _random_docs(corpus_ids, b.exclude, want, rng)]
+            continue
+        pool = getattr(b, name)
+        picked = pool[:want] if config.sampling == "rank" else rng.sample(pool, min(want, len(pool)))
+        out += [(d, name, g) for d, g in picked]
+    return out
+
+
+def _random_docs(corpus_ids: list[str], exclude: set[str], k: int, rng: random.Random) -> list[str]:
+    picked: list[str] = []
+    seen: set[str] = set()
+    for _ in range(20 * k + 100):  # rejection sampling; bounded for tiny corpora
+        if len(picked) == k:
+            break
+        d = corpus_ids[rng.randrange(len(corpus_ids))]
+        if d not in exclude and d not in seen:
+            seen.add(d)
+            picked.append(d)
+    return picked
+
+
+def group_rows(query: Query, pos: tuple[str, int], negs: list[tuple[str, str, int]],
+               corpus: dict[str, Document], config: GroupConfig) -> dict[str, Any]:
+    """One dataset row: texts for LCE (``query, positive, negative_1..n``) plus ids, buckets and grades.
+
+    ``labels`` (for listwise losses) is the positive's grade, then each negative's grade with
+    unjudged/random negatives at 0.
+    """
+    row: dict[str, Any] = {"qid": query.id, "pos_id": pos[0], "query": query.text,
+                           "positive": doc_text(corpus[pos[0]])}
+    for i, (docid, _, _) in enumerate(negs, start=1):
+        row[f"negative_{i}"] = doc_text(corpus[docid])
+    row["doc_ids"] = [pos[0]] + [d for d, _, _ in negs]
+    row["buckets"] = ["positive"] + [bk for _, bk, _ in negs]
+    row["grades"] = [pos[1]] + [g for _, _, g in negs]
+    row["labels"] = [float(pos[1])] + [float(max(g, 0)) for _, _, g in negs]
+    return row
+
+
+def _percentiles(values: list[int]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {}
+    a = np.asarray(values, dtype=float)
+    p10, p50, p90 = np.percentile(a, [10, 50, 90])
+    return {"min": float(a.min()), "p10": float(p10), "p50": float(p50), "p90": float(p90),
+            "max": float(a.max()), "mean": round(float(a.mean()), 3)}
+
+
+def build_groups(
+    queries: Mapping[str, Query] | Iterable[Query],
+    positives: Qrels,
+    run: Run,
+    corpus: Mapping[str, Document] | Iterable[Document],
+    judgments: Iterable[Any] | None = None,
+    config: GroupConfig | None = None,
+):
+    """Build LCE training groups from source positives, a candidate run and (optional) judgments.
+
+    Rules (see :class:`GroupConfig`): a query whose source positive is graded below
+    ``min_positive_grade`` is dropped; candidates graded >= ``false_negative_grade`` are false hard
+    negatives (dropped or promoted to extra positives); grade 1 -> ``hard``, grade 0 -> ``soft``;
+    unjudged candidates -> ``unjudged`` (used or dropped per ``config.unjudged``). Without judgments
+    every candidate is a plain negative. Negatives are drawn by ``config.mix``; random choices are
+    seeded per query.
+
+    Args:
+        queries: ``{qid: Query}`` or Query objects.
+        positives: qrels of the source documents (grade > 0 = positive).
+        run: candidates per query (BM25/dense), ranked by relforge's tie policy.
+        corpus: ``{docid: Document}`` or Document objects.
+        judgments: Judgment objects or dicts with ``qid, docid, grade``; ``None`` for the baseline.
+        config: the rules; defaults to ``GroupConfig()``.
+
+    Returns:
+        ``(datasets.Dataset, summary)``: one row per (query, positive); the summary holds counts
+        per bucket, per-query percentiles and dropped queries by reason.
+    """
+    import datasets
+
+    config = config or GroupConfig()
+    queries, corpus = _as_map(queries), _as_map(corpus)
+    grades, jcounts = judgment_grades(judgments) if judgments is not None else (None, Counter())
+    corpus_ids = sorted(corpus)
+    n_neg = config.group_size - 1
+    rows: list[dict[str, Any]] = []
+    dropped: dict[str, list[str]] = {r: [] for r in ("bad_positive", "no_positive", "too_few_negatives")}
+    cand_total: Counter = Counter()
+    drawn: Counter = Counter()
+    per_query: dict[str, list[int]] = {k: [] for k in ("hard", "soft", "false", "unjudged")}
+    pos_counts: Counter = Counter()
+    for qid in sorted(positives):
+        if qid not in queries:
+            raise DataError(f"positives name query {qid!r}, which is not in the queries")
+        for docid in positives[qid]:
+            if docid not in corpus:
+                raise DataError(f"positives name document {docid!r} (query {qid!r}), which is not in the corpus")
+        ranked = [d for d, _ in sorted_ranking(run.get(qid, {}))]
+        for d in ranked[: config.depth]:
+            if d not in corpus:
+                raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
+        b = bucket_query(qid, positives[qid], ranked, grades, config)
+        if b.drop_reason:
+            dropped[b.drop_reason].append(qid)
+            continue
+        q_rows = []
+        for kind, pos_list in (("source", b.positives), ("promoted", b.promoted)):
+            for pos in pos_list:
+                rng = random.Random(f"{config.seed}\x1f{qid}\x1f{pos[0]}")
+                negs = sample_negatives(b, n_neg, corpus_ids, rng, config)
+                if len(negs) < n_neg:
+                    continue
+                q_rows.append(group_rows(queries[qid], pos, negs, corpus, config))
+                drawn.update(bk for _, bk, _ in negs)
+                pos_counts[kind] += 1
+        if not q_rows:
+            dropped["too_few_negatives"].append(qid)
+            continue
+        rows += q_rows
+        pos_counts["unjudged"] += b.unjudged_positives
+        cand_total["unjudged_dropped"] += b.skipped_unjudged
+        for k in per_query:
+            per_query[k].append(len(getattr(b, k)))
+            cand_total[k] += len(getattr(b, k))
+    columns = ["qid", "pos_id", "query", "positive"] + [f"negative_{i}" for i in range(1, n_neg + 1)]
+    columns += ["doc_ids", "buckets", "grades", "labels"]
+    ds = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
+    summary = {
+        "queries_in": len(positives),
+        "queries_kept": len({r["qid"] for r in rows}),
+        "groups": len(rows),
+        "group_size": config.group_size,
+        "judged": grades is not None,
+        "dropped_queries": {k: len(v) for k, v in dropped.items()},
+        "dropped_qids": {k: v[:100] for k, v in dropped.items()},
+        "candidates": {k: int(cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")},
+        "per_query": {k: _percentiles(v) for k, v in per_query.items()},
+        "negatives_drawn": {k: int(drawn[k]) for k in BUCKETS},
+        "positives": {k: int(pos_counts[k]) for k in ("source", "promoted", "unjudged")},
+        "judgments": {k: int(jcounts[k]) for k in ("given", "failed", "duplicate")},
+        "config": config.model_dump(),
+    }
+    return ds, summary
+
+
+def write_groups(ds, summary: dict, out_dir: str | Path) -> Path:
+    """Write ``out_dir/dataset`` (``save_to_disk``), ``groups.jsonl`` and ``summary.json`` atomically."""
+    from relforge.data import atomic_write, write_jsonl
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".dataset.", dir=out))
+    try:
+        ds.save_to_disk(str(tmp))
+        if (out / "dataset").exists():
+            shutil.rmtree(out / "dataset")
+        tmp.rename(out / "dataset")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    write_jsonl(out / "groups.jsonl", ds.to_list())
+    with atomic_write(out / "summary.json") as fh:
+        json.dump(summary, fh, indent=2)
+    return out
+
+
+def load_groups(path: str | Path):
+    """Load groups written by :func:`write_groups`: the output folder, its ``dataset/`` folder,
+    any ``save_to_disk`` folder, or a ``groups.jsonl`` file."""
+    import datasets
+
+    from relforge.errors import MissingInputError
+
+    p = Path(path)
+    if p.is_file() and p.suffix in (".jsonl", ".json"):
+        return datasets.Dataset.from_json(str(p))
+    if (p / "dataset").is_dir():
+        p = p / "dataset"
+    if (p / "state.json").exists() or (p / "dataset_info.json").exists():
+        return datasets.load_from_disk(str(p))
+    if (p / "groups.jsonl").exists():
+        return datasets.Dataset.from_json(str(p / "groups.jsonl"))
+    raise MissingInputError(f"{p}: no groups found (expected a folder from `relforge dataset build` or a groups.jsonl)")

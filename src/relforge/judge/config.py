@@ -1,0 +1,48 @@
+"""Configuration of the judge stage: every default of ``relforge judge`` lives here."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+MODES = ("probs", "generate")
+ON_MISSING = ("error", "skip")
+
+
+class JudgeConfig(BaseModel):
+    """Settings of one judging run (the CLI and the pipeline build this)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: built-in template id or path to a YAML template
+    template: str = "relevance-0to3"
+    #: ``probs``: one prefill per pair, distribution over the grade labels; ``generate``: decode and parse
+    mode: Literal["probs", "generate"] = "probs"
+    #: token budget of the document text (None: the template's ``max_doc_tokens``)
+    max_doc_tokens: int | None = None
+    #: pairs handed to the backend per call (the backend may split further)
+    batch_size: int = 16
+    #: when the pairs come from a TREC run: judge the top-k of each query (None: all)
+    top_k: int | None = None
+    #: cut points on the expected grade replacing argmax (len = number of grades - 1)
+    thresholds: list[float] | None = None
+    #: pairs naming an unknown query/document: ``error`` (default) or ``skip`` (counted in the summary)
+    on_missing: Literal["error", "skip"] = "error"
+    #: generate mode: new tokens per reply (reasoning templates get ``reasoning_max_new_tokens``)
+    max_new_tokens: int = 8
+    reasoning_max_new_tokens: int = 256
+    #: generate mode: the retry of an unparseable reply samples with this temperature and a new seed
+    retry_temperature: float = 0.7
+    #: ask for a short reasoning before the grade (generate mode only)
+    reasoning: bool = False
+    seed: int = 0
+    #: calibration metric used by ``--calibrate-on``: ``qwk`` (quadratic-weighted kappa) or ``macro_f1``
+    calibrate_metric: Literal["qwk", "macro_f1"] = "qwk"
+
+    @field_validator("thresholds")
+    @classmethod
+    def _sorted(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and any(b < a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError(f"thresholds must be non-decreasing, got {v}")
+        return v

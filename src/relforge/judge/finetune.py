@@ -1,0 +1,793 @@
+"""LoRA fine-tuning of an LLM judge on curated human relevance labels.
+
+The training prompt is the judge's own chat (:meth:`JudgeTemplate.build_chat` rendered with the model's
+chat template and ``add_generation_prompt=True``), the target is the grade label, and the loss is on the
+completion only. The split into train and validation is by query (hash of seed and query id), the
+training side is class balanced, and after every epoch (and before the first: zero-shot) the
+validation pairs are scored the way the judge's ``probs`` mode scores them (label probabilities
+normalised over the scale) and compared with the human grades.
+
+CPU recipe: with ``lora_layers=N`` only the top N decoder layers get LoRA, so the bottom of the
+network is frozen and its output per example is computed once and cached; every epoch then costs
+only the top N layers. A self-check compares the cached path with a plain forward before training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relforge.errors import DataError, UsageError
+from relforge.judge.finetune_config import FinetuneConfig
+from relforge.judge.prompt import JudgeTemplate
+from relforge.types import Document, Qrels, Query
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+PLOT_FILE = "metrics.png"
+META_FILE = "relforge.json"
+PREDICTIONS_FILE = "val_predictions.jsonl"
+
+
+# ---------------------------------------------------------------------------------------------- data
+def split_by_query(qids: list[str], val_fraction: float, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Deterministic train/validation split of query ids (no query on both sides).
+
+    Queries are ordered by ``sha256(f"{seed}:{qid}")`` and the first ``round(val_fraction * n)`` (at
+    least one when ``val_fraction > 0`` and there are two or more queries) go to validation, so the
+    split does not depend on input order and a query keeps its side when others are added.
+
+    Args:
+        qids: query ids that have labels.
+        val_fraction: share of queries held out, in [0, 1).
+        seed: changes the split.
+
+    Returns:
+        (train_qids, val_qids), each sorted.
+    """
+    uniq = sorted(set(qids))
+    if val_fraction <= 0 or len(uniq) < 2:
+        return uniq, []
+    n_val = min(len(uniq) - 1, max(1, round(val_fraction * len(uniq))))
+    order = sorted(uniq, key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())
+    val = set(order[:n_val])
+    return sorted(q for q in uniq if q not in val), sorted(val)
+
+
+@dataclass
+class Example:
+    qid: str
+    docid: str
+    grade: int
+    weight: float = 1.0
+
+
+def class_counts(examples: list[Example], values: list[int]) -> dict[str, int]:
+    return {str(v): sum(1 for e in examples if e.grade == v) for v in values}
+
+
+def balance_examples(
+    examples: list[Example], values: list[int], mode: str, *, seed: int = 0, max_per_class: int | None = None
+) -> list[Example]:
+    """Class balancing of the training examples.
+
+    Args:
+        examples: labelled training pairs.
+        values: the grade values of the scale.
+        mode: ``none`` (keep all), ``downsample`` (every class down to the rarest present class),
+            ``upsample`` (every class up to the largest, repeating examples), ``weights`` (keep all,
+            weight each example by ``n / (k * n_class)``).
+        seed: sampling seed.
+        max_per_class: cap per class applied first (random sample), in every mode.
+
+    Returns:
+        The examples to train on (with ``weight`` set), in a seeded random order.
+    """
+    if mode not in ("none", "downsample", "upsample", "weights"):
+        raise UsageError(f"balance={mode!r} is not one of none, downsample, upsample, weights (setting: balance)")
+    rng = random.Random(seed)
+    by_class: dict[int, list[Example]] = {v: [] for v in values}
+    for e in examples:
+        by_class.setdefault(e.grade, []).append(e)
+    for v in by_class:
+        by_class[v] = sorted(by_class[v], key=lambda e: (e.qid, e.docid))
+        rng.shuffle(by_class[v])
+        if max_per_class is not None:
+            by_class[v] = by_class[v][:max_per_class]
+    present = {v: xs for v, xs in by_class.items() if xs}
+    out: list[Example] = []
+    if mode == "downsample":
+        n = min(len(xs) for xs in present.values())
+        for xs in present.values():
+            out += [Example(e.qid, e.docid, e.grade) for e in xs[:n]]
+    elif mode == "upsample":
+        n = max(len(xs) for xs in present.values())
+        for xs in present.values():
+            reps = [xs[i % len(xs)] for i in range(n)]
+            out += [Example(e.qid, e.docid, e.grade) for e in reps]
+    else:
+        total = sum(len(xs) for xs in present.values())
+        for xs in present.values():
+            w = total / (len(present) * len(xs)) if mode == "weights" else 1.0
+            out += [Example(e.qid, e.docid, e.grade, w) for e in xs]
+    rng.shuffle(out)
+    return out
+
+
+def data_hash(corpus: dict[str, Document], queries: dict[str, Query], qrels: Qrels) -> dict[str, str]:
+    """Content hashes of the labelled data actually used (queries and documents that have labels)."""
+
+    def h(obj: Any) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:16]
+
+    docids = sorted({d for q in qrels.values() for d in q})
+    return {
+        "qrels": h({q: qrels[q] for q in sorted(qrels)}),
+        "queries": h({q: [queries[q].text, queries[q].metadata] for q in sorted(qrels) if q in queries}),
+        "corpus": h({d: [corpus[d].title, corpus[d].text] for d in docids if d in corpus}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- model
+def load_base(spec: str, *, qlora: bool = False, device: str = "cpu") -> tuple[Any, Any, str]:
+    """Load a base causal LM + tokenizer for fine-tuning from an LLM spec.
+
+    Args:
+        spec: ``smollm2``, ``hf:smollm2``, ``hf:<dir|file.gguf|hub id>`` or a plain path / hub id.
+        qlora: load the weights in 4 bit (bitsandbytes, CUDA only).
+        device: ``cpu`` or ``cuda``.
+
+    Returns:
+        (model, tokenizer, resolved path or id).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from relforge.models import resolve_model, split_gguf
+
+    if spec.startswith(("openai:", "llamacpp:")):
+        raise UsageError(f"--llm {spec!r}: fine-tuning needs local weights; use smollm2 or hf:<dir|file.gguf|hub id>")
+    name = spec[3:] if spec.startswith("hf:") else spec
+    resolved = resolve_model(name)
+    path, gguf_file = split_gguf(resolved)
+    kw: dict[str, Any] = {}
+    if gguf_file and not qlora:  # the LLM layer's loader: converted once to a cached plain HF folder
+        from relforge.llm.hf import load_gguf
+
+        model, tok, _ = load_gguf(resolved)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return model.float().to(device), tok, resolved
+    if gguf_file:
+        kw["gguf_file"] = gguf_file
+    tok = AutoTokenizer.from_pretrained(path, **kw)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    mkw: dict[str, Any] = dict(kw)
+    if qlora:
+        from transformers import BitsAndBytesConfig
+
+        mkw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+        )
+        mkw["device_map"] = {"": 0}
+    else:
+        mkw["dtype"] = torch.float32
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **mkw)
+    except OSError as e:
+        raise UsageError(f"cannot load base model {spec!r} from {path}: {e}") from None
+    if gguf_file:  # dequantised GGUF: a plain fp32 model from here on (saving/merging needs this)
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+    if not qlora:
+        model.to(device)
+    return model, tok, resolved
+
+
+def _decoder(model: Any) -> Any:
+    """The causal LM's inner decoder (``model.model`` for Llama-like models) holding ``layers``."""
+    inner = getattr(model, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "norm"):
+        return None
+    return inner
+
+
+@contextlib.contextmanager
+def _layer_window(lm: Any, start: int, stop: int | None, final_norm: bool):
+    """Temporarily keep only decoder layers ``[start:stop]`` (and optionally drop the final norm)."""
+    import torch
+
+    dec = _decoder(lm)
+    layers, norm = dec.layers, dec.norm
+    dec.layers = torch.nn.ModuleList(list(layers)[start:stop])
+    if not final_norm:
+        dec.norm = torch.nn.Identity()
+    try:
+        yield
+    finally:
+        dec.layers, dec.norm = layers, norm
+
+
+# ---------------------------------------------------------------------------------------------- encoding
+@dataclass
+class Encoded:
+    ex: Example | None
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    hidden: Any = None  # cached output of the frozen bottom (seq, dim) when caching
+
+    @property
+    def ids(self) -> list[int]:
+        return self.prompt_ids + self.completion_ids
+
+
+def _chat_ids(tokenizer: Any, chat: list[dict[str, str]], label: str | None) -> tuple[list[int], list[int]]:
+    """Prompt ids exactly as the judge scores them; completion ids = the rest of the full chat."""
+    prompt = tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if label is None:
+        return p_ids, []
+    full = tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": label}], tokenize=False)
+    if not full.startswith(prompt):  # templates that rewrite the prompt: fall back to the bare label
+        completion = label + (tokenizer.eos_token or "")
+    else:
+        completion = full[len(prompt) :].rstrip("\n")
+    return p_ids, tokenizer(completion, add_special_tokens=False)["input_ids"]
+
+
+def _label_token_ids(tokenizer: Any, labels: list[str]) -> list[int]:
+    """First token of each label as it follows the generation prompt; must be distinct."""
+    ids = [tokenizer(lab, add_special_tokens=False)["input_ids"][0] for lab in labels]
+    if len(set(ids)) != len(ids):
+        raise UsageError(f"labels {labels} share their first token; use loss='lm' (setting: loss)")
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+def agreement_metrics(
+    human: list[int], probs: list[list[float]], values: list[int], qids: list[str] | None = None
+) -> dict[str, Any]:
+    """Agreement of probability judgments with human grades, computed by the judge's own
+    :func:`relforge.judge.agreement.pair_metrics`: the grade is the argmax (as ``judge_pairs`` does
+    without thresholds), Kendall τ_b uses the expected grade ``sum(value * p)``.
+
+    Args:
+        human: human grades.
+        probs: per pair, the probabilities of the scale's grades (scale order).
+        values: grade values in scale order.
+        qids: query of each pair (per-query τ_b).
+
+    Returns:
+        The :func:`pair_metrics` dict (``kendall_tau_b``, ``quadratic_kappa``, ``accuracy``, ``per_class``...).
+    """
+    from relforge.judge.agreement import pair_metrics
+
+    expected = [sum(v * p for v, p in zip(values, row, strict=True)) for row in probs]
+    pred = [values[max(range(len(row)), key=row.__getitem__)] for row in probs]
+    return pair_metrics(human, pred, expected, qids or ["q"] * len(human), values)
+
+
+def _tau(m: dict[str, Any]) -> float:
+    t = m.get("kendall_tau_b")
+    return -2.0 if t is None else float(t)
+
+
+def plot_metrics(rows: list[dict[str, Any]], path: Path, labels: list[str]) -> Path:
+    """One panel per grade (precision, recall, F1 per epoch) plus an overall panel (τ_b, κ, accuracy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, len(labels) + 1, figsize=(3.2 * (len(labels) + 1), 3.2), sharey=True)
+    for ax, lab in zip(axes, labels, strict=False):
+        for key, style in (("precision", "o-"), ("recall", "s-"), ("f1", "^-")):
+            ax.plot(epochs, [r["per_class"][lab][key] or 0.0 for r in rows], style, label=key)
+        ax.set_title(f"grade {lab}")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    ax = axes[-1]
+    for key, style in (("kendall_tau_b", "o-"), ("quadratic_kappa", "s-"), ("accuracy", "^-")):
+        ax.plot(epochs, [r.get(key) if r.get(key) is not None else float("nan") for r in rows], style, label=key)
+    ax.set_title("overall")
+    ax.set_xlabel("epoch")
+    ax.set_ylim(-1.05, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.suptitle("judge agreement with human grades on validation queries (epoch 0 = zero-shot)", fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- main
+def finetune_judge(
+    base: str,
+    corpus: dict[str, Document],
+    queries: dict[str, Query],
+    qrels: Qrels,
+    out_dir: str | Path,
+    config: FinetuneConfig | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """LoRA fine-tune an LLM judge on human grades, evaluating every epoch on held-out queries.
+
+    Args:
+        base: LLM spec of the base model (``smollm2``, ``hf:<dir|file.gguf|hub id>``).
+        corpus: documents by id.
+        queries: queries by id.
+        qrels: human grades ``qrels[qid][docid] = grade`` on the template's scale.
+        out_dir: output folder: the PEFT adapter of the best epoch (by validation τ_b), ``relforge.json``,
+            ``metrics.jsonl``, ``metrics.png``, ``val_predictions.jsonl`` and, with ``merge``, ``merged/``.
+        config: settings (defaults: :class:`FinetuneConfig`).
+        progress: show progress bars.
+
+    Returns:
+        The summary also written to ``out_dir/relforge.json``.
+    """
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    cfg = config or FinetuneConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    template = JudgeTemplate.load(cfg.template)
+    values, labels = template.values, template.labels
+
+    # ---- examples + split by query
+    examples: list[Example] = []
+    missing: dict[str, int] = {"query": 0, "document": 0}
+    off_scale = sorted({g for q in qrels.values() for g in q.values() if g not in values})
+    if off_scale:
+        raise DataError(f"qrels grades {off_scale} are not on the template's scale {values} (setting: template)")
+    for qid in sorted(qrels):
+        if qid not in queries:
+            missing["query"] += len(qrels[qid])
+            continue
+        for docid in sorted(qrels[qid]):
+            if docid not in corpus:
+                missing["document"] += 1
+                continue
+            examples.append(Example(qid, docid, int(qrels[qid][docid])))
+    if not examples:
+        raise DataError("no labelled pair has both its query and its document; check --queries/--corpus/--qrels")
+    if cfg.val_queries is not None:
+        val_q = sorted(set(cfg.val_queries) & {e.qid for e in examples})
+        if not val_q:
+            raise UsageError("none of val_queries has labels (setting: val_queries)")
+        train_q = sorted({e.qid for e in examples} - set(val_q))
+    else:
+        train_q, val_q = split_by_query([e.qid for e in examples], cfg.val_fraction, cfg.seed)
+    train_all = [e for e in examples if e.qid in set(train_q)]
+    val = [e for e in examples if e.qid in set(val_q)]
+    if cfg.max_val_pairs is not None and len(val) > cfg.max_val_pairs:
+        val = sorted(random.Random(cfg.seed).sample(val, cfg.max_val_pairs), key=lambda e: (e.qid, e.docid))
+    train = balance_examples(train_all, values, cfg.balance, seed=cfg.seed, max_per_class=cfg.max_per_class)
+    if not train and cfg.epochs > 0:
+        raise DataError("no training examples left after the split; lower val_fraction")
+    counts = {
+        "train_available": class_counts(train_all, values),
+        "train_used": class_counts(train, values),
+        "train_weights": {str(v): round(next((e.weight for e in train if e.grade == v), 0.0), 4) for v in values},
+        "validation": class_counts(val, values),
+    }
+    logger.info("class counts: %s", counts)
+
+    # ---- model
+    use_cuda = torch.cuda.is_available()
+    device = "cuda" if use_cuda else "cpu"
+    if cfg.qlora:
+        import importlib.util
+
+        if not use_cuda or importlib.util.find_spec("bitsandbytes") is None:
+            raise UsageError("qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); unset --qlora")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (use_cuda and torch.cuda.is_bf16_supported())
+    grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else use_cuda
+    t0 = time.time()
+    model, tok, resolved = load_base(base, qlora=cfg.qlora, device=device)
+    load_s = time.time() - t0
+    tok.padding_side = "left"
+    dec = _decoder(model)
+    n_layers = len(dec.layers) if dec is not None else None
+    start = 0
+    if cfg.lora_layers is not None and n_layers is not None and cfg.lora_layers < n_layers:
+        start = n_layers - cfg.lora_layers
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=grad_ckpt)
+    lora_kw: dict[str, Any] = {}
+    targets = cfg.target_modules
+    if start > 0:
+        lora_kw["layers_to_transform"] = list(range(start, n_layers))
+        if targets == "all-linear":  # PEFT wants names with layers_to_transform: every linear of a layer
+            targets = sorted({n.split(".")[-1] for n, mod in dec.layers[start].named_modules()
+                              if isinstance(mod, torch.nn.Linear) or type(mod).__name__.startswith("Linear")})
+    peft_cfg = LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=targets, task_type="CAUSAL_LM", **lora_kw,
+    )
+    model = get_peft_model(model, peft_cfg)
+    lm = model.base_model.model  # the causal LM with LoRA layers injected in place
+    if grad_ckpt and not cfg.qlora:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.enable_input_require_grads()
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    label_ids = _label_token_ids(tok, labels)
+
+    # ---- encode (the judge's chat + truncation with the model tokenizer)
+    qview = _query_view({q: queries[q] for q in {e.qid for e in examples}}, cfg.query_field)
+
+    def encode(e: Example, with_label: bool) -> Encoded:
+        q = qview[e.qid]
+        chat = template.build_chat(q, corpus[e.docid], tok, cfg.max_doc_tokens)
+        p, c = _chat_ids(tok, chat, template.label_of(e.grade) if with_label else None)
+        return Encoded(e, p, c)
+
+    enc_train = [encode(e, True) for e in train]
+    enc_val = [encode(e, False) for e in val]
+    too_long = sum(1 for x in enc_train + enc_val if len(x.ids) > cfg.max_seq_len)
+    enc_train = [x for x in enc_train if len(x.ids) <= cfg.max_seq_len]
+    if too_long:
+        logger.warning("%d examples longer than max_seq_len=%d were skipped", too_long, cfg.max_seq_len)
+        if any(len(x.ids) > cfg.max_seq_len for x in enc_val):
+            raise DataError(f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens")
+    seq_lens = [len(x.ids) for x in enc_train + enc_val]
+
+    # ---- cache the frozen bottom (CPU recipe)
+    caching = bool(cfg.cache_frozen and start > 0 and not grad_ckpt and dec is not None)
+    pad_id = tok.pad_token_id
+
+    def batches(items: list[Encoded], bs: int) -> list[list[Encoded]]:
+        return [items[i : i + bs] for i in range(0, len(items), bs)]
+
+    def collate(items: list[Encoded], with_completion: bool, hidden: bool | None = None) -> dict[str, Any]:
+        seqs = [x.ids if with_completion else x.prompt_ids for x in items]
+        n = max(len(s) for s in seqs)
+        mask = torch.zeros(len(seqs), n, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            mask[i, n - len(s) :] = 1
+        if caching if hidden is None else hidden:
+            dim = items[0].hidden.shape[-1]
+            h = torch.zeros(len(seqs), n, dim, dtype=items[0].hidden.dtype)
+            for i, x in enumerate(items):
+                hs = x.hidden if with_completion else x.hidden[: len(x.prompt_ids)]
+                h[i, n - hs.shape[0] :] = hs
+            return {"inputs_embeds": h.to(device), "attention_mask": mask.to(device)}
+        ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, n - len(s) :] = torch.tensor(s)
+        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+    def forward(batch: dict[str, Any], keep: int) -> Any:
+        ctx = _layer_window(lm, start, None, True) if caching else contextlib.nullcontext()
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with ctx, amp:
+            return lm(**batch, logits_to_keep=keep, use_cache=False).logits.float()
+
+    cache_s = 0.0
+    if caching:
+        t0 = time.time()
+        lm.eval()
+        check = (enc_val or enc_train)[0]
+        with torch.no_grad(), _progress(progress) as prog:
+            todo = sorted(enc_train + enc_val, key=lambda x: len(x.ids))
+            task = prog.add_task("caching frozen layers", total=len(todo))
+            with _layer_window(lm, 0, start, False):
+                for b in batches(todo, cfg.eval_batch_size):
+                    ids = collate(b, True, hidden=False)
+                    hs = _decoder(lm)(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"],
+                                       use_cache=False).last_hidden_state
+                    for i, x in enumerate(b):
+                        x.hidden = hs[i, hs.shape[1] - len(x.ids) :].detach().to("cpu").clone()
+                    prog.advance(task, len(b))
+            # self-check: cached path == plain forward on one example (else refuse to cache silently wrong)
+            full_ids = torch.tensor([check.prompt_ids], device=device)
+            ref = lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[0, -1, label_ids]
+            got = forward(collate([check], False), 1)[0, -1, label_ids]
+            if not torch.allclose(ref, got, atol=1e-3, rtol=1e-3):
+                raise RuntimeError(f"cached-bottom forward differs from the plain forward ({ref} vs {got}); "
+                                   "set cache_frozen=false")
+        cache_s = time.time() - t0
+
+    # ---- evaluation (the judge's probs scoring: label probabilities normalised over the scale)
+    def evaluate(epoch: int, train_s: float) -> dict[str, Any]:
+        lm.eval()
+        probs: list[list[float]] = []
+        t0 = time.time()
+        with torch.no_grad(), _progress(progress) as prog:
+            task = prog.add_task(f"validation epoch {epoch}", total=len(enc_val))
+            order = sorted(range(len(enc_val)), key=lambda i: len(enc_val[i].prompt_ids))
+            res: dict[int, list[float]] = {}
+            for bi in batches(order, cfg.eval_batch_size):
+                b = [enc_val[i] for i in bi]
+                logits = forward(collate(b, False), 1)[:, -1, :]
+                full = torch.log_softmax(logits, dim=-1)[:, label_ids]
+                p = torch.softmax(full, dim=-1)
+                for i, row in zip(bi, p.tolist(), strict=True):
+                    res[i] = row
+                prog.advance(task, len(b))
+            probs = [res[i] for i in range(len(enc_val))]
+        human = [x.ex.grade for x in enc_val]
+        m = agreement_metrics(human, probs, values, [x.ex.qid for x in enc_val])
+        m.update(epoch=epoch, train_seconds=round(train_s, 1), eval_seconds=round(time.time() - t0, 1))
+        m["_probs"] = probs
+        return m
+
+    rows: list[dict[str, Any]] = []
+    best: dict[str, Any] | None = None
+    best_state: dict[str, Any] | None = None
+    preds: dict[int, list[list[float]]] = {}
+
+    def record(m: dict[str, Any]) -> None:
+        nonlocal best, best_state
+        preds[m["epoch"]] = m.pop("_probs")
+        rows.append(m)
+        _write_jsonl_atomic(out / METRICS_FILE, rows)
+        if val:
+            plot_metrics(rows, out / PLOT_FILE, labels)
+        logger.info("epoch %d: tau_b=%s qwk=%s acc=%s", m["epoch"], m.get("kendall_tau_b"),
+                    m.get("quadratic_kappa"), m.get("accuracy"))
+        score = _tau(m)
+        if m["epoch"] > 0 and (best is None or score > best["_score"]):
+            best = {"epoch": m["epoch"], "_score": score}
+            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+    if val:
+        record(evaluate(0, 0.0))
+
+    # ---- training
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(enc_train) / (cfg.batch_size * cfg.grad_accum))
+    total = max(1, steps_per_epoch * cfg.epochs)
+    from transformers import get_linear_schedule_with_warmup
+
+    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+    rng = random.Random(cfg.seed)
+    epoch_times: list[float] = []
+    losses: list[float] = []
+    keep = max((len(x.completion_ids) for x in enc_train), default=1) + 1
+    label_index = {v: i for i, v in enumerate(values)}
+    for epoch in range(1, cfg.epochs + 1):
+        lm.train()
+        t0 = time.time()
+        order = list(enc_train)
+        rng.shuffle(order)
+        ep_loss, n_b = 0.0, 0
+        with _progress(progress) as prog:
+            task = prog.add_task(f"train epoch {epoch}/{cfg.epochs}", total=len(order))
+            for bi, b in enumerate(batches(order, cfg.batch_size)):
+                logits = forward(collate(b, True), keep)  # (B, keep, V), left padded: ends aligned
+                w = torch.tensor([x.ex.weight for x in b], device=logits.device)
+                if cfg.loss == "choices":
+                    pos = torch.tensor([keep - 1 - len(x.completion_ids) for x in b], device=logits.device)
+                    lg = logits[torch.arange(len(b), device=logits.device), pos][:, label_ids]
+                    tgt = torch.tensor([label_index[x.ex.grade] for x in b], device=logits.device)
+                    per = torch.nn.functional.cross_entropy(lg, tgt, reduction="none")
+                else:
+                    per_list = []
+                    for i, x in enumerate(b):
+                        c = len(x.completion_ids)
+                        lg = logits[i, keep - 1 - c : keep - 1]
+                        per_list.append(torch.nn.functional.cross_entropy(
+                            lg, torch.tensor(x.completion_ids, device=logits.device)))
+                    per = torch.stack(per_list)
+                loss = (per * w).sum() / w.sum()
+                (loss / cfg.grad_accum).backward()
+                ep_loss += float(loss)
+                n_b += 1
+                if (bi + 1) % cfg.grad_accum == 0 or bi + 1 == math.ceil(len(order) / cfg.batch_size):
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                prog.advance(task, len(b))
+        epoch_times.append(time.time() - t0)
+        losses.append(ep_loss / max(1, n_b))
+        logger.info("epoch %d: loss %.4f in %.1fs", epoch, losses[-1], epoch_times[-1])
+        if val:
+            m = evaluate(epoch, epoch_times[-1])
+            m["train_loss"] = round(losses[-1], 5)
+            record(m)
+        else:  # no validation: keep the last epoch
+            best = {"epoch": epoch, "_score": 0.0}
+            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+    # ---- save the best adapter
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    model.save_pretrained(out)
+    if cfg.adapter_dtype == "float16":
+        _cast_safetensors(out / "adapter_model.safetensors", torch.float16)
+    adapter_bytes = sum(f.stat().st_size for f in out.glob("adapter_model.*"))
+    best_epoch = best["epoch"] if best else 0
+    by_epoch = {r["epoch"]: r for r in rows}
+    _write_jsonl_atomic(
+        out / PREDICTIONS_FILE,
+        [
+            {"qid": x.ex.qid, "docid": x.ex.docid, "human": x.ex.grade,
+             "zero_shot": dict(zip(labels, [round(p, 5) for p in preds[0][i]], strict=True)) if 0 in preds else None,
+             "tuned": dict(zip(labels, [round(p, 5) for p in preds[best_epoch][i]], strict=True))
+             if best_epoch in preds else None}
+            for i, x in enumerate(enc_val)
+        ],
+    )
+    judge_check = None
+    if cfg.judge_check and val:
+        t0 = time.time()
+        vq: Qrels = {}
+        for x in enc_val:
+            vq.setdefault(x.ex.qid, {})[x.ex.docid] = x.ex.grade
+        judge_check = check_with_judge(base, out, corpus, queries, vq, template, max_doc_tokens=cfg.max_doc_tokens,
+                                       query_field=cfg.query_field, batch_size=cfg.eval_batch_size, progress=progress)
+        judge_check["seconds"] = round(time.time() - t0, 1)
+    merged_dir = None
+    if cfg.merge:
+        merged_dir = out / "merged"
+        if merged_dir.exists():
+            shutil.rmtree(merged_dir)
+        merged = model.merge_and_unload()
+        merged.save_pretrained(merged_dir)
+        tok.save_pretrained(merged_dir)
+
+    from relforge import __version__
+
+    summary: dict[str, Any] = {
+        "kind": "relforge-judge-adapter",
+        "relforge_version": __version__,
+        "base_model": base,
+        "base_model_file": Path(resolved).name,
+        "template": {"id": template.id, "version": template.version, "hash": template.hash,
+                     "source": template.source},
+        "labels": labels,
+        "label_scale": [{"label": g.label, "value": g.value, "name": g.name} for g in template.scale],
+        "max_doc_tokens": cfg.max_doc_tokens,
+        "query_field": cfg.query_field,
+        "data_hashes": data_hash(corpus, queries, qrels),
+        "split": {"method": "query hash" if cfg.val_queries is None else "explicit", "seed": cfg.seed,
+                  "val_fraction": cfg.val_fraction, "train_queries": train_q, "val_queries": val_q,
+                  "train_pairs": len(train_all), "val_pairs": len(val)},
+        "class_counts": counts,
+        "skipped": {"missing_query": missing["query"], "missing_document": missing["document"],
+                    "too_long": too_long},
+        "best_epoch": best_epoch,
+        "zero_shot": _public(by_epoch.get(0)),
+        "best": _public(by_epoch.get(best_epoch)),
+        "judge_check": judge_check,
+        "metrics_file": METRICS_FILE,
+        "plot_file": PLOT_FILE if val else None,
+        "timing": {"load_seconds": round(load_s, 1), "cache_seconds": round(cache_s, 1),
+                   "epoch_seconds": [round(t, 1) for t in epoch_times],
+                   "total_seconds": round(time.time() - t_start, 1)},
+        "train_loss": [round(x, 5) for x in losses],
+        "trainable_parameters": n_trainable,
+        "adapter_bytes": adapter_bytes,
+        "lora_layers_from": start,
+        "cached_frozen_layers": caching,
+        "sequence_tokens": {"mean": round(sum(seq_lens) / max(1, len(seq_lens)), 1), "max": max(seq_lens, default=0)},
+        "device": device,
+        "merged_dir": "merged" if merged_dir else None,
+        "config": cfg.model_dump(),
+    }
+    with (out / (META_FILE + ".tmp")).open("w", encoding="utf-8") as f:
+        json.dump(summary, f, indent=2, ensure_ascii=False)
+    (out / (META_FILE + ".tmp")).replace(out / META_FILE)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _query_view(queries: dict[str, Query], field: str) -> dict[str, Query]:
+    """Queries whose ``text`` is the configured field (``text`` or a metadata key)."""
+    if field == "text":
+        return queries
+    out = {}
+    for qid, q in queries.items():
+        value = q.metadata.get(field)
+        if not value:
+            raise DataError(f"query {qid} has no field {field!r} (setting: query_field)")
+        out[qid] = Query(id=q.id, text=str(value), metadata=q.metadata)
+    return out
+
+
+def check_with_judge(
+    base: str,
+    adapter_dir: str | Path,
+    corpus: dict[str, Document],
+    queries: dict[str, Query],
+    qrels: Qrels,
+    template: JudgeTemplate,
+    *,
+    max_doc_tokens: int | None,
+    query_field: str = "text",
+    batch_size: int = 8,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Judge ``qrels``' pairs the way ``relforge judge --llm BASE --adapter DIR`` does and measure agreement.
+
+    Goes through the LLM layer (``load_llm(base, adapter=...)``, no cache), ``judge_pairs`` in probs mode
+    and :func:`relforge.judge.agreement.agreement`, so the numbers are those a user of the adapter gets.
+
+    Returns:
+        ``agreement(...)["all"]`` (pair-level metrics) plus ``n_pairs``.
+    """
+    from relforge.judge.agreement import agreement
+    from relforge.judge.judge import judge_pairs
+    from relforge.llm import load_llm
+
+    llm = load_llm(base, adapter=str(adapter_dir), cache=None, batch_size=batch_size, progress=progress)
+    tok = getattr(getattr(llm, "llm", llm), "tokenizer", None)
+    pairs = [(q, d) for q in sorted(qrels) for d in sorted(qrels[q])]
+    js = judge_pairs(llm, template, _query_view(queries, query_field), corpus, pairs, mode="probs",
+                     tokenizer=tok, max_doc_tokens=max_doc_tokens, progress=progress, batch_size=batch_size)
+    rep = agreement(qrels, js, values=template.values)
+    out = dict(rep["all"])
+    out["n_pairs"] = len(pairs)
+    return out
+
+
+def _public(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    return None if m is None else {k: v for k, v in m.items() if not k.startswith("_")}
+
+
+def _write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    tmp.replace(path)
+
+
+def _cast_safetensors(path: Path, dtype: Any) -> None:
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(path))
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.to(dtype) for k, v in state.items()}, str(tmp), metadata={"format": "pt"})
+    tmp.replace(path)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    disable=not enabled, transient=False)
+
+
+def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:
+    """The ``relforge.json`` of an adapter folder (base model, template hash, split, metrics)."""
+    p = Path(adapter_dir) / META_FILE
+    if not p.exists():
+        raise UsageError(f"{adapter_dir} is not a relforge judge adapter (no {META_FILE})")
+    return json.loads(p.read_text(encoding="utf-8"))
+
+
+def shipped_adapter_dir(name: str = "smollm2-liveqa") -> Path:
+    """Folder of an adapter shipped inside the package (``relforge/judge/adapters/<name>``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("relforge.judge") / "adapters" / name))

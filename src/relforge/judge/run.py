@@ -1,0 +1,189 @@
+"""Stage functions behind the ``relforge judge`` commands (files in, files out, a printed summary)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from relforge.judge.config import JudgeConfig
+
+
+def _summary_path(out: Path) -> Path:
+    name = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    return out.with_name(name + ".summary.json")
+
+
+def calibrate_judgments(
+    judgments: list, human_path: Path, values: list[int], metric: str = "qwk"
+) -> list[float]:
+    """Fit thresholds on the judged pairs that ``human_path`` grades, and re-grade every judgment with them."""
+    from relforge.data import read_qrels
+    from relforge.errors import DataError
+    from relforge.judge.calibrate import apply_thresholds, fit_thresholds
+
+    human = read_qrels(human_path)
+    dev = [
+        (j.expected, human[j.qid][j.docid])
+        for j in judgments
+        if j.expected is not None and j.docid in human.get(j.qid, {})
+    ]
+    if len(dev) < 2:
+        raise DataError(
+            f"only {len(dev)} judged pairs are graded in the calibration qrels; need at least 2",
+            path=human_path,
+        )
+    th = fit_thresholds([e for e, _ in dev], [g for _, g in dev], values=values, metric=metric)
+    for j, g in zip(judgments, apply_thresholds([j.expected for j in judgments], th, values), strict=True):
+        j.grade = g
+    return th
+
+
+def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None, batch_size: int = 8) -> Any:
+    """``load_llm`` with the judge's defaults: the default cache unless ``cache`` is a path or False;
+    for local transformers models, shared-prompt-prefix KV reuse on and the backend's own progress bar off."""
+    from relforge.llm import load_llm, parse_spec
+
+    kw: dict[str, Any] = {}
+    if cache is not None:
+        kw["cache"] = cache
+    if parse_spec(spec)[0] == "hf":
+        kw.update(prefix_sharing=True, progress=False)
+    return load_llm(spec, adapter=str(adapter) if adapter else None, batch_size=batch_size, **kw)
+
+
+def run_judge(
+    cfg: JudgeConfig,
+    *,
+    corpus: Path,
+    queries: Path,
+    pairs: Path,
+    llm_spec: str,
+    out: Path,
+    adapter: Path | None = None,
+    qrels_out: Path | None = None,
+    cache: Any = None,
+    calibrate_on: Path | None = None,
+    max_new_tokens: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Judge the pairs of ``pairs`` and write ``out`` (JSONL), ``<out>.summary.json`` and optional TREC qrels.
+
+    Returns:
+        The summary dict (also printed).
+    """
+    from rich.console import Console
+
+    from relforge.data import read_corpus, read_queries
+    from relforge.errors import UsageError
+    from relforge.judge.judge import judge_pairs, read_pairs, write_judgment_qrels, write_judgments
+    from relforge.judge.prompt import JudgeTemplate
+
+    if calibrate_on is not None and cfg.mode != "probs":
+        raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
+    template = JudgeTemplate.load(cfg.template, reasoning=True if cfg.reasoning else None)
+    docs = read_corpus(corpus)
+    qs = read_queries(queries)
+    todo = read_pairs(pairs, top_k=cfg.top_k)
+    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size)
+    stats: dict[str, Any] = {}
+    js = judge_pairs(
+        llm,
+        template,
+        qs,
+        docs,
+        todo,
+        mode=cfg.mode,
+        progress=progress,
+        thresholds=cfg.thresholds,
+        batch_size=cfg.batch_size,
+        max_doc_tokens=cfg.max_doc_tokens,
+        on_missing=cfg.on_missing,
+        max_new_tokens=max_new_tokens,
+        retry_temperature=cfg.retry_temperature,
+        seed=cfg.seed,
+        stats=stats,
+    )
+    if calibrate_on is not None:
+        from relforge.judge.judge import summarize
+
+        th = calibrate_judgments(js, calibrate_on, template.values, cfg.calibrate_metric)
+        stats.update(summarize(js, template))
+        stats["thresholds"] = th
+        stats["calibrated_on"] = str(calibrate_on)
+    write_judgments(out, js)
+    if qrels_out is not None:
+        write_judgment_qrels(qrels_out, js)
+    stats.update(
+        {
+            "llm": llm_spec,
+            "adapter": str(adapter) if adapter else None,
+            "template": template.id,
+            "pairs_file": str(pairs),
+            "out": str(out),
+            "qrels_out": str(qrels_out) if qrels_out else None,
+            "config": cfg.model_dump(),
+        }
+    )
+    from relforge.data.io import atomic_write
+
+    with atomic_write(_summary_path(out)) as fh:
+        json.dump(stats, fh, indent=2, default=str)
+    console = Console(stderr=True)
+    console.print(
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
+        f"({cfg.mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
+    )
+    console.print(
+        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
+        f"skipped (unknown ids): {stats['skipped_unknown']}"
+        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
+    )
+    console.print(
+        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
+    )
+    return stats
+
+
+def run_agreement(
+    *,
+    human: Path,
+    llm: Path,
+    out: Path | None = None,
+    png: Path | None = None,
+    runs: list[Path] | None = None,
+    measure: str = "nDCG@10",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compute, print and optionally save the agreement report of ``llm`` judgments vs ``human`` qrels."""
+    from rich.console import Console
+
+    from relforge.data import read_qrels, read_run
+    from relforge.data.io import atomic_write
+    from relforge.errors import UsageError
+    from relforge.judge.agreement import agreement, plot_confusion, render_agreement
+    from relforge.judge.judge import read_judgments
+
+    if runs and len(runs) < 2:
+        raise UsageError(f"--runs needs at least 2 runs to compare system orderings, got {len(runs)}")
+    names: dict[str, Any] = {}
+    for r in runs or []:
+        name = r.stem if r.stem not in names else str(r)
+        names[name] = read_run(r)
+    hq = read_qrels(human)
+    js = read_judgments(llm)
+    report = agreement(hq, js, runs=names or None, seed=seed, measure=measure)
+    if report["counts"]["matched"] == 0:
+        from relforge.errors import DataError
+
+        raise DataError(
+            f"no pair of {llm} is graded in {human}: check that both use the same query/document ids",
+            path=llm,
+        )
+    render_agreement(report, Console())
+    if out is not None:
+        with atomic_write(out) as fh:
+            json.dump(report, fh, indent=2)
+    if png is not None:
+        plot_confusion(report["all"]["confusion"], report["values"], png)
+    return report

@@ -1,0 +1,812 @@
+"""The real pipeline stages, wired to the stage packages (imported lazily inside each stage body).
+
+Artifacts layout (relative to the run folder)::
+
+    manifest.json             per stage: config hash, input/output hashes, wall time, LLM tokens, counts
+    config.yaml               the validated configuration (all defaults filled in)
+    llm-cache.sqlite          every LLM call (generate + judge); makes interrupted stages resumable
+    data/                     corpus.jsonl, test-queries.jsonl, test-qrels.tsv, summary.json
+    generate/                 queries.jsonl, qrels.tsv (query -> its source document), summary.json
+    retrieve/                 candidates.trec (synthetic queries), negatives.json,
+                              test-{bm25,dense,hybrid}.trec (held-out human questions), summary.json
+    judge_finetune/           (optional) the LoRA adapter trained inside the pipeline + metrics.jsonl
+    judge/                    judgments.jsonl, qrels.tsv, summary.json, agreement.json, confusion PNGs
+    dataset/{plain,judged}/   LCE groups (HF dataset + groups.jsonl + summary.json); dataset/summary.json
+    train/{plain,judged}/     CrossEncoder folders; manifest key ``reranker_model`` names the final one
+    rerank/*.trec             the held-out questions' first-stage candidates reranked
+    eval/                     metrics.json, metrics.csv
+    ablation/ + ablation.json (optional) dataset-size ablation
+    report.html
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from relforge.config import (
+    EvalConfig,
+    FinetuneConfig,
+    GenerateConfig,
+    GroupConfig,
+    PipelineConfig,
+    TrainConfig,
+    stage_part,
+)
+from relforge.errors import MissingInputError, UsageError
+from relforge.pipeline.runner import Stage, StageContext
+
+#: display names of the evaluated systems (keys of eval/metrics.json runs), in table order
+SYSTEMS = {
+    "bm25": "BM25",
+    "dense": "dense (MiniLM cosine)",
+    "hybrid": "hybrid (RRF)",
+    "backbone": "untrained backbone",
+    "plain": "reranker, mined negatives (no judge)",
+    "judged": "reranker, judge re-bucketed",
+}
+SHIPPED_ADAPTER = "smollm2-liveqa"
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from relforge.data import atomic_write
+
+    with atomic_write(path) as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _dump(model: Any) -> Any:
+    return model.model_dump(mode="json") if hasattr(model, "model_dump") else model
+
+
+# --------------------------------------------------------------------------- paths / resolution
+
+
+def resolve_data_source(source: str) -> Path:
+    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist."""
+    if source.startswith("sample:"):
+        from relforge.data.samples import sample_path
+
+        return Path(sample_path(source.split(":", 1)[1]))
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise MissingInputError(f"data source {source!r} does not exist; set data.source to sample:medquad, a "
+                                f"MedQuAD .tar.xz / folder, or a BEIR folder")
+    return p.resolve()
+
+
+def shipped_adapter_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("relforge.judge") / "adapters" / SHIPPED_ADAPTER))
+
+
+def _is_packaged_smollm2(spec: str) -> bool:
+    return spec.lower() in ("smollm2", "hf:smollm2")
+
+
+def judge_adapter(cfg: PipelineConfig) -> str | None:
+    """The adapter folder the judge loads (absolute path or a path relative to the run folder), or None."""
+    a = cfg.judge.adapter
+    if a is None or a == "none":
+        return None
+    if a == "finetune":
+        return "judge_finetune"
+    if a in ("shipped", "auto"):
+        if a == "auto" and not _is_packaged_smollm2(cfg.llm_for("judge")):
+            return None
+        d = shipped_adapter_dir()
+        return str(d)
+    return str(Path(a).expanduser().resolve())
+
+
+def _adapter_abs(ctx: StageContext, adapter: str | None) -> str | None:
+    if adapter is None:
+        return None
+    p = Path(adapter)
+    p = p if p.is_absolute() else ctx.out_dir / p
+    if not p.exists():
+        hint = ("the shipped adapter is missing from the installed package; reinstall relforge or set "
+                "judge.adapter to null (zero-shot) or a folder") if SHIPPED_ADAPTER in str(p) else \
+            "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
+        raise MissingInputError(f"judge adapter {p} does not exist; {hint}")
+    return str(p)
+
+
+def _adapter_meta(adapter: str | None) -> dict[str, Any]:
+    if adapter is None:
+        return {}
+    f = Path(adapter) / "relforge.json"
+    return _read_json(f) if f.exists() else {}
+
+
+def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
+    for key in ("val_queries", "validation_query_ids", "val_query_ids", "validation_qids", "val_qids"):
+        if isinstance(meta.get(key), list):
+            return [str(q) for q in meta[key]]
+    split = meta.get("split") or {}
+    for key in ("val_queries", "validation", "val", "validation_query_ids", "val_qids"):
+        v = split.get(key) if isinstance(split, dict) else None
+        if isinstance(v, list):
+            return [str(q) for q in v]
+        if isinstance(v, dict) and isinstance(v.get("query_ids"), list):
+            return [str(q) for q in v["query_ids"]]
+    return None
+
+
+def _external_inputs(cfg: PipelineConfig) -> list[str]:
+    return [str(resolve_data_source(cfg.data.source))]
+
+
+# --------------------------------------------------------------------------- import
+
+
+def stage_import(ctx: StageContext) -> dict[str, Any]:
+    """Copy/convert the data source to ``data/`` and pick the held-out human evaluation questions."""
+    from relforge.data import read_corpus, read_qrels, read_queries, write_corpus, write_qrels, write_queries
+
+    cfg: PipelineConfig = ctx.cfg
+    src = resolve_data_source(cfg.data.source)
+    beir = src
+    summary: dict[str, Any] = {"source": cfg.data.source}
+    if not (src.is_dir() and (src / "corpus.jsonl").exists()):
+        from relforge.data.medquad import import_medquad
+
+        beir = ctx.path("data/medquad")
+        ctx.log(f"importing MedQuAD from {src}")
+        imp = import_medquad(src, beir, seed=cfg.data.seed)
+        summary["medquad"] = {k: imp.get(k) for k in ("answered_pairs", "skipped_total", "splits")}
+    corpus = read_corpus(beir / "corpus.jsonl")
+    queries = read_queries(beir / "queries.jsonl")
+    qrels: dict[str, dict[str, int]] = {}
+    for split in [x.strip() for x in cfg.data.test_split.split(",") if x.strip()]:
+        qrels_file = beir / "qrels" / f"{split}.tsv"
+        if not qrels_file.exists():
+            raise MissingInputError(f"{qrels_file}: no such qrels split; set data.test_split to one or more "
+                                    f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}")
+        for q, docs in read_qrels(qrels_file).items():
+            qrels.setdefault(q, {}).update(docs)
+    rng = random.Random(cfg.data.seed)
+    eligible = sorted(q for q, docs in qrels.items() if q in queries and any(
+        g > 0 and d in corpus for d, g in docs.items()))
+    test_qids = eligible
+    if cfg.data.test_queries is not None and len(eligible) > cfg.data.test_queries:
+        test_qids = sorted(rng.sample(eligible, cfg.data.test_queries))
+    test_qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in test_qids}
+    keep = set(corpus)
+    if cfg.data.max_docs is not None and len(corpus) > cfg.data.max_docs:
+        needed = {d for docs in test_qrels.values() for d in docs}
+        rest = sorted(set(corpus) - needed)
+        fill = max(0, cfg.data.max_docs - len(needed))
+        keep = needed | set(rng.sample(rest, min(fill, len(rest))))
+    docs = [corpus[d] for d in sorted(keep)]
+    write_corpus(ctx.path("data/corpus.jsonl"), docs)
+    write_queries(ctx.path("data/test-queries.jsonl"), [queries[q] for q in test_qids])
+    write_qrels(ctx.path("data/test-qrels.tsv"), test_qrels)
+    summary.update(documents=len(docs), documents_in_source=len(corpus), test_queries=len(test_qids),
+                   test_queries_eligible=len(eligible), test_split=cfg.data.test_split,
+                   test_judgments=sum(len(v) for v in test_qrels.values()))
+    _write_json(ctx.path("data/summary.json"), summary)
+    return {"documents": len(docs), "test_queries": len(test_qids)}
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def stage_generate(ctx: StageContext) -> dict[str, Any]:
+    """Synthetic queries for (a sample of) the corpus."""
+    from relforge.data import read_corpus, write_jsonl, write_qrels, write_queries
+    from relforge.generate import generate_queries, select_documents
+
+    cfg: PipelineConfig = ctx.cfg
+    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    gc = stage_part(cfg.generate, GenerateConfig)
+    sel_stats: dict[str, Any] = {}
+    docs = select_documents(corpus, gc.select, stats=sel_stats)
+    llm = ctx.llm(cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    res = generate_queries(llm, docs, gc, corpus=corpus)
+    write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
+    if not res.queries:
+        raise UsageError(f"query generation kept no query (summary: {res.summary}); loosen generate.filters or "
+                         f"use a stronger generate.llm")
+    write_queries(ctx.path("generate/queries.jsonl"), res.queries)
+    write_qrels(ctx.path("generate/qrels.tsv"), res.qrels)
+    _write_json(ctx.path("generate/summary.json"), res.summary)
+    return {"queries": len(res.queries), "documents": len(res.qrels)}
+
+
+# --------------------------------------------------------------------------- retrieve
+
+
+def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
+    """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
+    from relforge.data import read_corpus, read_qrels, read_queries, write_run
+    from relforge.retrieve.bm25 import bm25_search
+    from relforge.retrieve.dense import dense_search
+    from relforge.retrieve.fusion import rrf
+    from relforge.retrieve.mining import mine_negatives
+
+    cfg: PipelineConfig = ctx.cfg
+    rc = cfg.retrieve
+    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    synth = read_queries(ctx.path("generate/queries.jsonl"))
+    test = read_queries(ctx.path("data/test-queries.jsonl"))
+    both = {**synth, **test}
+    need = set(rc.methods) | {rc.method}
+    if "hybrid" in need:
+        need |= {"bm25", "dense"}
+    runs: dict[str, Any] = {}
+    if "bm25" in need:
+        runs["bm25"] = bm25_search(corpus, both, rc.top_k, str(ctx.path("retrieve/cache/bm25-index")),
+                                   stemmer=rc.stemmer)
+    if "dense" in need:
+        runs["dense"] = dense_search(corpus, both, rc.top_k, rc.model, str(ctx.path("retrieve/cache/embeddings")),
+                                     batch_size=rc.batch_size, use_faiss=rc.use_faiss)
+    if "hybrid" in need:
+        runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
+    cand = {q: runs[rc.method].get(q, {}) for q in synth}
+    write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
+    for m in rc.methods:
+        write_run(ctx.path(f"retrieve/test-{m}.trec"), {q: runs[m].get(q, {}) for q in test}, tag=m)
+    positives = read_qrels(ctx.path("generate/qrels.tsv"))
+    stats: dict[str, Any] = {}
+    negs = mine_negatives(cand, positives, rc.mining, corpus_ids=list(corpus), stats=stats)
+    _write_json(ctx.path("retrieve/negatives.json"), negs)
+    _write_json(ctx.path("retrieve/summary.json"), {"mining": stats, "methods": rc.methods, "candidates": rc.method,
+                                                    "top_k": rc.top_k})
+    return {"synthetic_queries": len(synth), "test_queries": len(test), "queries_with_negatives": len(negs),
+            "negatives": sum(len(v) for v in negs.values())}
+
+
+# --------------------------------------------------------------------------- judge fine-tuning (optional)
+
+
+def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
+    """LoRA fine-tuning of the judge on human labels (``judge_finetune.enabled``)."""
+    from relforge.data import read_beir
+    from relforge.judge.finetune import finetune_judge
+
+    cfg: PipelineConfig = ctx.cfg
+    ft = cfg.judge_finetune
+    folder = resolve_data_source(ft.data)
+    corpus, queries, qrels = _read_labelled(folder)
+    del read_beir
+    base = ft.base or cfg.llm_for("judge")
+    res = finetune_judge(base, corpus, queries, qrels, str(ctx.path("judge_finetune")),
+                         stage_part(ft, FinetuneConfig))
+    _write_json(ctx.path("judge_finetune/summary.json"), res)
+    return {k: v for k, v in (res or {}).items() if isinstance(v, (int, float, str))}
+
+
+def _read_labelled(folder: Path):
+    """A human-labelled BEIR folder: qrels in ``qrels.tsv`` or ``qrels/test.tsv``."""
+    from relforge.data import read_corpus, read_qrels, read_queries
+
+    for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
+        if q.exists():
+            return read_corpus(folder / "corpus.jsonl"), read_queries(folder / "queries.jsonl"), read_qrels(q)
+    raise MissingInputError(f"{folder}: no qrels.tsv or qrels/test.tsv with human labels")
+
+
+# --------------------------------------------------------------------------- judge
+
+
+def _judge_llm(ctx: StageContext, adapter: str | None):
+    cfg: PipelineConfig = ctx.cfg
+    return ctx.llm(cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options)
+
+
+def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict) -> list:
+    from relforge.judge.judge import judge_pairs
+    from relforge.judge.prompt import JudgeTemplate
+
+    jc = ctx.cfg.judge
+    template = JudgeTemplate.load(jc.template)
+    return judge_pairs(llm, template, queries, corpus, pairs, mode=jc.mode, thresholds=jc.thresholds,
+                       batch_size=jc.batch_size, max_doc_tokens=jc.max_doc_tokens, on_missing=jc.on_missing,
+                       max_new_tokens=jc.max_new_tokens, retry_temperature=jc.retry_temperature, seed=jc.seed,
+                       stats=stats)
+
+
+def stage_judge(ctx: StageContext) -> dict[str, Any]:
+    """Grade every synthetic query's source document and its mined candidates."""
+    from relforge.data import read_corpus, read_qrels, read_queries
+    from relforge.judge.judge import write_judgment_qrels, write_judgments
+
+    cfg: PipelineConfig = ctx.cfg
+    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    queries = read_queries(ctx.path("generate/queries.jsonl"))
+    positives = read_qrels(ctx.path("generate/qrels.tsv"))
+    negs = _read_json(ctx.path("retrieve/negatives.json"))
+    pairs = []
+    for qid in sorted(positives):
+        pairs += [(qid, d) for d in sorted(positives[qid])]
+        pairs += [(qid, d) for d in negs.get(qid, [])]
+    adapter = _adapter_abs(ctx, judge_adapter(cfg))
+    llm = _judge_llm(ctx, adapter)
+    stats: dict[str, Any] = {}
+    js = _judge(ctx, llm, queries, corpus, pairs, stats)
+    write_judgments(ctx.path("judge/judgments.jsonl"), js)
+    write_judgment_qrels(ctx.path("judge/qrels.tsv"), js)
+    stats.update(adapter=adapter, llm=cfg.llm_for("judge"))
+    _write_json(ctx.path("judge/summary.json"), stats)
+    return {"pairs": len(js), "unlabelled": sum(1 for j in js if j.grade is None)}
+
+
+def stage_agreement(ctx: StageContext) -> dict[str, Any]:
+    """The judge vs held-out human grades (LiveQA-Med validation queries), next to MiniLM cosine."""
+    from relforge.judge.agreement import agreement, plot_confusion
+
+    cfg: PipelineConfig = ctx.cfg
+    ac = cfg.judge.agreement
+    corpus, queries, human = _read_labelled(resolve_data_source(ac.human))
+    adapter = _adapter_abs(ctx, judge_adapter(cfg))
+    meta = _adapter_meta(adapter)
+    qids = sorted(human)
+    chosen_by = "all"
+    if ac.queries == "adapter":
+        val = _validation_qids(meta)
+        if val:
+            qids, chosen_by = [q for q in val if q in human], "adapter validation split"
+        else:
+            ctx.log("the adapter records no validation query ids; using every labelled query")
+    pairs = [(q, d) for q in qids for d in sorted(human[q]) if d in corpus and q in queries]
+    if ac.max_pairs is not None and len(pairs) > ac.max_pairs:
+        pairs = sorted(random.Random(cfg.seed).sample(pairs, ac.max_pairs))
+    sub = {q: {d: human[q][d] for qq, d in pairs if qq == q} for q in qids}
+    sub = {q: v for q, v in sub.items() if v}
+    meta = {"human": ac.human, "queries": sorted(sub), "queries_from": chosen_by, "pairs": len(pairs),
+            "llm": cfg.llm_for("judge")}
+    stats: dict[str, Any] = {}
+    js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats)
+    out: dict[str, Any] = {}
+    if ac.zero_shot and adapter is not None:
+        zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {})
+        out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
+    out["judge"] = flat_agreement(agreement(sub, js), {**meta, "adapter": adapter,
+                                                        "pairs_per_s": stats.get("pairs_per_s")})
+    out["minilm_cosine"] = {**cosine_agreement(sub, queries, corpus, pairs), **meta}
+    for key in ("judge", "judge_zero_shot"):
+        conf = out.get(key, {}).get("confusion")
+        if conf:
+            try:
+                plot_confusion(conf, out[key]["labels"], ctx.path(f"judge/confusion-{key}.png"))
+            except Exception as e:  # a plot must not lose the numbers
+                ctx.log(f"confusion plot failed: {e}")
+    _write_json(ctx.path("judge/agreement.json"), out)
+    _copy_adapter_curves(ctx, adapter)
+    res = {"pairs": len(pairs), "queries": len(sub), "judge_tau_b": out["judge"].get("tau_b"),
+           "minilm_tau_b": out["minilm_cosine"].get("tau_b")}
+    if "judge_zero_shot" in out:
+        res["zero_shot_tau_b"] = out["judge_zero_shot"].get("tau_b")
+    return res
+
+
+def flat_agreement(rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``agreement()`` output in the report's keys (``tau_b``, ``kappa``, ``weighted_kappa``...), full detail kept."""
+    al = rep.get("all", {})
+    return {
+        "n": al.get("n"), "tau_b": al.get("kendall_tau_b"), "per_query_tau_b": al.get("per_query_tau_b"),
+        "kappa": al.get("cohen_kappa"), "weighted_kappa": al.get("quadratic_kappa"),
+        "alpha": al.get("krippendorff_alpha"), "accuracy": al.get("accuracy"), "macro_f1": al.get("macro_f1"),
+        "labels": [str(v) for v in rep.get("values", [0, 1, 2, 3])], "confusion": al.get("confusion"),
+        "per_class": al.get("per_class"), "rerank": rep.get("rerank"),
+        "balanced": {k: v for k, v in (rep.get("balanced") or {}).items() if k != "confusion"},
+        "counts": rep.get("counts"), **extra,
+    }
+
+
+def _copy_adapter_curves(ctx: StageContext, adapter: str | None) -> None:
+    """Show the shipped/used adapter's own training curves in the report when it was not trained here."""
+    import shutil
+
+    if adapter is None or ctx.cfg.judge_finetune.enabled:
+        return
+    src = Path(adapter) / "metrics.jsonl"
+    if src.exists():
+        dst = ctx.path("judge_finetune/metrics.jsonl")
+        shutil.copyfile(src, dst)
+        for png in Path(adapter).glob("*.png"):
+            shutil.copyfile(png, ctx.path(f"judge_finetune/{png.name}"))
+        _write_json(ctx.path("judge_finetune/source.json"), {"adapter": adapter, "trained_here": False})
+
+
+def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> dict[str, Any]:
+    """Kendall tau_b (pair level and per query) and nDCG@10 of ranking each pool by MiniLM cosine."""
+    import numpy as np
+    from scipy.stats import kendalltau
+
+    from relforge.judge.agreement import evaluate_run
+    from relforge.retrieve.common import doc_text
+    from relforge.retrieve.dense import load_encoder
+
+    enc = load_encoder(model)
+    qids = sorted({q for q, _ in pairs})
+    dids = sorted({d for _, d in pairs})
+    qe = dict(zip(qids, enc.encode([queries[q].text for q in qids], normalize_embeddings=True,
+                                   show_progress_bar=False), strict=True))
+    de = dict(zip(dids, enc.encode([doc_text(corpus[d]) for d in dids], normalize_embeddings=True,
+                                   show_progress_bar=False), strict=True))
+    cos = [float(np.dot(qe[q], de[d])) for q, d in pairs]
+    hum = [human[q][d] for q, d in pairs]
+    tau = kendalltau(hum, cos, variant="b").statistic if len(set(hum)) > 1 else float("nan")
+    per_q = []
+    for q in qids:
+        idx = [i for i, (qq, _) in enumerate(pairs) if qq == q]
+        h, c = [hum[i] for i in idx], [cos[i] for i in idx]
+        if len(set(h)) > 1 and len(set(c)) > 1:
+            per_q.append(kendalltau(h, c, variant="b").statistic)
+    run: dict[str, dict[str, float]] = {}
+    for (q, d), s in zip(pairs, cos, strict=True):
+        run.setdefault(q, {})[d] = s
+    rnd = lambda x: None if x is None or np.isnan(x) else round(float(x), 4)  # noqa: E731
+    return {"model": model, "n": len(pairs), "tau_b": rnd(tau),
+            "per_query_tau_b": rnd(np.mean(per_q)) if per_q else None, "per_query_n": len(per_q),
+            "rerank": evaluate_run(human, run, ["nDCG@10"])}
+
+
+# --------------------------------------------------------------------------- groups / train
+
+
+def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
+    """The candidates run restricted to each query's positives + mined negatives (what the judge saw)."""
+    from relforge.data import read_qrels, read_run
+
+    run = read_run(ctx.path("retrieve/candidates.trec"))
+    positives = read_qrels(ctx.path("generate/qrels.tsv"))
+    negs = _read_json(ctx.path("retrieve/negatives.json"))
+    out: dict[str, dict[str, float]] = {}
+    for qid in positives:
+        keep = list(positives[qid]) + list(negs.get(qid, []))
+        scores = run.get(qid, {})
+        floor = min(scores.values(), default=0.0) - 1.0
+        # random negatives may be outside the run: rank them after the retrieved ones, in mined order
+        out[qid] = {d: scores.get(d, floor - i * 1e-3) for i, d in enumerate(keep)}
+    return out, positives
+
+
+def stage_groups(ctx: StageContext) -> dict[str, Any]:
+    """LCE groups twice: plain mined negatives (no judge) and the judge's re-bucketed candidates."""
+    from relforge.data import read_corpus, read_queries
+    from relforge.dataset import build_groups, write_groups
+    from relforge.judge.judge import read_judgments
+
+    cfg: PipelineConfig = ctx.cfg
+    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    queries = read_queries(ctx.path("generate/queries.jsonl"))
+    run, positives = _candidate_run(ctx)
+    gc = stage_part(cfg.groups, GroupConfig)
+    res: dict[str, Any] = {}
+    summaries: dict[str, dict] = {}
+    for variant in _group_variants(cfg):
+        js = read_judgments(ctx.path("judge/judgments.jsonl")) if variant == "judged" else None
+        ds, summary = build_groups(queries, positives, run, corpus, js, gc)
+        if len(ds) == 0:
+            raise UsageError(f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
+                             f"lower groups.group_size or groups.min_positive_grade, or generate more queries")
+        write_groups(ds, summary, ctx.path(f"dataset/{variant}"))
+        res[f"{variant}_groups"] = len(ds)
+        summaries[variant] = summary
+    _write_json(ctx.path("dataset/summary.json"), bucket_summary(summaries))
+    return res
+
+
+def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
+    """``dataset/summary.json`` for the report: the judged buckets first, then flat counts per variant."""
+    main = summaries.get("judged") or next(iter(summaries.values()))
+    out: dict[str, Any] = {"buckets": main.get("candidates", {})}
+    for variant, s in summaries.items():
+        out[f"groups_{variant}"] = s.get("groups")
+        out[f"queries_kept_{variant}"] = s.get("queries_kept")
+        out[f"negatives_drawn_{variant}"] = s.get("negatives_drawn")
+        out[f"dropped_queries_{variant}"] = s.get("dropped_queries")
+    out["queries_in"] = main.get("queries_in")
+    out["group_size"] = main.get("group_size")
+    if "judged" in summaries:
+        out["positives_judged"] = summaries["judged"].get("positives")
+    return out
+
+
+def _group_variants(cfg: PipelineConfig) -> list[str]:
+    return sorted(set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
+                  key=["plain", "judged"].index)
+
+
+def _train(ctx: StageContext, groups, out_rel: str) -> dict[str, Any]:
+    from relforge.train import train_cross_encoder
+
+    cfg: PipelineConfig = ctx.cfg
+    return train_cross_encoder(groups, str(ctx.path(out_rel)), stage_part(cfg.train, TrainConfig)) or {}
+
+
+def stage_train(ctx: StageContext) -> dict[str, Any]:
+    """One cross-encoder per variant, same backbone and settings."""
+    from relforge.dataset import load_groups
+
+    cfg: PipelineConfig = ctx.cfg
+    res: dict[str, Any] = {}
+    for variant in cfg.train.variants:
+        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}")
+        _write_json(ctx.path(f"train/{variant}-summary.json"), info)
+        res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
+    ctx.set_manifest("reranker_model", reranker_rel(cfg))
+    return res
+
+
+def reranker_rel(cfg: PipelineConfig) -> str | None:
+    """The final reranker's folder relative to the run folder (judged if trained, else plain)."""
+    for v in ("judged", "plain"):
+        if v in cfg.train.variants:
+            return f"train/{v}"
+    return None
+
+
+def _backbone(cfg: PipelineConfig) -> str:
+    for key in ("base", "backbone", "model"):
+        v = getattr(cfg.train, key, None)
+        if isinstance(v, str):
+            return v
+    return "minilm"
+
+
+# --------------------------------------------------------------------------- rerank / evaluate
+
+
+def _rerank(ctx: StageContext, model: str, kind: str = "cross") -> dict:
+    from relforge.data import read_corpus, read_queries, read_run
+    from relforge.train.rerank import rerank
+
+    cfg: PipelineConfig = ctx.cfg
+    rr = cfg.rerank
+    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    queries = read_queries(ctx.path("data/test-queries.jsonl"))
+    run = read_run(ctx.path(f"retrieve/test-{rr.first_stage}.trec"))
+    return rerank(model, corpus, queries, run, top_k=rr.top_k, kind=kind, batch_size=rr.batch_size,
+                  max_length=rr.max_length)
+
+
+def stage_rerank(ctx: StageContext) -> dict[str, Any]:
+    """Rerank the held-out questions' first-stage top-k with the backbone and each trained model."""
+    from relforge.data import write_run
+
+    cfg: PipelineConfig = ctx.cfg
+    res = {}
+    if cfg.rerank.backbone:
+        run = _rerank(ctx, _backbone(cfg), kind="bi")
+        write_run(ctx.path("rerank/backbone.trec"), run, tag="backbone")
+        res["backbone"] = len(run)
+    for v in cfg.train.variants:
+        run = _rerank(ctx, str(ctx.path(f"train/{v}")))
+        write_run(ctx.path(f"rerank/{v}.trec"), run, tag=v)
+        res[v] = len(run)
+    return {"queries": res}
+
+
+def run_names(cfg: PipelineConfig) -> dict[str, str]:
+    """System id -> run file (relative), in table order."""
+    out = {m: f"retrieve/test-{m}.trec" for m in cfg.retrieve.methods}
+    if cfg.rerank.backbone:
+        out["backbone"] = "rerank/backbone.trec"
+    for v in ("plain", "judged"):
+        if v in cfg.train.variants:
+            out[v] = f"rerank/{v}.trec"
+    return out
+
+
+def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
+    ec = stage_part(cfg.evaluate, EvalConfig)
+    kw = {k: getattr(ec, k) for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
+          if hasattr(ec, k)}
+    kw["baseline"] = baseline
+    return kw
+
+
+def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
+    """Metrics of every system on the held-out human questions, significance vs BM25."""
+    from relforge.data import read_qrels, read_run
+    from relforge.evaluate import evaluate
+
+    cfg: PipelineConfig = ctx.cfg
+    runs = {name: read_run(ctx.path(rel)) for name, rel in run_names(cfg).items()}
+    baseline = cfg.evaluate.baseline or ("bm25" if "bm25" in runs else next(iter(runs)))
+    result = evaluate(read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline))
+    result.to_json(ctx.path("eval/metrics.json"))
+    result.to_csv(ctx.path("eval/metrics.csv"))
+    first = result.measures[0]
+    return {f"{name}:{first}": round(result.aggregates[name][first], 4) for name in result.runs}
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def nested_subsets(n_groups: int, sizes: list[int], seed: int) -> dict[int, list[int]]:
+    """Row indices of nested subsets: the first N of one fixed shuffled order (size capped at n_groups)."""
+    order = list(range(n_groups))
+    random.Random(seed).shuffle(order)
+    return {s: sorted(order[: min(s, n_groups)]) for s in sizes}
+
+
+def stage_ablation(ctx: StageContext) -> dict[str, Any]:
+    """Train on nested subsets of the groups; nDCG@10 (and the other measures) vs training size.
+
+    A size at or above the number of groups is the full set: for a variant the ``train`` stage already
+    trained (same data, same settings, same seed) its numbers are taken from ``eval/metrics.json``
+    instead of training the same model twice.
+    """
+    import shutil
+
+    from relforge.data import read_qrels, read_run, write_run
+    from relforge.dataset import load_groups
+    from relforge.evaluate import EvalResult, evaluate
+
+    cfg: PipelineConfig = ctx.cfg
+    ab = cfg.ablation
+    qrels = read_qrels(ctx.path("data/test-qrels.tsv"))
+    main = EvalResult.from_json(ctx.path("eval/metrics.json"))
+    first = cfg.rerank.first_stage
+    first_run = read_run(ctx.path(f"retrieve/test-{first}.trec"))
+    rows = []
+    for variant in ab.variants:
+        groups = load_groups(ctx.path(f"dataset/{variant}"))
+        seen: set[int] = set()
+        for size, idx in nested_subsets(len(groups), ab.sizes, ab.seed).items():
+            n = len(idx)
+            if n in seen:  # several sizes beyond the number of groups collapse to "all"
+                continue
+            seen.add(n)
+            row: dict[str, Any] = {"size": n, "variant": variant, "requested_size": size}
+            if n == len(groups) and variant in cfg.train.variants and variant in main.aggregates:
+                agg, p = main.aggregates[variant], _p_value(main.significance.get(variant, {}).get("nDCG@10"))
+                row["source"] = f"train/{variant} (full set)"
+            else:
+                rel = f"ablation/{variant}-{n}"
+                info = _train(ctx, groups.select(idx), rel)
+                run = _rerank(ctx, str(ctx.path(rel)))
+                write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
+                ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
+                agg, p = ev.aggregates["reranker"], _p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
+                row["train_seconds"] = info.get("train_seconds") or info.get("seconds")
+                shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
+            row.update({k: round(float(v), 4) for k, v in agg.items()})
+            row[f"p_vs_{first}"] = p
+            rows.append(row)
+            ctx.log(f"{variant} n={n}: nDCG@10 {row.get('nDCG@10')}")
+    reference = {SYSTEMS.get(name, name): round(float(main.aggregates[name]["nDCG@10"]), 4)
+                 for name in main.runs if "nDCG@10" in main.aggregates[name]
+                 and name in ("bm25", first, "backbone", "plain") and not (name == "plain" and "plain" in ab.variants)}
+    _write_json(ctx.path("ablation.json"), {"rows": rows, "reference": reference, "x": "training groups",
+                                            "variants": ab.variants, "seed": ab.seed})
+    return {"points": len(rows)}
+
+
+def _p_value(test: Any) -> float | None:
+    if test is None:
+        return None
+    for key in ("perm_p", "ttest_p"):
+        v = test.get(key) if isinstance(test, dict) else getattr(test, key, None)
+        if v is not None:
+            return v
+    return None
+
+
+# --------------------------------------------------------------------------- report
+
+
+def stage_report(ctx: StageContext) -> dict[str, Any]:
+    from relforge.report import render_report
+
+    ctx.runner.save()  # the report reads the manifest's timings
+    path = render_report(ctx.out_dir)
+    return {"report": str(Path(path).relative_to(ctx.out_dir)) if Path(path).is_relative_to(ctx.out_dir) else str(path)}
+
+
+# --------------------------------------------------------------------------- the stage list
+
+
+def build_stages(cfg: PipelineConfig) -> list[Stage]:
+    """The pipeline's stages in order (disabled ones report themselves as such in the plan)."""
+    c = cfg
+
+    def data_cfg(k):
+        return {"data": _dump(k.data)}
+
+    def variants_outputs(prefix: str, cfg_: PipelineConfig, names: list[str]) -> list[str]:
+        return [f"{prefix}/{v}" for v in names]
+
+    judge_on = lambda k: k.judge.enabled  # noqa: E731
+
+    stages = [
+        Stage("import", stage_import, inputs=lambda k: _external_inputs(k),
+              outputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"],
+              config=data_cfg, description="read the documents and pick the held-out human questions"),
+        Stage("generate", stage_generate, inputs=lambda k: ["data/corpus.jsonl"],
+              outputs=lambda k: ["generate/queries.jsonl", "generate/qrels.tsv"],
+              config=lambda k: {"generate": _dump(k.generate), "llm": k.llm_for("generate"),
+                                "options": k.llm.options},
+              enabled=lambda k: k.generate.enabled, description="LLM writes queries for documents"),
+        Stage("retrieve", stage_retrieve,
+              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "generate/queries.jsonl",
+                                "generate/qrels.tsv"],
+              outputs=lambda k: ["retrieve/candidates.trec", "retrieve/negatives.json"]
+              + [f"retrieve/test-{m}.trec" for m in k.retrieve.methods],
+              config=lambda k: {"retrieve": _dump(k.retrieve)}, description="BM25 / dense / hybrid + mining"),
+        Stage("judge_finetune", stage_judge_finetune,
+              inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data))],
+              outputs=lambda k: ["judge_finetune"],
+              config=lambda k: {"ft": _dump(k.judge_finetune), "base": k.judge_finetune.base or k.llm_for("judge")},
+              enabled=lambda k: k.judge.enabled and k.judge_finetune.enabled,
+              description="LoRA fine-tuning of the judge on human labels"),
+        Stage("judge", stage_judge,
+              inputs=lambda k: ["data/corpus.jsonl", "generate/queries.jsonl", "generate/qrels.tsv",
+                                "retrieve/negatives.json"] + _adapter_inputs(k),
+              outputs=lambda k: ["judge/judgments.jsonl", "judge/qrels.tsv"],
+              config=lambda k: {"judge": _dump(k.judge.model_copy(update={"agreement": None})),
+                                "llm": k.llm_for("judge"), "options": k.llm.options},
+              enabled=judge_on, description="LLM judge grades positives and candidates"),
+        Stage("agreement", stage_agreement,
+              inputs=lambda k: [str(resolve_data_source(k.judge.agreement.human))] + _adapter_inputs(k),
+              outputs=lambda k: ["judge/agreement.json"],
+              config=lambda k: {"judge": _dump(k.judge), "llm": k.llm_for("judge"), "seed": k.seed},
+              enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
+              description="judge vs held-out human labels, next to MiniLM cosine"),
+        Stage("groups", stage_groups,
+              inputs=lambda k: ["data/corpus.jsonl", "generate/queries.jsonl", "generate/qrels.tsv",
+                                "retrieve/candidates.trec", "retrieve/negatives.json"]
+              + (["judge/judgments.jsonl"] if "judged" in _group_variants(k) else []),
+              outputs=lambda k: variants_outputs("dataset", k, _group_variants(k)) + ["dataset/summary.json"],
+              config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
+              description="re-bucket hard negatives into LCE groups (plain and judged)"),
+        Stage("train", stage_train,
+              inputs=lambda k: [f"dataset/{v}" for v in k.train.variants],
+              outputs=lambda k: variants_outputs("train", k, k.train.variants),
+              config=lambda k: {"train": _dump(k.train)}, description="cross-encoder with LCE, per variant"),
+        Stage("rerank", stage_rerank,
+              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl",
+                                f"retrieve/test-{k.rerank.first_stage}.trec"]
+              + [f"train/{v}" for v in k.train.variants],
+              outputs=lambda k: [rel for name, rel in run_names(k).items() if rel.startswith("rerank/")],
+              config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
+              description="rerank the held-out questions' candidates"),
+        Stage("evaluate", stage_evaluate,
+              inputs=lambda k: ["data/test-qrels.tsv"] + list(run_names(k).values()),
+              outputs=lambda k: ["eval/metrics.json", "eval/metrics.csv"],
+              config=lambda k: {"evaluate": _dump(k.evaluate)}, description="metrics + significance vs BM25"),
+        Stage("ablation", stage_ablation,
+              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv",
+                                f"retrieve/test-{k.rerank.first_stage}.trec", "eval/metrics.json"]
+              + [f"dataset/{v}" for v in k.ablation.variants],
+              outputs=lambda k: ["ablation.json"],
+              config=lambda k: {"ablation": _dump(k.ablation), "train": _dump(k.train), "rerank": _dump(k.rerank),
+                                "evaluate": _dump(k.evaluate)},
+              enabled=lambda k: bool(k.ablation.sizes), description="dataset-size ablation"),
+        Stage("report", stage_report,
+              inputs=lambda k: _report_inputs(k),
+              outputs=lambda k: ["report.html"], config=lambda k: {"report": _dump(k.report)},
+              enabled=lambda k: k.report.enabled, description="report.html", version="1"),
+    ]
+    del c
+    return stages
+
+
+def _adapter_inputs(cfg: PipelineConfig) -> list[str]:
+    a = judge_adapter(cfg)
+    return [a] if a is not None else []
+
+
+def _report_inputs(cfg: PipelineConfig) -> list[str]:
+    out = ["eval/metrics.json"]
+    if cfg.judge.enabled:
+        out.append("judge/judgments.jsonl")
+        if cfg.judge.agreement.enabled:
+            out.append("judge/agreement.json")
+    out += [f"dataset/{v}" for v in _group_variants(cfg)]
+    if cfg.ablation.sizes:
+        out.append("ablation.json")
+    return out

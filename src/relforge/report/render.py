@@ -1,0 +1,620 @@
+"""Read an artifacts directory (contract in :mod:`relforge.report`) and render ``report.html``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from relforge.errors import DataError, MissingInputError, RelforgeError
+
+#: section key -> file read (relative to the artifacts dir): the contract documented in relforge.report
+ARTIFACTS: dict[str, str] = {
+    "manifest": "manifest.json",
+    "metrics": "eval/metrics.json",
+    "judgments": "judge/judgments.jsonl",
+    "agreement": "judge/agreement.json",
+    "finetune": "judge_finetune/metrics.jsonl",
+    "dataset": "dataset/summary.json",
+    "ablation": "ablation.json",
+}
+
+AGREEMENT_KEYS = [
+    ("n", "pairs"),
+    ("tau_b", "Kendall τ_b"),
+    ("kappa", "Cohen κ"),
+    ("weighted_kappa", "weighted κ"),
+    ("alpha", "Krippendorff α"),
+    ("accuracy", "accuracy"),
+]
+PRETTY_NAMES = {
+    "judge": "LLM judge",
+    "minilm_cosine": "MiniLM cosine (baseline)",
+    "finetuned": "fine-tuned judge",
+    "zero_shot": "zero-shot judge",
+}
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def fmt(x: Any, digits: int = 4) -> str:
+    """Numbers for tables: ints as ints (thousands separators), floats with ``digits``; None/NaN as a dash."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, int):
+        return f"{x:,}"
+    if isinstance(x, float):
+        if x.is_integer() and abs(x) >= 1000:
+            return f"{int(x):,}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "n/a"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def fmt_seconds(s: Any) -> str:
+    if not isinstance(s, (int, float)) or isinstance(s, bool):
+        return "–"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(int(round(s)), 60)
+    if m < 60:
+        return f"{m} min {sec:02d} s"
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min"
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _compact(d: Any, nested: bool = False) -> str:
+    if isinstance(d, dict):
+        text = ", ".join(f"{k} {fmt(v) if _is_num(v) else _compact(v, True)}" for k, v in d.items())
+        return f"({text})" if nested else text
+    if isinstance(d, list):
+        return ", ".join(_compact(v) for v in d)
+    return fmt(d) if _is_num(d) else str(d)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"malformed JSON ({e.msg})", path=path, line=e.lineno) from None
+    except UnicodeDecodeError:
+        raise DataError("not valid UTF-8", path=path) from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from relforge.data import iter_jsonl
+
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+def _need(cond: bool, msg: str, path: Path) -> None:
+    if not cond:
+        raise DataError(msg, path=path)
+
+
+def load_artifacts(artifacts_dir: str | os.PathLike, *, strict: bool = False) -> dict[str, Any]:
+    """Read every artifact of the contract that exists.
+
+    Args:
+        artifacts_dir: the pipeline's output folder.
+        strict: raise on the first unreadable artifact instead of recording it in ``["errors"]``.
+
+    Returns:
+        ``{"dir", "present": {key: bool}, "errors": {key: message}, <key>: parsed content...}``.
+
+    Raises:
+        MissingInputError: the folder does not exist or holds none of the artifact files.
+    """
+    root = Path(artifacts_dir)
+    if not root.is_dir():
+        raise MissingInputError(f"{root}: no such artifacts directory")
+    present = {k: (root / rel).is_file() for k, rel in ARTIFACTS.items()}
+    if not any(present.values()):
+        raise MissingInputError(
+            f"{root}: none of the report's artifacts found (expected any of {', '.join(ARTIFACTS.values())}); "
+            "point `relforge report` at the pipeline's output folder"
+        )
+    out: dict[str, Any] = {"dir": root, "present": present, "errors": {}}
+    loaders = {
+        "manifest": _load_manifest,
+        "metrics": _load_metrics,
+        "judgments": _load_judgments,
+        "agreement": _load_agreement,
+        "finetune": _load_finetune,
+        "dataset": _load_dataset,
+        "ablation": _load_ablation,
+    }
+    for key, loader in loaders.items():
+        if not present[key]:
+            continue
+        path = root / ARTIFACTS[key]
+        try:
+            out[key] = loader(path)
+        except (RelforgeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            if strict:
+                if isinstance(e, RelforgeError):
+                    raise
+                raise DataError(f"unreadable artifact ({type(e).__name__}: {e})", path=path) from e
+            msg = str(e) if isinstance(e, RelforgeError) else f"{path}: {type(e).__name__}: {e}"
+            out["errors"][key] = msg
+    return out
+
+
+def _load_manifest(path: Path) -> dict[str, Any]:
+    d = _read_json(path)
+    _need(isinstance(d, dict), "expected a JSON object", path)
+    stages = d.get("stages") or {}
+    _need(isinstance(stages, dict), "'stages' must be an object {name: {...}}", path)
+    return d
+
+
+def _load_metrics(path: Path):
+    from relforge.evaluate import EvalResult
+
+    d = _read_json(path)
+    _need(isinstance(d, dict) and "aggregates" in d, "not an EvalResult JSON (no 'aggregates')", path)
+    return EvalResult.from_dict(d)
+
+
+def _load_judgments(path: Path) -> dict[str, Any]:
+    from relforge.data import iter_jsonl
+
+    grades: Counter = Counter()
+    queries: set[str] = set()
+    models: Counter = Counter()
+    expected_sum, expected_n, n = 0.0, 0, 0
+    for lineno, obj in iter_jsonl(path):
+        if "grade" not in obj or "qid" not in obj:
+            raise DataError(
+                "judgment needs 'qid' and 'grade' (null when unparseable)", path=path, line=lineno
+            )
+        n += 1
+        queries.add(str(obj["qid"]))
+        g = obj["grade"]
+        grades["unparsed" if g is None else str(g)] += 1
+        if _is_num(obj.get("expected")):
+            expected_sum += float(obj["expected"])
+            expected_n += 1
+        if obj.get("model"):
+            models[str(obj["model"])] += 1
+    order = sorted(
+        (k for k in grades if k != "unparsed"),
+        key=lambda k: (not k.lstrip("-").isdigit(), int(k) if k.lstrip("-").isdigit() else 0, k),
+    )
+    counts = {k: grades[k] for k in order}
+    if grades.get("unparsed"):
+        counts["unparsed"] = grades["unparsed"]
+    return {
+        "n": n,
+        "queries": len(queries),
+        "counts": counts,
+        "unparsed": grades.get("unparsed", 0),
+        "mean_expected": expected_sum / expected_n if expected_n else None,
+        "models": dict(models),
+    }
+
+
+def _load_agreement(path: Path) -> dict[str, dict[str, Any]]:
+    d = _read_json(path)
+    _need(isinstance(d, dict), "expected a JSON object", path)
+    if any(k in d for k in ("tau_b", "kappa", "weighted_kappa", "confusion", "accuracy")):
+        d = {"judge": d}
+    for name, entry in d.items():
+        _need(isinstance(entry, dict), f"entry {name!r} must be an object of agreement numbers", path)
+        conf, labels = entry.get("confusion"), entry.get("labels")
+        if conf is not None:
+            _need(
+                isinstance(conf, list) and all(isinstance(r, list) for r in conf),
+                f"{name}.confusion must be a list of rows",
+                path,
+            )
+            if labels is None:
+                entry["labels"] = [str(i) for i in range(len(conf))]
+            _need(
+                len(conf) == len(entry["labels"]) and all(len(r) == len(conf) for r in conf),
+                f"{name}.confusion must be square with one row per label",
+                path,
+            )
+    return d
+
+
+def _load_finetune(path: Path) -> list[dict[str, Any]]:
+    rows = _read_jsonl(path)
+    for i, r in enumerate(rows, start=1):
+        _need(_is_num(r.get("epoch")), f"row {i} has no numeric 'epoch'", path)
+    return sorted(rows, key=lambda r: r["epoch"])
+
+
+def _load_dataset(path: Path) -> dict[str, Any]:
+    d = _read_json(path)
+    _need(isinstance(d, dict), "expected a JSON object", path)
+    return d
+
+
+def _load_ablation(path: Path) -> dict[str, Any]:
+    d = _read_json(path)
+    if isinstance(d, list):
+        d = {"rows": d}
+    _need(
+        isinstance(d, dict) and isinstance(d.get("rows"), list),
+        "expected a list of rows or {'rows': [...]}",
+        path,
+    )
+    for i, r in enumerate(d["rows"], start=1):
+        _need(isinstance(r, dict) and _is_num(r.get("size")), f"row {i} has no numeric 'size'", path)
+    d["rows"] = sorted(d["rows"], key=lambda r: r["size"])
+    ref = d.get("reference") or {}
+    _need(
+        isinstance(ref, dict) and all(_is_num(v) for v in ref.values()),
+        "'reference' must map system names to numbers",
+        path,
+    )
+    d["reference"] = ref
+    return d
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def _rr10(measures: list[str], canonical: dict[str, str]) -> str | None:
+    for m in measures:
+        c = canonical.get(m, m)
+        if c.startswith("RR") and c.endswith("@10"):
+            return m
+    return None
+
+
+def _metrics_section(res) -> dict[str, Any]:
+    from relforge.report import plots
+
+    measures = res.measures
+    primary = "nDCG@10" if "nDCG@10" in measures else measures[0]
+    best_per_measure = {m: max(res.aggregates[r][m] for r in res.runs) for m in measures}
+    rows = []
+    for run in res.runs:
+        tests = res.significance.get(run, {})
+        cells = []
+        for m in measures:
+            t = tests.get(m)
+            cells.append(
+                {
+                    "value": fmt(res.aggregates[run][m]),
+                    "mark": res.marks(run, m),
+                    "p": f"{fmt_p(t.ttest_p)} / {fmt_p(t.perm_p)}" if t is not None else "",
+                    "best": len(res.runs) > 1 and res.aggregates[run][m] == best_per_measure[m],
+                }
+            )
+        rows.append({"run": run, "baseline": run == res.baseline, "cells": cells})
+    best = max(res.runs, key=lambda r: res.aggregates[r][primary])
+    headline: dict[str, Any] = {"measure": primary, "best": best, "value": fmt(res.aggregates[best][primary])}
+    if res.baseline is not None:
+        headline["baseline"] = res.baseline
+        headline["baseline_value"] = fmt(res.aggregates[res.baseline][primary])
+        t = res.significance.get(best, {}).get(primary)
+        if t is not None:
+            headline.update(
+                delta=f"{t.delta:+.4f}",
+                ttest_p=fmt_p(t.ttest_p),
+                perm_p=fmt_p(t.perm_p),
+                significant=bool(res.marks(best, primary)),
+            )
+    pairwise = [
+        {
+            "run": c["run"],
+            "versus": c["versus"],
+            "cells": [
+                {
+                    "measure": m,
+                    "delta": f"{t.delta:+.4f}",
+                    "p": f"{fmt_p(t.ttest_p)} / {fmt_p(t.perm_p)}",
+                    "significant": (t.ttest_p < res.alpha) or (t.perm_p < res.alpha),
+                }
+                for m, t in c["tests"].items()
+            ],
+        }
+        for c in res.pairwise
+    ]
+    chart_measures = [
+        m for m in (primary if primary == "nDCG@10" else None, _rr10(measures, res.canonical)) if m
+    ]
+    if not chart_measures:
+        chart_measures = measures[:2]
+    chart = plots.metrics_bars({r: res.aggregates[r] for r in res.runs}, chart_measures)
+    notes = []
+    if res.skipped_queries:
+        notes.append(f"{len(res.skipped_queries)} qrels queries without any relevant judgment were skipped.")
+    notes.extend(res.warnings)
+    s = res.settings
+    settings = (
+        f"{len(res.queries)} queries · relevance threshold for binary measures: grade ≥ {s.get('rel') or 1}"
+        f" · randomisation test: {s.get('permutation_rounds')} sign flips, seed {s.get('seed')}"
+        f" · ties: {s.get('tie_policy', 'score desc, doc id asc')}"
+        f" · queries missing from a run score 0 · ir_measures {s.get('ir_measures', '?')}"
+    )
+    return {
+        "measures": measures,
+        "rows": rows,
+        "headline": headline,
+        "pairwise": pairwise,
+        "chart": chart,
+        "chart_measures": chart_measures,
+        "legend": res.legend(),
+        "notes": notes,
+        "settings": settings,
+        "has_tests": bool(res.significance),
+    }
+
+
+def _judgments_section(j: dict[str, Any]) -> dict[str, Any]:
+    from relforge.report import plots
+
+    total = j["n"] or 1
+    rows = [{"label": k, "count": fmt(v), "share": f"{100 * v / total:.1f}%"} for k, v in j["counts"].items()]
+    return {
+        "n": fmt(j["n"]),
+        "queries": fmt(j["queries"]),
+        "rows": rows,
+        "unparsed": j["unparsed"],
+        "mean_expected": fmt(j["mean_expected"], 3),
+        "models": ", ".join(j["models"]) or "–",
+        "chart": plots.label_distribution(j["counts"]) if j["counts"] else None,
+    }
+
+
+def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from relforge.report import plots
+
+    rows, cards = [], []
+    for name, e in entries.items():
+        pretty = PRETTY_NAMES.get(name, name)
+        rows.append(
+            {
+                "name": pretty,
+                "cells": [fmt(e.get(k), 3) if k != "n" else fmt(e.get(k)) for k, _ in AGREEMENT_KEYS],
+            }
+        )
+        per_class = e.get("per_class") or {}
+        card = {"name": pretty, "image": None, "per_class": []}
+        if e.get("confusion") is not None:
+            card["image"] = plots.confusion_matrix(e["confusion"], [str(x) for x in e["labels"]])
+        for lab, pc in per_class.items():
+            pc = pc or {}
+            card["per_class"].append(
+                {
+                    "label": lab,
+                    "precision": fmt(pc.get("precision"), 3),
+                    "recall": fmt(pc.get("recall"), 3),
+                    "f1": fmt(pc.get("f1"), 3),
+                    "support": fmt(pc.get("support")),
+                }
+            )
+        if card["image"] or card["per_class"]:
+            cards.append(card)
+    return {"headers": [h for _, h in AGREEMENT_KEYS], "rows": rows, "cards": cards}
+
+
+def _finetune_section(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from relforge.report import plots
+
+    labels: list[str] = []
+    for r in rows:
+        for lab in r.get("per_class") or {}:
+            if lab not in labels:
+                labels.append(lab)
+    labels.sort(key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0, str(s)))
+    cols = [
+        k for k in ("tau_b", "weighted_kappa", "accuracy", "loss", "eval_loss") if any(k in r for r in rows)
+    ]
+    table = [
+        {
+            "epoch": fmt(r["epoch"], 2)
+            if isinstance(r["epoch"], float) and not r["epoch"].is_integer()
+            else fmt(int(r["epoch"])),
+            "cells": [fmt(r.get(k), 3) for k in cols],
+            "f1": [fmt(((r.get("per_class") or {}).get(lab) or {}).get("f1"), 3) for lab in labels],
+        }
+        for r in rows
+    ]
+    best = max(rows, key=lambda r: r.get("tau_b") if _is_num(r.get("tau_b")) else -math.inf)
+    return {
+        "cols": cols,
+        "labels": labels,
+        "rows": table,
+        "chart": plots.finetune_curves(rows, labels),
+        "best_epoch": fmt(best["epoch"], 2) if _is_num(best.get("tau_b")) else None,
+        "best_tau": fmt(best.get("tau_b"), 3),
+    }
+
+
+def _dataset_section(d: dict[str, Any]) -> dict[str, Any]:
+    from relforge.report import plots
+
+    buckets = d.get("buckets")
+    if not isinstance(buckets, dict):
+        buckets = {k: v for k, v in d.items() if _is_num(v)}
+        others = {k: v for k, v in d.items() if k not in buckets}
+    else:
+        others = {k: v for k, v in d.items() if k != "buckets"}
+    buckets = {str(k): v for k, v in buckets.items() if _is_num(v)}
+    total = sum(buckets.values()) or 1
+    rows = [{"name": k, "count": fmt(v), "share": f"{100 * v / total:.1f}%"} for k, v in buckets.items()]
+    info = [{"key": k, "value": fmt(v) if _is_num(v) else _compact(v)} for k, v in others.items()]
+    return {"rows": rows, "info": info, "chart": plots.bucket_bars(buckets) if buckets else None}
+
+
+def _ablation_section(d: dict[str, Any]) -> dict[str, Any]:
+    from relforge.report import plots
+
+    rows = d["rows"]
+    keys: list[str] = []
+    for r in rows:
+        for k, v in r.items():
+            if k != "size" and _is_num(v) and k not in keys:
+                keys.append(k)
+    measure = "nDCG@10" if "nDCG@10" in keys else (keys[0] if keys else None)
+    chart = None
+    if measure and rows:
+        pts = [r for r in rows if _is_num(r.get(measure))]
+        chart = plots.ablation_curve(pts, measure, d["reference"]) if pts else None
+    return {
+        "measure": measure,
+        "columns": keys,
+        "chart": chart,
+        "rows": [{"size": fmt(r["size"]), "cells": [fmt(r.get(k)) for k in keys]} for r in rows],
+        "reference": [{"name": k, "value": fmt(v)} for k, v in d["reference"].items()],
+    }
+
+
+def _share(part: Any, total: float) -> str:
+    if not _is_num(part) or total <= 0:
+        return ""
+    pct = 100 * part / total
+    return "<1%" if 0 < pct < 1 else f"{pct:.0f}%"
+
+
+def _manifest_section(m: dict[str, Any]) -> dict[str, Any]:
+    import yaml
+
+    stages = m.get("stages") or {}
+    walls = [s["wall_s"] for s in stages.values() if isinstance(s, dict) and _is_num(s.get("wall_s"))]
+    total, longest = sum(walls), max(walls, default=0)
+    rows = []
+    for name, s in stages.items():
+        s = s if isinstance(s, dict) else {"value": s}
+        wall = s.get("wall_s")
+        extra = {
+            k: v
+            for k, v in s.items()
+            if k not in ("wall_s", "status", "counts")
+            and (not isinstance(v, (dict, list)) or k == "llm_tokens")
+        }
+        rows.append(
+            {
+                "name": name,
+                "status": str(s.get("status", "")),
+                "wall": fmt_seconds(wall),
+                "share": _share(wall, total),
+                "bar": round(100 * wall / longest, 1) if _is_num(wall) and longest > 0 else 0,
+                "counts": _compact(s.get("counts") or {}) or "",
+                "other": _compact(extra) if extra else "",
+            }
+        )
+    config = m.get("config")
+    config_text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100) if config else None
+    meta = [
+        {"key": k, "value": str(m[k])}
+        for k in ("relforge_version", "created", "reranker_model", "out_dir")
+        if m.get(k) is not None
+    ]
+    return {"rows": rows, "total": fmt_seconds(total) if stages else "–", "config": config_text, "meta": meta}
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _template():
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    env = Environment(
+        loader=PackageLoader("relforge.report", "templates"),
+        autoescape=select_autoescape(["html", "j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return env.get_template("report.html.j2")
+
+
+def render_report(
+    artifacts_dir: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    strict: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Render one self-contained ``report.html`` from a pipeline artifacts directory.
+
+    Args:
+        artifacts_dir: folder holding the artifacts listed in :data:`ARTIFACTS` (any subset).
+        out: output file; default ``<artifacts_dir>/report.html``.
+        strict: raise :class:`~relforge.errors.DataError` on an unreadable artifact instead of showing
+            an error box in its section.
+        title: page title; default the config's ``name`` or the folder name.
+
+    Returns:
+        The path of the written HTML file (written atomically).
+
+    Raises:
+        MissingInputError: the folder is missing or holds none of the artifacts.
+    """
+    return write_report(load_artifacts(artifacts_dir, strict=strict), out, strict=strict, title=title)
+
+
+def write_report(
+    art: dict[str, Any],
+    out: str | os.PathLike | None = None,
+    *,
+    strict: bool = False,
+    title: str | None = None,
+) -> Path:
+    """Render artifacts already read by :func:`load_artifacts` (render errors are added to ``art["errors"]``)."""
+    from relforge import __version__
+    from relforge.data import atomic_write
+
+    root: Path = art["dir"]
+    builders = {
+        "metrics": _metrics_section,
+        "judgments": _judgments_section,
+        "agreement": _agreement_section,
+        "finetune": _finetune_section,
+        "dataset": _dataset_section,
+        "ablation": _ablation_section,
+        "manifest": _manifest_section,
+    }
+    sections: dict[str, Any] = {}
+    for key, build in builders.items():
+        if key in art:
+            try:
+                sections[key] = build(art[key])
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+                path = root / ARTIFACTS[key]
+                if strict:
+                    raise DataError(
+                        f"cannot render this artifact ({type(e).__name__}: {e})", path=path
+                    ) from e
+                art["errors"][key] = f"{path}: cannot render ({type(e).__name__}: {e})"
+    manifest = art.get("manifest") or {}
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    page_title = title or (config or {}).get("name") or root.resolve().name
+    html = _template().render(
+        title=page_title,
+        s=sections,
+        errors=art["errors"],
+        files=ARTIFACTS,
+        dir=str(root),
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+    )
+    out_path = Path(out) if out is not None else root / "report.html"
+    with atomic_write(out_path) as fh:
+        fh.write(html)
+    return out_path

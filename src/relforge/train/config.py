@@ -1,0 +1,49 @@
+"""Settings of reranker training (every CLI default lives here)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """How a reranker is trained on groups from :func:`relforge.dataset.build_groups`.
+
+    Attributes:
+        base: backbone: a named default (``minilm``), a local folder or a hub id.
+        kind: ``cross`` (CrossEncoder, num_labels=1) or ``bi`` (SentenceTransformer).
+        loss: a key of :data:`relforge.train.trainer.LOSSES` (``lce`` for cross, ``mnrl`` for bi).
+        max_length: token limit of a (query, document) pair (cross) or of one text (bi).
+        lr: peak learning rate (AdamW, linear decay).
+        warmup_ratio: fraction of steps spent warming up.
+        epochs: passes over the groups.
+        batch_groups: groups (queries) per optimizer step; a step scores ``batch_groups * group_size`` pairs.
+        max_steps: stop after this many steps (-1 = run the epochs).
+        seed: seed of the head init, shuffling and dropout.
+        temperature: LCE temperature (1.0 = exact LCE).
+        negatives: use the first ``negatives`` negatives of each group (None = all).
+        precision: ``auto`` = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU.
+        eval_steps: evaluate on the dev set every this many steps (None = 4 times per run).
+        dev_top_k: depth of the dev run reranked during evaluation.
+        logging_steps: loss curve resolution.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: str = "minilm"
+    kind: Literal["cross", "bi"] = "cross"
+    loss: str = "lce"
+    max_length: int = Field(256, ge=8)
+    lr: float = Field(2e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    batch_groups: int = Field(8, ge=1)
+    max_steps: int = -1
+    seed: int = 0
+    temperature: float = Field(1.0, gt=0)
+    negatives: int | None = Field(None, ge=1)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    eval_steps: int | None = Field(None, ge=1)
+    dev_top_k: int = Field(50, ge=1)
+    logging_steps: int = Field(5, ge=1)

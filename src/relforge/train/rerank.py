@@ -1,0 +1,324 @@
+"""Reranking a run with a cross-encoder (torch or ONNX Runtime) or a bi-encoder.
+
+The fast path: every (query, doc) pair is tokenized once, pairs are sorted by token length and
+batched so padding is minimal, and the CrossEncoder's inner Hugging Face model runs in ONNX Runtime
+(exported by hand with ``torch.onnx.export(opset_version=17, dynamo=False)`` — the
+sentence-transformers ONNX extra breaks this stack). The export is cached beside the model
+(``<model>/onnx/``) or in ``$RELFORGE_CACHE/onnx/<fingerprint>/`` and checked against torch logits
+(max abs difference <= 1e-4) when it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relforge.errors import DataError, RelforgeError, UsageError
+from relforge.types import Document, Query, Run, sorted_ranking
+
+KINDS = ("cross", "bi")
+BACKENDS = ("auto", "onnx", "torch")
+ONNX_OPSET = 17
+ONNX_TOLERANCE = 1e-4
+
+
+def _check_choice(name: str, value: str, allowed: Iterable[str], setting: str) -> None:
+    if value not in allowed:
+        raise UsageError(f"{name} {value!r} is not one of {', '.join(allowed)} (set {setting})")
+
+
+def load_cross_encoder(model: str, max_length: int | None = None):
+    """A CrossEncoder from a folder, a named default (``minilm``) or a hub id (num_labels=1)."""
+    from sentence_transformers import CrossEncoder
+
+    from relforge.models import resolve_model
+
+    path = resolve_model(model)
+    kw: dict[str, Any] = {"num_labels": 1}
+    if max_length is not None:
+        kw["max_length"] = max_length
+    try:
+        return CrossEncoder(path, **kw)
+    except OSError as e:
+        from relforge.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(f"cannot load cross-encoder {model!r}: {e}") from None
+
+
+# --------------------------------------------------------------------------- tokenization
+
+
+def encode_sorted(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> tuple[list[dict], np.ndarray]:
+    """Tokenize all pairs once, sort by token length (longest first) and return the un-padded
+    encodings in that order plus the permutation (``order[i]`` = index of the i-th sorted pair)."""
+    if not pairs:
+        return [], np.zeros(0, dtype=np.int64)
+    enc = tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=True, max_length=max_length)
+    lengths = np.array([len(ids) for ids in enc["input_ids"]])
+    order = np.argsort(-lengths, kind="stable")
+    keys = list(enc.keys())
+    return [{k: enc[k][i] for k in keys} for i in order], order
+
+
+def _batches(tokenizer, encoded: list[dict], batch_size: int):
+    for start in range(0, len(encoded), batch_size):
+        yield tokenizer.pad(encoded[start : start + batch_size], padding=True, return_tensors="np")
+
+
+def _unsort(scores: np.ndarray, order: np.ndarray) -> np.ndarray:
+    out = np.empty_like(scores)
+    out[order] = scores
+    return out
+
+
+def torch_logits(model, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+    """Raw logits of a CrossEncoder for ``pairs`` with torch (length-sorted batches)."""
+    import torch
+
+    hf = model.model
+    hf.eval()
+    encoded, order = encode_sorted(model.tokenizer, pairs, model.max_length)
+    names = set(_input_names(hf))
+    out = []
+    with torch.inference_mode():
+        for batch in _batches(model.tokenizer, encoded, batch_size):
+            feed = {k: torch.from_numpy(v).to(hf.device) for k, v in batch.items() if k in names}
+            out.append(hf(**feed).logits[:, 0].float().cpu().numpy())
+    return _unsort(np.concatenate(out) if out else np.zeros(0, np.float32), order)
+
+
+def _input_names(hf) -> list[str]:
+    import inspect
+
+    params = inspect.signature(hf.forward).parameters
+    return [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in params]
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def _fingerprint(folder: Path) -> str | None:
+    """Hash of config + weights of a saved cross-encoder, or None when the folder is not one
+    (e.g. a sentence-transformers bi-encoder, whose classifier head is new at every load)."""
+    cfg = folder / "config.json"
+    weights = [p for p in (folder / "model.safetensors", folder / "pytorch_model.bin") if p.exists()]
+    if not cfg.exists() or not weights:
+        return None
+    arch = json.loads(cfg.read_text()).get("architectures") or []
+    if not any("ForSequenceClassification" in a for a in arch):
+        return None
+    h = hashlib.sha256(cfg.read_bytes())
+    with open(weights[0], "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _cache_root() -> Path:
+    return Path(os.environ.get("RELFORGE_CACHE", "~/.cache/relforge")).expanduser() / "onnx"
+
+
+def export_onnx(model, path: str | Path) -> Path:
+    """Export a CrossEncoder's inner HF model to ONNX (opset 17, dynamic batch and length) and check
+    that ONNX Runtime reproduces the torch logits within 1e-4."""
+    import torch
+
+    hf = model.model.eval()
+    names = _input_names(hf)
+
+    class _Logits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            return self.inner(**dict(zip(names, args))).logits
+
+    probe = [("what is the probe query", "a probe document with a few more words in it"), ("short", "pair")]
+    batch = model.tokenizer([q for q, _ in probe], [d for _, d in probe], padding=True, return_tensors="pt")
+    args = tuple(batch[n] for n in names)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    axes["logits"] = {0: "batch"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python bools in HF masking code
+        torch.onnx.export(_Logits(hf).eval(), args, str(tmp), input_names=names, output_names=["logits"],
+                          dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+    os.replace(tmp, path)
+    hf.eval()  # the exporter restores the wrapper's mode recursively: keep the model in eval mode
+    sess = _session(path)
+    got = sess.run(["logits"], {n: batch[n].numpy() for n in names})[0][:, 0]
+    with torch.no_grad():
+        want = hf(**{n: batch[n] for n in names}).logits[:, 0].float().numpy()
+    diff = float(np.abs(got - want).max())
+    if diff > ONNX_TOLERANCE:
+        path.unlink(missing_ok=True)
+        raise RelforgeError(f"ONNX export of the reranker differs from torch by {diff:.2e} (> {ONNX_TOLERANCE}); "
+                            "use --backend torch")
+    return path
+
+
+def _session(path: Path):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.intra_op_num_threads = int(os.environ.get("RELFORGE_ORT_THREADS", "0"))
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxCrossEncoder:
+    """A CrossEncoder's scoring head-to-tail in ONNX Runtime, with length-sorted batches.
+
+    Args:
+        model: a loaded CrossEncoder (its tokenizer and max length are used; it is exported once).
+        source: the folder it was loaded from (the export is cached there, or under
+            ``$RELFORGE_CACHE/onnx/<fingerprint>/`` when the folder is read-only).
+    """
+
+    def __init__(self, model, source: str | None = None):
+        self.tokenizer = model.tokenizer
+        self.max_length = model.max_length
+        self.names = _input_names(model.model)
+        self.path = self._export_cached(model, source)
+        self.session = _session(self.path)
+
+    @staticmethod
+    def _export_cached(model, source: str | None) -> Path:
+        folder = Path(source) if source and Path(source).is_dir() else None
+        fp = _fingerprint(folder) if folder else None
+        if fp is None:  # not a saved cross-encoder: export to a throwaway folder
+            return export_onnx(model, Path(tempfile.mkdtemp(prefix="relforge-onnx-")) / "model.onnx")
+        candidates = [folder / "onnx", _cache_root() / fp]
+        for cand in candidates:
+            meta = cand / "relforge-onnx.json"
+            if meta.exists() and (cand / "model.onnx").exists():
+                if json.loads(meta.read_text()).get("fingerprint") == fp:
+                    return cand / "model.onnx"
+        for cand in candidates:
+            try:
+                cand.mkdir(parents=True, exist_ok=True)
+                path = export_onnx(model, cand / "model.onnx")
+                (cand / "relforge-onnx.json").write_text(json.dumps(
+                    {"fingerprint": fp, "opset": ONNX_OPSET, "inputs": model_names(model)}, indent=2))
+                return path
+            except PermissionError:
+                continue
+        raise RelforgeError(f"cannot write the ONNX export to {candidates[0]} nor {candidates[1]}; "
+                            "set RELFORGE_CACHE to a writable folder")
+
+    def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
+        """Raw logits for ``pairs`` (the same numbers as the torch model's, within 1e-4)."""
+        encoded, order = encode_sorted(self.tokenizer, pairs, self.max_length)
+        out = [self.session.run(["logits"], {n: b[n].astype(np.int64) for n in self.names})[0][:, 0]
+               for b in _batches(self.tokenizer, encoded, batch_size)]
+        return _unsort(np.concatenate(out) if out else np.zeros(0, np.float32), order)
+
+
+def model_names(model) -> list[str]:
+    return _input_names(model.model)
+
+
+# --------------------------------------------------------------------------- rerank
+
+
+def rerank(
+    model_dir: str,
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, Query],
+    run: Run,
+    top_k: int = 100,
+    kind: str = "cross",
+    backend: str = "auto",
+    batch_size: int = 32,
+    max_length: int | None = None,
+    model: Any = None,
+) -> Run:
+    """Rerank each query's top ``top_k`` documents of ``run``.
+
+    Args:
+        model_dir: a trained model folder, a named default (``minilm``) or a hub id.
+        corpus: ``{docid: Document}``; document text = title + text (as in training).
+        queries: ``{qid: Query}``.
+        run: the first-stage run; only its top ``top_k`` per query (relforge's tie policy) are kept.
+        top_k: depth to rerank.
+        kind: ``cross`` (CrossEncoder logits) or ``bi`` (SentenceTransformer cosine).
+        backend: ``onnx`` (cross only), ``torch``, or ``auto`` (onnx for cross, torch for bi).
+        batch_size: pairs per forward pass.
+        max_length: token limit of (query, doc) pairs; default the model's.
+        model: an already loaded model to use instead of loading ``model_dir`` (torch backend).
+
+    Returns:
+        The reranked run (top ``top_k`` per query, scores from the model).
+    """
+    from relforge.dataset.groups import doc_text
+
+    _check_choice("kind", kind, KINDS, "kind / --kind")
+    _check_choice("backend", backend, BACKENDS, "backend / --backend")
+    if kind == "bi" and backend == "onnx":
+        raise UsageError("backend 'onnx' is only implemented for kind 'cross'; use --backend torch for bi-encoders")
+    if top_k < 1:
+        raise UsageError(f"top_k must be >= 1, got {top_k} (set --top-k)")
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size} (set --batch-size)")
+    backend = ("onnx" if kind == "cross" else "torch") if backend == "auto" else backend
+    lists: dict[str, list[str]] = {}
+    for qid, scores in run.items():
+        if qid not in queries:
+            raise DataError(f"the run names query {qid!r}, which is not in the queries")
+        lists[qid] = [d for d, _ in sorted_ranking(scores)[:top_k]]
+        for d in lists[qid]:
+            if d not in corpus:
+                raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
+    if kind == "bi":
+        return _rerank_bi(model if model is not None else model_dir, corpus, queries, lists, batch_size, max_length)
+    pairs = [(queries[q].text, doc_text(corpus[d])) for q, ds in lists.items() for d in ds]
+    ce = model if model is not None else load_cross_encoder(model_dir, max_length)
+    if backend == "onnx":
+        from relforge.models import resolve_model
+
+        scores = OnnxCrossEncoder(ce, resolve_model(model_dir) if model is None else None).predict(pairs, batch_size)
+    else:
+        scores = torch_logits(ce, pairs, batch_size)
+    out: Run = {}
+    i = 0
+    for qid, ds in lists.items():
+        out[qid] = {d: float(s) for d, s in zip(ds, scores[i : i + len(ds)])}
+        i += len(ds)
+    return out
+
+
+def _rerank_bi(model, corpus, queries, lists, batch_size, max_length) -> Run:
+    from relforge.dataset.groups import doc_text
+
+    if isinstance(model, str):
+        from sentence_transformers import SentenceTransformer
+
+        from relforge.models import resolve_model
+
+        model = SentenceTransformer(resolve_model(model))
+    if max_length is not None:
+        model.max_seq_length = max_length
+    qids = list(lists)
+    dids = sorted({d for ds in lists.values() for d in ds})
+    qv = model.encode([queries[q].text for q in qids], batch_size=batch_size, normalize_embeddings=True,
+                      convert_to_numpy=True)
+    dv = model.encode([doc_text(corpus[d]) for d in dids], batch_size=batch_size, normalize_embeddings=True,
+                      convert_to_numpy=True)
+    didx = {d: i for i, d in enumerate(dids)}
+    out: Run = {}
+    for qi, qid in enumerate(qids):
+        idx = [didx[d] for d in lists[qid]]
+        sims = dv[idx] @ qv[qi]
+        out[qid] = {d: float(s) for d, s in zip(lists[qid], sims)}
+    return out

@@ -1,0 +1,336 @@
+"""Training rerankers on relforge groups with sentence-transformers' trainers.
+
+One registry (:data:`LOSSES`) says which loss exists, which model kind it trains and which data
+format it needs; error messages are built from it. The trainers are sentence-transformers' own
+(``CrossEncoderTrainer``, ``SentenceTransformerTrainer``); relforge adds the LCE loss, the group ->
+format conversion, a dev evaluator (nDCG@10 of the reranked dev run via :mod:`relforge.evaluate`)
+and a training summary.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from relforge.errors import DataError, UsageError
+from relforge.train.config import TrainConfig
+from relforge.types import Document, Qrels, Query, Run
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: model kinds it trains, data format, and a factory ``(model, config) -> loss``."""
+
+    kinds: tuple[str, ...]
+    fmt: str  # "group": query, positive, negative_1..n | "pairs": query, doc, label | "list": query, docs, labels
+    build: Callable[[Any, TrainConfig], Any]
+    help: str
+
+
+def _lce(model, cfg):
+    from relforge.train.losses import LCELoss
+
+    return LCELoss(model, temperature=cfg.temperature)
+
+
+def _ce_loss(name: str):
+    def build(model, cfg):
+        from sentence_transformers.cross_encoder import losses
+
+        return getattr(losses, name)(model)
+
+    return build
+
+
+def _mnrl(model, cfg):
+    if cfg.kind == "bi":
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    else:
+        from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
+    return MultipleNegativesRankingLoss(model)
+
+
+#: the loss registry: ``--loss`` choices and their error messages come from here
+LOSSES: dict[str, LossSpec] = {
+    "lce": LossSpec(("cross",), "group", _lce, "exact LCE: softmax CE over the query's own group"),
+    "bce": LossSpec(("cross",), "pairs", _ce_loss("BinaryCrossEntropyLoss"), "pointwise BCE, positive=1 negatives=0"),
+    "lambda": LossSpec(("cross",), "list", _ce_loss("LambdaLoss"), "listwise LambdaLoss on the judge's grades"),
+    "listnet": LossSpec(("cross",), "list", _ce_loss("ListNetLoss"), "listwise ListNet on the judge's grades"),
+    "mnrl": LossSpec(("cross", "bi"), "group", _mnrl, "multiple-negatives ranking (in-batch + the group's negatives)"),
+}
+
+
+def check_loss(loss: str, kind: str) -> LossSpec:
+    """The registry entry of ``loss`` for ``kind``; UsageError listing the allowed values otherwise."""
+    if kind not in ("cross", "bi"):
+        raise UsageError(f"kind {kind!r} is not one of cross, bi (set --kind)")
+    if loss not in LOSSES:
+        raise UsageError(f"loss {loss!r} is not one of {', '.join(sorted(LOSSES))} (set --loss)")
+    spec = LOSSES[loss]
+    if kind not in spec.kinds:
+        ok = sorted(k for k, s in LOSSES.items() if kind in s.kinds)
+        raise UsageError(f"loss {loss!r} does not train kind {kind!r}; for {kind} use one of {', '.join(ok)} (set --loss)")
+    return spec
+
+
+# --------------------------------------------------------------------------- data formats
+
+
+def negative_columns(columns: list[str]) -> list[str]:
+    """``negative_1..negative_n`` in numeric order."""
+    negs = [c for c in columns if c.startswith("negative_") and c[9:].isdigit()]
+    return sorted(negs, key=lambda c: int(c[9:]))
+
+
+def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross"):
+    """Convert groups (query, positive, negative_1..n, labels) to the columns a loss expects."""
+    import datasets
+
+    cols = groups.column_names
+    negs = negative_columns(cols)
+    missing = [c for c in ("query", "positive") if c not in cols]
+    if missing or not negs:
+        raise DataError(f"groups lack column(s) {missing or ['negative_1']}; got {cols} — "
+                        "build them with `relforge dataset build`")
+    if negatives is not None:
+        if negatives > len(negs):
+            raise UsageError(f"negatives={negatives} but the groups have {len(negs)} (set --negatives <= {len(negs)})")
+        negs = negs[:negatives]
+    if fmt == "group":
+        out = groups.select_columns(["query", "positive", *negs])
+        return out.rename_column("query", "anchor") if kind == "bi" else out
+    if fmt == "pairs":
+        q, d, y = [], [], []
+        for row in groups.select_columns(["query", "positive", *negs]):
+            for j, c in enumerate(["positive", *negs]):
+                q.append(row["query"])
+                d.append(row[c])
+                y.append(1.0 if j == 0 else 0.0)
+        return datasets.Dataset.from_dict({"query": q, "doc": d, "label": y})
+    if fmt == "list":
+        if "labels" not in cols:
+            raise DataError(f"listwise losses need the 'labels' column of `relforge dataset build`; got {cols}")
+        rows = groups.select_columns(["query", "positive", *negs, "labels"])
+        return datasets.Dataset.from_dict({
+            "query": rows["query"],
+            "docs": [[r["positive"], *(r[c] for c in negs)] for r in rows],
+            "labels": [r["labels"][: 1 + len(negs)] for r in rows],
+        })
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+# --------------------------------------------------------------------------- dev evaluation
+
+
+@dataclass
+class DevSet:
+    """Dev data for evaluation during training: rerank ``run``'s top ``top_k`` and score nDCG@10."""
+
+    corpus: Mapping[str, Document]
+    queries: Mapping[str, Query]
+    qrels: Qrels
+    run: Run
+    top_k: int = 50
+
+
+def dev_ndcg(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str = "nDCG@10") -> float:
+    """nDCG@10 (relforge.evaluate) of ``dev.run`` reranked by an in-memory model (torch)."""
+    from relforge.evaluate import evaluate
+    from relforge.train.rerank import rerank
+
+    qids = [q for q in dev.run if q in dev.qrels]
+    run = {q: dev.run[q] for q in qids}
+    reranked = rerank("", dev.corpus, dev.queries, run, top_k=dev.top_k, kind=kind, backend="torch",
+                      batch_size=batch_size, model=model)
+    res = evaluate(dev.qrels, {"model": reranked}, measures=[measure], permutation_rounds=0)
+    return float(res.aggregates["model"][measure])
+
+
+def make_evaluator(dev: DevSet, kind: str, name: str = "dev"):
+    """A sentence-transformers evaluator reporting ``{name}_ndcg@10`` of the reranked dev run."""
+    from sentence_transformers.base.evaluation import BaseEvaluator
+
+    class RerankEvaluator(BaseEvaluator):
+        def __init__(self):
+            super().__init__()
+            self.name = name
+            self.primary_metric = "ndcg@10"
+
+        def __call__(self, model, output_path=None, epoch=-1, steps=-1):
+            was_training = getattr(model, "training", False)
+            score = dev_ndcg(model, dev, kind)
+            if was_training:
+                model.train()
+            metrics = self.prefix_name_to_metrics({"ndcg@10": score}, self.name)
+            self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+            return metrics
+
+    return RerankEvaluator()
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _load(groups):
+    from relforge.dataset.groups import load_groups
+
+    if isinstance(groups, (str, Path)):
+        return load_groups(groups)
+    return groups
+
+
+def _precision(cfg: TrainConfig) -> dict[str, bool]:
+    import torch
+
+    cuda = torch.cuda.is_available()
+    p = cfg.precision
+    if p == "auto":
+        p = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
+    if p == "fp16" and not cuda:
+        raise UsageError("precision 'fp16' needs a CUDA GPU; on CPU use fp32 or bf16 (set --precision)")
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def _args(cls, cfg: TrainConfig, ckpt: Path, n_rows: int, dev: DevSet | None, **extra):
+    import math
+
+    import torch
+
+    steps_per_epoch = max(1, math.ceil(n_rows / cfg.batch_groups))
+    total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
+    eval_steps = cfg.eval_steps or max(1, total // 4)
+    kw: dict[str, Any] = dict(
+        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_groups, per_device_eval_batch_size=cfg.batch_groups,
+        learning_rate=cfg.lr, warmup_steps=int(round(cfg.warmup_ratio * total)), seed=cfg.seed, data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps, report_to="none", save_strategy="no", eval_strategy="no",
+        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False, **_precision(cfg), **extra,
+    )
+    if dev is not None:
+        kw.update(eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
+                  save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="eval_dev_ndcg@10",
+                  greater_is_better=True)
+    return cls(**kw), total
+
+
+def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: float, dev) -> dict:
+    import sentence_transformers
+    import torch
+    import transformers
+
+    hist = trainer.state.log_history
+    loss_curve = [{"step": h["step"], "loss": h["loss"]} for h in hist if "loss" in h]
+    dev_curve = [{"step": h["step"], "ndcg@10": h["eval_dev_ndcg@10"]} for h in hist if "eval_dev_ndcg@10" in h]
+    steps = trainer.state.global_step
+    return {
+        "kind": cfg.kind, "loss": cfg.loss, "base": cfg.base, "groups": n_rows, "group_size": group_size,
+        "steps": steps, "train_time_s": round(seconds, 2),
+        "pairs_per_s": round(steps * cfg.batch_groups * group_size / seconds, 2) if seconds else None,
+        "loss_curve": loss_curve, "dev_curve": dev_curve,
+        "best_dev_ndcg@10": trainer.state.best_metric if dev is not None else None,
+        "best_checkpoint_step": (int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+                                 if dev is not None and trainer.state.best_model_checkpoint else None),
+        "config": cfg.model_dump(),
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                     "sentence_transformers": sentence_transformers.__version__},
+    }
+
+
+def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
+    from relforge.data import atomic_write
+
+    model.save(str(out))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    with atomic_write(out / "training_summary.json") as fh:
+        json.dump(summary, fh, indent=2)
+    summary["model_dir"] = str(out)
+    return summary
+
+
+def train_cross_encoder(groups, out_dir: str | Path, config: TrainConfig | None = None,
+                        dev: DevSet | None = None) -> dict:
+    """Fine-tune a CrossEncoder (num_labels=1) on relforge groups.
+
+    Args:
+        groups: a ``datasets.Dataset`` from :func:`relforge.dataset.build_groups` or its folder.
+        out_dir: where the model goes; ``CrossEncoder(out_dir)`` loads it as is.
+        config: :class:`TrainConfig` (loss ``lce`` by default; ``bce``, ``lambda``, ``listnet``, ``mnrl``).
+        dev: optional :class:`DevSet`; nDCG@10 is measured during training and the best checkpoint kept.
+
+    Returns:
+        The training summary (also written to ``out_dir/training_summary.json``): train time, steps,
+        pairs/s, loss curve, dev curve, best dev nDCG@10, config, versions.
+    """
+    import transformers
+    from sentence_transformers.cross_encoder import (
+        CrossEncoderTrainer,
+        CrossEncoderTrainingArguments,
+    )
+
+    from relforge.train.rerank import load_cross_encoder
+
+    cfg = config or TrainConfig()
+    if cfg.kind != "cross":
+        raise UsageError(f"train_cross_encoder got kind {cfg.kind!r}; use train_bi_encoder for 'bi'")
+    spec = check_loss(cfg.loss, "cross")
+    ds = _load(groups)
+    train = to_format(ds, spec.fmt, cfg.negatives)
+    group_size = 1 + len(negative_columns(ds.column_names)[: cfg.negatives])
+    out, ckpt = Path(out_dir), Path(out_dir) / ".checkpoints"
+    transformers.set_seed(cfg.seed)
+    model = load_cross_encoder(cfg.base, cfg.max_length)
+    args, _ = _args(CrossEncoderTrainingArguments, cfg, ckpt, len(ds), dev)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=spec.build(model, cfg),
+                                  evaluator=make_evaluator(dev, "cross") if dev is not None else None)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, len(ds), group_size, seconds, dev))
+
+
+def train_bi_encoder(groups, out_dir: str | Path, config: TrainConfig | None = None,
+                     dev: DevSet | None = None) -> dict:
+    """Fine-tune a SentenceTransformer (dense reranker/retriever) on the same groups with
+    MultipleNegativesRankingLoss: in-batch negatives plus each group's hard negatives.
+
+    Args:
+        groups: a ``datasets.Dataset`` from :func:`relforge.dataset.build_groups` or its folder.
+        out_dir: where the model goes; ``SentenceTransformer(out_dir)`` loads it.
+        config: :class:`TrainConfig` with ``kind="bi"`` (loss ``mnrl``).
+        dev: optional :class:`DevSet` (cosine rerank of the dev run, nDCG@10, best checkpoint kept).
+
+    Returns:
+        The training summary (also written to ``out_dir/training_summary.json``).
+    """
+    import transformers
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers import SentenceTransformerTrainingArguments as Args
+    from sentence_transformers.base.sampler import BatchSamplers
+
+    from relforge.models import resolve_model
+
+    cfg = (config or TrainConfig(kind="bi", loss="mnrl")).model_copy()
+    if cfg.kind != "bi":
+        cfg = cfg.model_copy(update={"kind": "bi"})
+    if cfg.loss == "lce":  # the cross default; the dense model's loss is MNRL
+        cfg = cfg.model_copy(update={"loss": "mnrl"})
+    spec = check_loss(cfg.loss, "bi")
+    ds = _load(groups)
+    train = to_format(ds, spec.fmt, cfg.negatives, kind="bi")
+    group_size = 1 + len(negative_columns(ds.column_names)[: cfg.negatives])
+    out, ckpt = Path(out_dir), Path(out_dir) / ".checkpoints"
+    transformers.set_seed(cfg.seed)
+    model = SentenceTransformer(resolve_model(cfg.base))
+    model.max_seq_length = cfg.max_length
+    args, _ = _args(Args, cfg, ckpt, len(ds), dev, batch_sampler=BatchSamplers.NO_DUPLICATES)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=spec.build(model, cfg),
+                                         evaluator=make_evaluator(dev, "bi") if dev is not None else None)
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, len(ds), group_size, seconds, dev))

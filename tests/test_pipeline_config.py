@@ -1,0 +1,118 @@
+"""PipelineConfig validation messages, the demo config, and ``relforge run --dry-run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from relforge.cli import main
+from relforge.config import PipelineConfig, load_config, parse_config
+from relforge.errors import EXIT_VALIDATION, DataError
+from relforge.pipeline import demo_config_path, plan_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _write(tmp_path: Path, raw) -> Path:
+    p = tmp_path / "config.yaml"
+    p.write_text(yaml.safe_dump(raw) if not isinstance(raw, str) else raw)
+    return p
+
+
+def test_unknown_key_names_the_section_and_the_allowed_keys(tmp_path):
+    p = _write(tmp_path, {"judge": {"mdoe": "probs"}})
+    with pytest.raises(DataError) as e:
+        load_config(p)
+    line = str(e.value)
+    assert line.startswith("config.yaml: judge.mdoe: unknown key 'mdoe'; allowed: ")
+    assert "mode" in line and "adapter" in line
+
+
+def test_wrong_types_one_line_each(tmp_path):
+    p = _write(tmp_path, {"judge": {"mode": "vote"}, "train": {"epochs": "many"}, "nope": 1})
+    with pytest.raises(DataError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 3
+    assert "config.yaml: judge.mode: Input should be 'probs' or 'generate' (got 'vote')" in lines
+    assert any(x.startswith("config.yaml: train.epochs: Input should be a valid number") and "(got 'many')" in x
+               for x in lines)
+    assert any(x.startswith("config.yaml: nope: unknown key 'nope'; allowed: ablation, data,") for x in lines)
+
+
+def test_cross_section_checks():
+    with pytest.raises(DataError, match="judge.adapter is 'finetune' but judge_finetune.enabled is false"):
+        parse_config({"judge": {"adapter": "finetune"}})
+    with pytest.raises(DataError, match="rerank.first_stage 'dense' is not in retrieve.methods"):
+        parse_config({"retrieve": {"methods": ["bm25"]}, "rerank": {"first_stage": "dense"}})
+    with pytest.raises(DataError, match=r"ablation.sizes.*positive"):
+        parse_config({"ablation": {"sizes": [0, 10]}})
+
+
+def test_bad_yaml_names_the_line(tmp_path):
+    p = _write(tmp_path, "judge:\n  mode: [probs\n")
+    with pytest.raises(DataError, match=r"config.yaml:\d+: invalid YAML"):
+        load_config(p)
+
+
+def test_cli_reports_config_errors_with_exit_code(tmp_path, capsys):
+    p = _write(tmp_path, {"generate": {"per_doc": "two"}})
+    assert main(["run", str(p), "--out", str(tmp_path / "out"), "--dry-run"]) == EXIT_VALIDATION
+    err = capsys.readouterr().err
+    assert "config.yaml: generate.per_doc: Input should be a valid integer" in err
+
+
+def test_stage_sections_extend_the_stage_models():
+    from relforge.config import GroupConfig, JudgeConfig, RetrieveConfig, stage_part
+
+    cfg = PipelineConfig()
+    # each section accepts the stage's own settings and converts back to the stage's model
+    assert set(JudgeConfig.model_fields) <= set(type(cfg.judge).model_fields)
+    assert isinstance(stage_part(cfg.retrieve, RetrieveConfig), RetrieveConfig)
+    assert stage_part(cfg.groups, GroupConfig).group_size == cfg.groups.group_size
+
+
+def test_demo_config_is_packaged_and_equal_to_the_repository_copy():
+    packaged = demo_config_path()
+    assert packaged.read_text() == (REPO / "configs" / "demo.yaml").read_text()
+    cfg = load_config(packaged)
+    assert cfg.offline and cfg.llm.spec == "smollm2" and cfg.train.variants == ["plain", "judged"]
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "medquad-full-vllm.yaml", "judge-finetune.yaml"])
+def test_shipped_configs_validate(name):
+    path = REPO / "configs" / name
+    if not path.exists():
+        pytest.skip(f"{name} not written")
+    load_config(path)
+
+
+def _beir(tmp_path: Path) -> Path:
+    from relforge.data import write_corpus, write_qrels, write_queries
+    from relforge.types import Document, Query
+
+    d = tmp_path / "beir"
+    write_corpus(d / "corpus.jsonl", [Document(f"d{i}", f"text {i}") for i in range(4)])
+    write_queries(d / "queries.jsonl", [Query("q1", "question")])
+    write_qrels(d / "qrels" / "test.tsv", {"q1": {"d1": 1}})
+    return d
+
+
+def test_dry_run_plan(tmp_path, capsys):
+    src = _beir(tmp_path)
+    cfg = {"data": {"source": str(src)}, "judge": {"adapter": None}}
+    items = plan_pipeline(cfg, tmp_path / "out")
+    acts = {i.stage: (i.action, i.reason) for i in items}
+    assert acts["import"] == ("run", "never run")
+    assert acts["judge_finetune"] == ("disabled", "disabled in the configuration")
+    assert acts["ablation"][0] == "disabled"
+    assert [i.stage for i in items] == ["import", "generate", "retrieve", "judge_finetune", "judge", "agreement",
+                                        "groups", "train", "rerank", "evaluate", "ablation", "report"]
+    p = _write(tmp_path, cfg)
+    assert main(["run", str(p), "--out", str(tmp_path / "out"), "--dry-run", "--sizes", "10,20"]) == 0
+    out = capsys.readouterr().out
+    assert "ablation" in out and "never run" in out
+    assert not (tmp_path / "out" / "manifest.json").exists()  # a dry run writes nothing
+    assert main(["run", str(p), "--out", str(tmp_path / "out"), "--dry-run", "--only", "nope"]) == 2

@@ -1,0 +1,277 @@
+"""The HTML report: every section from a full artifacts dir, "not run" notes, errors, the CLI."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from relforge.cli import main
+from relforge.errors import DataError, MissingInputError
+from relforge.evaluate import evaluate
+from relforge.report import ARTIFACTS, render_report
+
+FIX = Path(__file__).parent / "fixtures" / "eval"
+IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+HEADINGS = [
+    "Retrieval metrics",
+    "Judge labels",
+    "Agreement with human labels",
+    "Judge fine-tuning",
+    "Training data buckets",
+    "Dataset-size ablation",
+    "Run configuration and timings",
+]
+
+
+def write_eval(root: Path):
+    runs = {
+        "BM25": FIX / "bm25.trec",
+        "dense MiniLM": FIX / "dense.trec",
+        "reranker + judge": FIX / "reranker.trec",
+    }
+    res = evaluate(
+        FIX / "qrels.trec", runs, permutation_rounds=2000, pairs=[("reranker + judge", "dense MiniLM")]
+    )
+    res.to_json(root / "eval" / "metrics.json")
+    return res
+
+
+def build_artifacts(root: Path) -> dict:
+    """Write every artifact of the report contract; returns the numbers the page must show."""
+    root.mkdir(parents=True, exist_ok=True)
+    res = write_eval(root)
+    manifest = {
+        "config": {
+            "name": "fixture-demo",
+            "data": {"sample": "medquad", "max_docs": 2000},
+            "judge": {"model": "smollm2", "mode": "probs"},
+            "train": {"epochs": 1, "max_length": 128},
+        },
+        "stages": {
+            "import": {"wall_s": 3.2, "status": "done", "counts": {"docs": 2000, "queries": 300}},
+            "generate": {
+                "wall_s": 312.5,
+                "status": "done",
+                "counts": {"queries": 300},
+                "llm_tokens": 45210,
+                "cache_hits": 12,
+            },
+            "retrieve": {"wall_s": 21.0, "status": "skipped", "counts": {"candidates": 30000}},
+            "judge": {
+                "wall_s": 188.1,
+                "status": "done",
+                "counts": {"pairs": 2400},
+                "llm_tokens": {"prompt": 1_200_000, "completion": 2400},
+            },
+            "train": {"wall_s": 241.7, "status": "done", "counts": {"steps": 120}},
+            "evaluate": {"wall_s": 1.4, "status": "done"},
+        },
+        "reranker_model": "train/reranker",
+        "relforge_version": "0.1.0",
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    (root / "judge").mkdir(exist_ok=True)
+    grades = [3] * 5 + [2] * 9 + [1] * 12 + [0] * 14 + [None] * 3
+    with open(root / "judge" / "judgments.jsonl", "w") as fh:
+        for i, g in enumerate(grades):
+            probs = None if g is None else {str(k): (0.7 if k == g else 0.1) for k in range(4)}
+            fh.write(
+                json.dumps(
+                    {
+                        "qid": f"q{i % 7}",
+                        "docid": f"d{i}",
+                        "grade": g,
+                        "expected": None if g is None else g * 0.9 + 0.1,
+                        "probs": probs,
+                        "model": "smollm2",
+                        "raw": None,
+                    }
+                )
+                + "\n"
+            )
+    labels = ["0", "1", "2", "3"]
+    agreement = {
+        "judge": {
+            "n": 250,
+            "tau_b": 0.4123,
+            "kappa": 0.311,
+            "weighted_kappa": 0.5234,
+            "alpha": 0.498,
+            "accuracy": 0.556,
+            "labels": labels,
+            "confusion": [[50, 10, 5, 1], [12, 30, 14, 4], [3, 11, 40, 9], [1, 2, 12, 46]],
+            "per_class": {
+                lab: {"precision": 0.6, "recall": 0.5, "f1": 0.55, "support": 60} for lab in labels
+            },
+        },
+        "minilm_cosine": {
+            "n": 250,
+            "tau_b": 0.2087,
+            "kappa": 0.101,
+            "weighted_kappa": 0.2345,
+            "alpha": 0.2,
+            "accuracy": 0.31,
+            "labels": labels,
+            "confusion": [[20, 20, 20, 6], [15, 20, 15, 10], [10, 20, 20, 13], [5, 15, 20, 21]],
+        },
+    }
+    (root / "judge" / "agreement.json").write_text(json.dumps(agreement))
+    (root / "judge_finetune").mkdir(exist_ok=True)
+    with open(root / "judge_finetune" / "metrics.jsonl", "w") as fh:
+        for ep, tau in ((1, 0.1501), (2, 0.3302), (3, 0.4123)):
+            fh.write(
+                json.dumps(
+                    {
+                        "epoch": ep,
+                        "tau_b": tau,
+                        "weighted_kappa": tau + 0.1,
+                        "accuracy": 0.3 + tau / 2,
+                        "loss": 1.5 / ep,
+                        "per_class": {
+                            lab: {"precision": 0.5, "recall": 0.4, "f1": 0.2 * ep + 0.05 * int(lab)}
+                            for lab in labels
+                        },
+                    }
+                )
+                + "\n"
+            )
+    (root / "dataset").mkdir(exist_ok=True)
+    (root / "dataset" / "summary.json").write_text(
+        json.dumps(
+            {
+                "buckets": {
+                    "positive": 300,
+                    "soft-like negative": 120,
+                    "true hard negative": 1817,
+                    "false hard negative (dropped)": 75,
+                },
+                "groups": 300,
+                "negatives_per_group": 7,
+                "judge": "smollm2 + LoRA",
+            }
+        )
+    )
+    (root / "ablation.json").write_text(
+        json.dumps(
+            {
+                "rows": [
+                    {"size": 100, "nDCG@10": 0.4012, "MRR@10": 0.5},
+                    {"size": 200, "nDCG@10": 0.4431, "MRR@10": 0.55},
+                    {"size": 400, "nDCG@10": 0.4877, "MRR@10": 0.6},
+                    {"size": 800, "nDCG@10": 0.5219, "MRR@10": 0.62},
+                ],
+                "reference": {"BM25": 0.3334, "reranker without judge": 0.4602},
+            }
+        )
+    )
+    return {"result": res}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    root = tmp_path_factory.mktemp("artifacts")
+    info = build_artifacts(root)
+    out = render_report(root)
+    return root, out, out.read_text(encoding="utf-8"), info["result"]
+
+
+def test_full_report_has_every_section(full):
+    root, out, html, _ = full
+    assert out == root / "report.html"
+    for h in HEADINGS:
+        assert f"<h2>{h}</h2>" in html
+    assert "Not run" not in html and "Could not read" not in html
+    assert "<title>relforge report — fixture-demo</title>" in html
+
+
+def test_full_report_images_are_inlined_pngs(full):
+    _, _, html, _ = full
+    images = IMG.findall(html)
+    # metrics bars, label distribution, 2 confusion matrices, fine-tuning curves, buckets, ablation
+    assert len(images) == 7
+    for b64 in images:
+        assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "http://" not in html and "https://" not in html  # nothing loaded from the network
+
+
+def test_full_report_shows_the_key_numbers(full):
+    _, _, html, res = full
+    for run in res.runs:
+        for m in res.measures:
+            assert f"{res.aggregates[run][m]:.4f}" in html
+    best = max(res.runs, key=lambda r: res.aggregates[r]["nDCG@10"])
+    assert f'<span class="big">{best}</span> is the best system on nDCG@10' in html
+    t = res.significance[best]["nDCG@10"]
+    assert f"{t.delta:+.4f}" in html and f"{t.ttest_p:.3f}" in html
+    assert res.marks(best, "nDCG@10") in html and "†" in html
+    assert "vs <strong>dense MiniLM</strong>" in html  # the pairwise comparison
+    # judgments: counts and the unparsed warning
+    assert '<td>2</td><td class="num">9</td>' in html and "3 outputs could not be parsed" in html
+    # agreement: both labellers with their numbers
+    assert "LLM judge" in html and "MiniLM cosine (baseline)" in html and "0.412" in html and "0.209" in html
+    # fine-tuning: best epoch, buckets, ablation, timings, config
+    assert "Best epoch by τ_b: <strong>3</strong>" in html
+    assert "1,817" in html and "false hard negative (dropped)" in html
+    assert "0.5219" in html and "reranker without judge" in html
+    assert "5 min 12 s" in html and "12 min 48 s" in html  # generate stage, total
+    assert "max_docs: 2000" in html and "train/reranker" in html
+
+
+def test_partial_report_notes_what_did_not_run(tmp_path):
+    write_eval(tmp_path)
+    html = render_report(tmp_path, tmp_path / "r.html").read_text()
+    assert len(IMG.findall(html)) == 1
+    for key in ARTIFACTS:
+        if key != "metrics":
+            assert f"no <code>{ARTIFACTS[key]}</code> in this artifacts directory" in html
+    assert html.count('class="notrun"') == 6
+    for h in HEADINGS:
+        assert f"<h2>{h}</h2>" in html
+
+
+def test_unreadable_artifact_is_flagged_not_hidden(tmp_path):
+    write_eval(tmp_path)
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "agreement.json").write_text('{"judge": {"tau_b": 0.3,')
+    (tmp_path / "judge" / "judgments.jsonl").write_text('{"qid": "q1", "grade": 1}\n{"qid": "q2"}\n')
+    html = render_report(tmp_path).read_text()
+    assert html.count('class="error"') == 2
+    assert "agreement.json:1: malformed JSON" in html and "judgments.jsonl:2:" in html
+    with pytest.raises(DataError, match=r"judgments.jsonl:2"):
+        render_report(tmp_path, strict=True)
+
+
+def test_agreement_single_entry_and_ablation_list(tmp_path):
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"tau_b": 0.25, "kappa": 0.1}))
+    (tmp_path / "ablation.json").write_text(
+        json.dumps([{"size": 50, "nDCG@10": 0.3}, {"size": 25, "nDCG@10": 0.2}])
+    )
+    html = render_report(tmp_path).read_text()
+    assert "LLM judge" in html and "0.250" in html
+    assert html.index(">25<") < html.index(">50<")  # rows sorted by size
+    assert len(IMG.findall(html)) == 1  # ablation curve; no confusion matrix without 'confusion'
+
+
+def test_missing_or_empty_dir(tmp_path):
+    with pytest.raises(MissingInputError, match="no such artifacts directory"):
+        render_report(tmp_path / "nope")
+    with pytest.raises(MissingInputError, match="none of the report's artifacts"):
+        render_report(tmp_path)
+
+
+def test_report_cli(full, tmp_path, capsys):
+    root, _, _, _ = full
+    out = tmp_path / "x" / "report.html"
+    assert main(["report", str(root), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(out) and out.stat().st_size > 10_000
+    assert main(["report", str(tmp_path / "missing")]) == 4
+    assert "no such artifacts directory" in capsys.readouterr().err
+    write_eval(tmp_path / "partial")
+    assert main(["report", str(tmp_path / "partial")]) == 0
+    assert "not run (no file): manifest.json" in capsys.readouterr().err
