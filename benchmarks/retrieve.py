@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # no spin-waiting when other jobs share the 2 cores
 
 DEFAULT_TAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "medquad" / "medquad-xml.tar.xz"
 

@@ -28,15 +28,8 @@ def test_data_help_lists_the_commands(capsys):
         assert cmd in out
 
 
-# relforge/cli.py (the lead's) needs the fix in the data helper's report: an eager --version *callback*, and
-# catching typer.TyperException (typer >= 0.24 vendors click as typer._click, so click.ClickException misses
-# usage errors). Remove these markers once it lands: strict xfail turns into a failure as soon as it works.
-NEEDS_ROOT_FIX = pytest.mark.xfail(
-    strict=True, reason="relforge/cli.py: --version callback + typer.TyperException"
-)
 
 
-@NEEDS_ROOT_FIX
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == relforge.__version__
@@ -63,7 +56,6 @@ def test_python_dash_m_and_console_script():
     ]
 
 
-@NEEDS_ROOT_FIX
 def test_python_dash_m_version():
     r = _run(sys.executable, "-m", "relforge", "--version")
     assert r.returncode == 0 and r.stdout.strip() == relforge.__version__
@@ -93,7 +85,6 @@ def test_relforge_error_becomes_exit_code_and_one_line(monkeypatch, capsys, exc,
         assert err[0] == "error: c.jsonl:7: malformed JSON"
 
 
-@NEEDS_ROOT_FIX
 def test_unknown_command_is_a_usage_error(capsys):
     assert main(["no-such-command"]) == 2
     assert "No such command" in capsys.readouterr().err

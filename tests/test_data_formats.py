@@ -104,6 +104,16 @@ def test_column_mapping_read_and_write(tmp_path):
     }
 
 
+@pytest.mark.parametrize("name", ["c.csv.gz", "c.tsv.gz", "c.jsonl.gz"])
+def test_gzipped_tables(tmp_path, name):
+    import gzip
+
+    p = tmp_path / name
+    write_table(p, "corpus", CORPUS)
+    assert gzip.open(p).read(1)  # really gzipped
+    assert read_table(p, "corpus") == CORPUS
+
+
 def test_iter_table_streams(tmp_path):
     p = tmp_path / "c.jsonl"
     write_table(p, "corpus", CORPUS)

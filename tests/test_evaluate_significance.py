@@ -11,6 +11,7 @@ from scipy import stats
 
 from relforge.data import read_qrels, read_run
 from relforge.evaluate import evaluate, paired_tests
+from relforge.evaluate.significance import sign_flip_p
 
 FIX = Path(__file__).parent / "fixtures" / "eval"
 
@@ -51,13 +52,33 @@ def test_randomisation_test_close_to_exact_enumeration_and_deterministic(result)
     a = [result.per_query[run][m][q] for q in result.queries]
     b = [result.per_query["bm25"][m][q] for q in result.queries]
     exact = _exact_sign_flip_p(a, b)
-    p = result.significance[run][m].perm_p
-    assert abs(p - exact) < 0.02  # 5000 random flips: standard error < 0.007
-    assert p < 0.05 and "‡" in result.marks(run, m)
-    again = paired_tests(a, b, rounds=5000, seed=7)
-    assert again.perm_p == p  # same seed, same p
-    others = {paired_tests(a, b, rounds=500, seed=s).perm_p for s in range(4)}
+    # rounds=5000 >= 2048: evaluate() used scipy's exact enumeration
+    assert result.significance[run][m].perm_p == pytest.approx(exact, abs=1e-12)
+    assert exact < 0.05 and "‡" in result.marks(run, m)
+    # rounds=1000 < 2048: random sign flips (standard error ~0.006 at p ~0.03)
+    p = paired_tests(a, b, rounds=1000, seed=7).perm_p
+    assert p != exact and abs(p - exact) < 0.03
+    assert paired_tests(a, b, rounds=1000, seed=7).perm_p == p  # same seed, same p
+    others = {paired_tests(a, b, rounds=1000, seed=s).perm_p for s in range(4)}
     assert len(others) > 1  # the seed really drives the random flips
+
+
+def test_random_sign_flips_match_scipy_permutation_test():
+    rng = np.random.default_rng(3)
+    a = rng.random(40)
+    b = a - 0.03 + rng.normal(0, 0.15, 40)
+    ours = paired_tests(a, b, rounds=20000, seed=1).perm_p
+    ref = stats.permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=20000,
+        rng=np.random.default_rng(1),
+    ).pvalue
+    assert 0.01 < ref < 0.5 and abs(ours - ref) < 0.006  # two Monte Carlo estimates of the same p
+    d = a[:12] - b[:12]  # 4096 patterns: compare with the exact value too
+    assert abs(sign_flip_p(d, 20000, 0) - _exact_sign_flip_p(a[:12], b[:12])) < 0.01
 
 
 def test_small_sample_is_exact():

@@ -27,7 +27,7 @@ def tiny(tiny_llm_dir):
 class FaultyHandler(ChatHandler):
     """Adds what real servers do to clients: slowness, 500s, missing logprobs (set on the server)."""
 
-    def do_POST(self):  # noqa: N802
+    def handle_chat(self, body):
         s = self.server
         with s.count_lock:
             s.requests += 1
@@ -40,11 +40,8 @@ class FaultyHandler(ChatHandler):
                 return
             time.sleep(s.slow_first if n == 1 else s.delay)
             if s.strip_logprobs:
-                body = self.read_body()
                 body.pop("logprobs", None)
-                self.send_json(200, s.complete(body))
-                return
-            super().do_POST()
+            super().handle_chat(body)
         finally:
             with s.count_lock:
                 s.in_flight -= 1

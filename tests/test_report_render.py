@@ -41,7 +41,9 @@ def write_eval(root: Path):
 
 
 def build_artifacts(root: Path) -> dict:
-    """Write every artifact of the report contract; returns the numbers the page must show."""
+    """Write every artifact of the report contract, in the shapes the pipeline writes them."""
+    from relforge.judge.judge import Judgment, write_judgments
+
     root.mkdir(parents=True, exist_ok=True)
     res = write_eval(root)
     manifest = {
@@ -51,15 +53,18 @@ def build_artifacts(root: Path) -> dict:
             "judge": {"model": "smollm2", "mode": "probs"},
             "train": {"epochs": 1, "max_length": 128},
         },
+        "stage_order": ["import", "generate", "retrieve", "judge", "train", "evaluate"],
         "stages": {
-            "import": {"wall_s": 3.2, "status": "done", "counts": {"docs": 2000, "queries": 300}},
             "generate": {
                 "wall_s": 312.5,
                 "status": "done",
                 "counts": {"queries": 300},
                 "llm_tokens": 45210,
                 "cache_hits": 12,
+                "config_hash": "ab12",
+                "outputs": {"generate/queries.jsonl": "ff00"},
             },
+            "import": {"wall_s": 3.2, "status": "done", "counts": {"docs": 2000, "queries": 300}},
             "retrieve": {"wall_s": 21.0, "status": "skipped", "counts": {"candidates": 30000}},
             "judge": {
                 "wall_s": 188.1,
@@ -70,67 +75,81 @@ def build_artifacts(root: Path) -> dict:
             "train": {"wall_s": 241.7, "status": "done", "counts": {"steps": 120}},
             "evaluate": {"wall_s": 1.4, "status": "done"},
         },
+        "systems": {
+            "BM25": "BM25",
+            "dense MiniLM": "dense (MiniLM cosine)",
+            "reranker + judge": "reranker, judge re-bucketed",
+        },
         "reranker_model": "train/reranker",
         "relforge_version": "0.1.0",
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
-    (root / "judge").mkdir(exist_ok=True)
     grades = [3] * 5 + [2] * 9 + [1] * 12 + [0] * 14 + [None] * 3
-    with open(root / "judge" / "judgments.jsonl", "w") as fh:
-        for i, g in enumerate(grades):
-            probs = None if g is None else {str(k): (0.7 if k == g else 0.1) for k in range(4)}
-            fh.write(
-                json.dumps(
-                    {
-                        "qid": f"q{i % 7}",
-                        "docid": f"d{i}",
-                        "grade": g,
-                        "expected": None if g is None else g * 0.9 + 0.1,
-                        "probs": probs,
-                        "model": "smollm2",
-                        "raw": None,
-                    }
-                )
-                + "\n"
+    write_judgments(
+        root / "judge" / "judgments.jsonl",
+        [
+            Judgment(
+                qid=f"q{i % 7}",
+                docid=f"d{i}",
+                grade=g,
+                expected=None if g is None else g * 0.9 + 0.1,
+                probs=None if g is None else {str(k): (0.7 if k == g else 0.1) for k in range(4)},
+                mode="probs",
+                model="smollm2",
+                template_hash="abc",
+                parse_ok=g is not None,
             )
+            for i, g in enumerate(grades)
+        ],
+    )
     labels = ["0", "1", "2", "3"]
-    agreement = {
+    held = {
+        "human": "liveqa-med",
+        "queries": [f"v{i}" for i in range(13)],
+        "queries_from": "adapter validation split",
+        "pairs": 250,
+    }
+    agreement = {  # relforge.pipeline's flat_agreement(): report names + balanced (pair_metrics names)
         "judge": {
             "n": 250,
             "tau_b": 0.4123,
+            "per_query_tau_b": 0.3817,
             "kappa": 0.311,
             "weighted_kappa": 0.5234,
             "alpha": 0.498,
             "accuracy": 0.556,
+            "macro_f1": 0.521,
             "labels": labels,
             "confusion": [[50, 10, 5, 1], [12, 30, 14, 4], [3, 11, 40, 9], [1, 2, 12, 46]],
             "per_class": {
                 lab: {"precision": 0.6, "recall": 0.5, "f1": 0.55, "support": 60} for lab in labels
             },
+            "rerank": {"nDCG@10": 0.7312},
+            "balanced": {"n": 160, "kendall_tau_b": 0.3951, "quadratic_kappa": 0.5012, "accuracy": 0.49},
+            "counts": {"unlabelled": 2},
+            **held,
         },
         "minilm_cosine": {
+            "model": "minilm",
             "n": 250,
             "tau_b": 0.2087,
-            "kappa": 0.101,
-            "weighted_kappa": 0.2345,
-            "alpha": 0.2,
-            "accuracy": 0.31,
-            "labels": labels,
-            "confusion": [[20, 20, 20, 6], [15, 20, 15, 10], [10, 20, 20, 13], [5, 15, 20, 21]],
+            "per_query_tau_b": 0.1766,
+            "rerank": {"nDCG@10": 0.6421},
+            **held,
         },
     }
     (root / "judge" / "agreement.json").write_text(json.dumps(agreement))
     (root / "judge_finetune").mkdir(exist_ok=True)
-    with open(root / "judge_finetune" / "metrics.jsonl", "w") as fh:
-        for ep, tau in ((1, 0.1501), (2, 0.3302), (3, 0.4123)):
+    with open(root / "judge_finetune" / "metrics.jsonl", "w") as fh:  # relforge.judge.finetune's names
+        for ep, tau in ((0, -0.2101), (1, 0.1501), (2, 0.4123), (3, 0.3302)):
             fh.write(
                 json.dumps(
                     {
                         "epoch": ep,
-                        "tau_b": tau,
-                        "weighted_kappa": tau + 0.1,
+                        "kendall_tau_b": tau,
+                        "quadratic_kappa": tau + 0.1,
                         "accuracy": 0.3 + tau / 2,
-                        "loss": 1.5 / ep,
+                        "train_seconds": 30.0 * (ep > 0),
                         "per_class": {
                             lab: {"precision": 0.5, "recall": 0.4, "f1": 0.2 * ep + 0.05 * int(lab)}
                             for lab in labels
@@ -143,15 +162,10 @@ def build_artifacts(root: Path) -> dict:
     (root / "dataset" / "summary.json").write_text(
         json.dumps(
             {
-                "buckets": {
-                    "positive": 300,
-                    "soft-like negative": 120,
-                    "true hard negative": 1817,
-                    "false hard negative (dropped)": 75,
-                },
-                "groups": 300,
-                "negatives_per_group": 7,
-                "judge": "smollm2 + LoRA",
+                "buckets": {"hard": 1817, "soft": 120, "false": 75, "unjudged": 300, "unjudged_dropped": 4},
+                "groups_judged": 300,
+                "negatives_drawn_judged": {"hard": 1500, "soft": 100},
+                "group_size": 8,
             }
         )
     )
@@ -159,12 +173,22 @@ def build_artifacts(root: Path) -> dict:
         json.dumps(
             {
                 "rows": [
-                    {"size": 100, "nDCG@10": 0.4012, "MRR@10": 0.5},
-                    {"size": 200, "nDCG@10": 0.4431, "MRR@10": 0.55},
-                    {"size": 400, "nDCG@10": 0.4877, "MRR@10": 0.6},
-                    {"size": 800, "nDCG@10": 0.5219, "MRR@10": 0.62},
+                    {
+                        "size": n,
+                        "variant": v,
+                        "requested_size": n,
+                        "nDCG@10": x,
+                        "MRR@10": x + 0.1,
+                        "p_vs_bm25": 0.01,
+                    }
+                    for v, pts in (
+                        ("judged", ((100, 0.4012), (200, 0.4431), (400, 0.4877), (800, 0.5219))),
+                        ("plain", ((100, 0.3901), (200, 0.4107), (400, 0.4512), (800, 0.4733))),
+                    )
+                    for n, x in pts
                 ],
-                "reference": {"BM25": 0.3334, "reranker without judge": 0.4602},
+                "reference": {"BM25": 0.3334, "dense (MiniLM cosine)": 0.4602},
+                "x": "training groups",
             }
         )
     )
@@ -191,8 +215,8 @@ def test_full_report_has_every_section(full):
 def test_full_report_images_are_inlined_pngs(full):
     _, _, html, _ = full
     images = IMG.findall(html)
-    # metrics bars, label distribution, 2 confusion matrices, fine-tuning curves, buckets, ablation
-    assert len(images) == 7
+    # metrics bars, label distribution, confusion matrix (judge), fine-tuning curves, buckets, ablation
+    assert len(images) == 6
     for b64 in images:
         assert base64.b64decode(b64)[:8] == b"\x89PNG\r\n\x1a\n"
     assert "http://" not in html and "https://" not in html  # nothing loaded from the network
@@ -209,16 +233,64 @@ def test_full_report_shows_the_key_numbers(full):
     assert f"{t.delta:+.4f}" in html and f"{t.ttest_p:.3f}" in html
     assert res.marks(best, "nDCG@10") in html and "†" in html
     assert "vs <strong>dense MiniLM</strong>" in html  # the pairwise comparison
+    assert "reranker, judge re-bucketed" in html  # system descriptions from the manifest
     # judgments: counts and the unparsed warning
     assert '<td>2</td><td class="num">9</td>' in html and "3 outputs could not be parsed" in html
-    # agreement: both labellers with their numbers
-    assert "LLM judge" in html and "MiniLM cosine (baseline)" in html and "0.412" in html and "0.209" in html
-    # fine-tuning: best epoch, buckets, ablation, timings, config
-    assert "Best epoch by τ_b: <strong>3</strong>" in html
-    assert "1,817" in html and "false hard negative (dropped)" in html
-    assert "0.5219" in html and "reranker without judge" in html
+    # agreement: both labellers, the balanced row, rerank nDCG, held-out description, unlabelled note
+    for text in (
+        "LLM judge",
+        "MiniLM cosine (baseline)",
+        "LLM judge — class-balanced subsample",
+        "0.412",
+        "0.382",
+        "0.209",
+        "0.395",
+        "0.7312",
+        "0.6421",
+        "250 held-out pairs · 13 queries",
+        "2 pairs had an unparseable judgment",
+    ):
+        assert text in html, text
+    # fine-tuning (pair_metrics names accepted): best trained epoch, zero-shot row
+    assert "Best epoch by τ_b: <strong>2</strong> (τ_b 0.412)" in html and "0 (zero-shot)" in html
+    assert "-0.210" in html
+    # buckets, ablation (two variants), timings in stage_order, config
+    assert "1,817" in html and "negatives_drawn_judged" in html
+    assert "0.5219" in html and "0.4733" in html and '<th class="num">training groups</th>' in html
+    assert "dense (MiniLM cosine)" in html
     assert "5 min 12 s" in html and "12 min 48 s" in html  # generate stage, total
+    assert html.index("<td>import</td>") < html.index("<td>generate</td>")  # stage_order respected
+    assert "config_hash" not in html and "ff00" not in html  # bookkeeping keys stay out of the table
     assert "max_docs: 2000" in html and "train/reranker" in html
+
+
+def test_raw_agreement_output_is_accepted(tmp_path):
+    from relforge.judge.agreement import agreement
+    from relforge.judge.judge import Judgment
+
+    human = {"q1": {"a": 0, "b": 1, "c": 2, "d": 3}, "q2": {"a": 3, "e": 0, "f": 2, "g": 1}}
+    pred = {
+        ("q1", "a"): 0,
+        ("q1", "b"): 2,
+        ("q1", "c"): 2,
+        ("q1", "d"): 3,
+        ("q2", "a"): 3,
+        ("q2", "e"): 1,
+        ("q2", "f"): 1,
+        ("q2", "g"): 1,
+    }
+    js = [
+        Judgment(
+            qid=q, docid=d, grade=g, expected=float(g), probs=None, mode="probs", model="m", template_hash="h"
+        )
+        for (q, d), g in pred.items()
+    ]
+    rep = agreement(human, js)
+    (tmp_path / "judge").mkdir()
+    (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"judge": rep}))
+    html = render_report(tmp_path).read_text()
+    assert f"{rep['all']['kendall_tau_b']:.3f}" in html and f"{rep['all']['quadratic_kappa']:.3f}" in html
+    assert len(IMG.findall(html)) == 1  # the confusion matrix
 
 
 def test_partial_report_notes_what_did_not_run(tmp_path):

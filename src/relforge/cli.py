@@ -24,15 +24,20 @@ app = typer.Typer(
 STAGES = ["data", "llm", "generate", "retrieve", "judge", "dataset", "train", "evaluate", "report", "pipeline"]
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from relforge import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
+                                 callback=_print_version, expose_value=False),
+) -> None:
+    """Graded relevance datasets from small open LLMs, and fast rerankers trained on them."""
 
 
 def _register_all() -> None:
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (tests call ``main([...])``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="relforge", standalone_mode=False)
     except RelforgeError as e:
         typer.secho(f"error: {e}", err=True, fg="red")
         return e.exit_code
@@ -59,14 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     except typer.Exit as e:
         return e.exit_code
-    except Exception as e:  # click usage errors come as click exceptions
+    except typer.Abort:
+        return 130
+    except Exception as e:  # usage errors: typer >= 0.24 vendors click (typer._click), older typer uses click
         import click
 
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        if isinstance(e, click.ClickException):
+        if isinstance(e, (typer.TyperException, click.ClickException)) and hasattr(e, "show"):
             e.show()
-            return e.exit_code
+            return int(getattr(e, "exit_code", 2))
+        if isinstance(e, (click.exceptions.Abort,)):
+            return 130
         if isinstance(e, click.exceptions.Exit):
             return e.exit_code
         if os.environ.get("RELFORGE_DEBUG"):

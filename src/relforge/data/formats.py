@@ -24,6 +24,7 @@ round trip is exact whatever its keys.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -515,8 +516,17 @@ def _header(kind: str, cols: dict[str, str]) -> list[str]:
 
 
 def _write_csv(path: PathLike, kind: str, rows, cols, delimiter: str) -> int:
+    import contextlib
+    import gzip
+
     n = 0
-    with atomic_write(path, "w") as fh:
+    with contextlib.ExitStack() as stack:
+        if str(path).endswith(".gz"):
+            raw = stack.enter_context(atomic_write(path, "wb"))
+            gz = stack.enter_context(gzip.GzipFile(fileobj=raw, mode="wb", mtime=0))
+            fh = stack.enter_context(io.TextIOWrapper(gz, encoding="utf-8", newline=""))
+        else:
+            fh = stack.enter_context(atomic_write(path, "w"))
         w = csv.DictWriter(fh, fieldnames=_header(kind, cols), delimiter=delimiter, lineterminator="\n")
         w.writeheader()
         for row in rows:

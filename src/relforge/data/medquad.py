@@ -448,6 +448,7 @@ def write_medquad_beir(
         "duplicate_question_texts": len(pairs) - len(qtext_splits),
         "question_texts_in_several_splits": sum(1 for v in qtext_splits.values() if len(v) > 1),
         "answer_texts_in_several_splits": sum(1 for v in answer_splits.values() if len(v) > 1),
+        "answers_without_focus": sum(1 for d in docs if not d.title),  # upstream <Focus></Focus>: empty title
         "split_units": {
             "units": len(set(unit_of.values())),
             "documents_grouped_by_shared_question": _grouped(unit_of),

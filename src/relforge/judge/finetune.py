@@ -498,13 +498,7 @@ def finetune_judge(
             todo = sorted(enc_train + enc_val, key=lambda x: len(x.ids))
             task = prog.add_task("caching frozen layers", total=len(todo))
             with _layer_window(lm, 0, start, False):
-                for b in batches(todo, cfg.eval_batch_size):
-                    ids = collate(b, True, hidden=False)
-                    hs = _decoder(lm)(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"],
-                                       use_cache=False).last_hidden_state
-                    for i, x in enumerate(b):
-                        x.hidden = hs[i, hs.shape[1] - len(x.ids) :].detach().to("cpu").clone()
-                    prog.advance(task, len(b))
+                _cache_bottom(_decoder(lm), todo, cfg.eval_batch_size, pad_id, device, prog, task)
             # self-check: cached path == plain forward on one example (else refuse to cache silently wrong)
             full_ids = torch.tensor([check.prompt_ids], device=device)
             ref = lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[0, -1, label_ids]
@@ -599,7 +593,7 @@ def finetune_judge(
                     per = torch.stack(per_list)
                 loss = (per * w).sum() / w.sum()
                 (loss / cfg.grad_accum).backward()
-                ep_loss += float(loss)
+                ep_loss += float(loss.detach())
                 n_b += 1
                 if (bi + 1) % cfg.grad_accum == 0 or bi + 1 == math.ceil(len(order) / cfg.batch_size):
                     torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -701,6 +695,63 @@ def finetune_judge(
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def _common_prefix(rows: list[list[int]]) -> list[int]:
+    n = min(len(r) for r in rows)
+    first = rows[0]
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]:
+            k += 1
+        n = k
+    return first[:n]
+
+
+def _cache_bottom(dec: Any, items: list[Encoded], bs: int, pad_id: int, device: str, prog: Any, task: Any) -> None:
+    """Set ``x.hidden`` = output of the (windowed) frozen bottom for every item.
+
+    The prompt prefix shared by all items (system turn, guidelines, scale) is run once and reused as a
+    KV cache, so each item costs only its own tokens.
+    """
+    import copy
+    import inspect
+
+    import torch
+
+    min_len = min(len(x.ids) for x in items)
+    prefix = _common_prefix([x.ids for x in items])[: min_len - 1]
+    if len(prefix) < 16:
+        prefix = []
+    params = inspect.signature(type(dec).forward).parameters
+    cache_kw = "cache" if "cache" in params else "past_key_values"
+    pcache, ph = None, None
+    if prefix:
+        o = dec(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+        pcache = getattr(o, "cache", None) or getattr(o, "past_key_values", None)
+        ph = o.last_hidden_state[0].detach().to("cpu")
+    p = len(prefix)
+    for start in range(0, len(items), bs):
+        b = items[start : start + bs]
+        rows = [x.ids[p:] for x in b]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(b), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(b), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
+        kw: dict[str, Any] = {"use_cache": pcache is not None}
+        if pcache is not None:
+            cache = copy.deepcopy(pcache)
+            cache.batch_repeat_interleave(len(b))
+            kw[cache_kw] = cache
+            kw["position_ids"] = ((mask.cumsum(-1) - 1).clamp(min=0) + p).to(device)
+            mask = torch.cat([torch.ones((len(b), p), dtype=mask.dtype), mask], 1)
+        hs = dec(input_ids=ids.to(device), attention_mask=mask.to(device), **kw).last_hidden_state
+        for i, (x, r) in enumerate(zip(b, rows, strict=True)):
+            suffix = hs[i, hs.shape[1] - len(r) :].detach().to("cpu")
+            x.hidden = torch.cat([ph, suffix], 0) if ph is not None else suffix.clone()
+        prog.advance(task, len(b))
+
+
 def _query_view(queries: dict[str, Query], field: str) -> dict[str, Query]:
     """Queries whose ``text`` is the configured field (``text`` or a metadata key)."""
     if field == "text":

@@ -6,6 +6,7 @@ both use, so a tuned adapter is judged exactly as it was trained.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -24,7 +25,15 @@ DEFAULT_TEMPLATE = "relevance-0to3"
 _REQUIRED = ("id", "role", "guidelines", "scale", "output_format", "user")
 
 
+@functools.lru_cache(maxsize=32)
+def _compile_user(source: str) -> jinja2.Template:
+    return jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False).from_string(
+        source
+    )
+
+
 def builtin_templates() -> list[str]:
+    """Ids of the templates shipped in ``relforge/judge/templates`` (pass one to :meth:`JudgeTemplate.load`)."""
     folder = resources.files("relforge.judge") / "templates"
     return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
@@ -90,6 +99,7 @@ class JudgeTemplate:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "") -> JudgeTemplate:
+        """Build and validate a template from a parsed YAML mapping (``source`` names it in errors)."""
         missing = [k for k in _REQUIRED if k not in raw]
         if missing:
             raise DataError(f"judge template misses keys {missing}", path=source or None)
@@ -122,6 +132,7 @@ class JudgeTemplate:
 
     # ------------------------------------------------------------------ identity
     def to_dict(self) -> dict[str, Any]:
+        """Everything that shapes the prompt, as plain data (what :attr:`hash` hashes)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("scale", "source")}
         d["scale"] = [g.__dict__ for g in self.scale]
         return d
@@ -138,9 +149,11 @@ class JudgeTemplate:
 
     @property
     def values(self) -> list[int]:
+        """The numeric grade of each label, in scale order."""
         return [g.value for g in self.scale]
 
     def label_of(self, value: int) -> str:
+        """The label string of a grade value (``ValueError`` if it is not on the scale)."""
         for g in self.scale:
             if g.value == value:
                 return g.label
@@ -180,12 +193,12 @@ class JudgeTemplate:
     def render_user(
         self, query: Query, doc: Document, tokenizer: Any = None, max_doc_tokens: int | None = None
     ) -> str:
+        """The user message for one pair (guidelines, scale, query, document fields, output format)."""
         labels = self.labels
         label_str = ", ".join(labels[:-1]) + " or " + labels[-1]
         output = self.reasoning_format if self.reasoning else self.output_format
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
         return (
-            env.from_string(self.user)
+            _compile_user(self.user)
             .render(
                 guidelines=self.guidelines.strip(),
                 scale=self.scale,

@@ -184,6 +184,7 @@ class CachedLLM:
             prompt_tokens=inner.prompt_tokens if inner else 0,
             completion_tokens=inner.completion_tokens if inner else 0,
             extra={
+                **(inner.extra if inner else {}),
                 "cache_path": str(self.cache.path) if self.cache else None,
                 "saved_prompt_tokens": self._saved_prompt,
                 "saved_completion_tokens": self._saved_completion,

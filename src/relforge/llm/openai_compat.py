@@ -191,7 +191,10 @@ class OpenAIBackend:
             return []
         try:
             asyncio.get_running_loop()
+            in_loop = True
         except RuntimeError:
+            in_loop = False
+        if not in_loop:
             return asyncio.run(self._run_async(payloads, parse, on_result, label))
         # called from inside an event loop (a notebook): run ours in a worker thread
         from concurrent.futures import ThreadPoolExecutor

@@ -30,6 +30,7 @@ class ChatHandler(BaseHTTPRequestHandler):
 
     server: LLMServer
     protocol_version = "HTTP/1.1"
+    timeout = 60  # idle keep-alive connections are dropped after this many seconds
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         if self.server.verbose:
@@ -67,9 +68,12 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.send_error_json(404, f"no route {self.path}")
 
     def read_body(self) -> dict | None:
+        """Read the whole request body (always, so a keep-alive connection stays in sync); None after
+        answering 400 when it is not a chat request."""
         n = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(n) if n else b""
         try:
-            body = json.loads(self.rfile.read(n) or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             self.send_error_json(400, "request body is not JSON")
             return None
@@ -79,14 +83,18 @@ class ChatHandler(BaseHTTPRequestHandler):
         return body
 
     def do_POST(self) -> None:  # noqa: N802
+        body = self.read_body()
+        if body is None:
+            return
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self.send_error_json(404, f"no route {self.path}")
             return
         if not self.authorized():
             return
-        body = self.read_body()
-        if body is None:
-            return
+        self.handle_chat(body)
+
+    def handle_chat(self, body: dict) -> None:
+        """Answer a parsed ``/chat/completions`` body (override to add behaviour)."""
         try:
             self.send_json(200, self.server.complete(body))
         except ValueError as e:
@@ -108,7 +116,7 @@ class LLMServer(ThreadingHTTPServer):
         verbose: log each request to stderr.
     """
 
-    daemon_threads = True
+    daemon_threads = False  # server_close() waits for running requests (no torch call dies mid-way)
     allow_reuse_address = True
 
     def __init__(

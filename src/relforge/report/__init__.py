@@ -8,35 +8,46 @@
 Artifact contract (``relforge.report/1``)
 -----------------------------------------
 ``manifest.json``
-    ``{"config": {...resolved pipeline config...},
+    ``{"config": {...resolved pipeline config...}, "stage_order": [names]?,
     "stages": {name: {"wall_s": float, "status": "done"|"skipped"|"failed"|..., "counts": {k: number},
-    "llm_tokens": int | {k: int}, "cache_hits": int, ...}}, "reranker_model": "relative/dir",
-    "relforge_version": str, "created": str}``. Every key is optional; stages are shown in file order,
-    scalar stage keys besides ``wall_s``/``status``/``counts`` appear in the timings table's notes.
+    "llm_tokens": int | {k: int}, "cache_hits": int, ...}}, "systems": {run_name: description}?,
+    "reranker_model": "relative/dir", "relforge_version": str, "created": str}``. Every key is optional.
+    Stages are listed in ``stage_order`` (else file order); other scalar stage keys go to the timings
+    table's "other" column, except bookkeeping (``outputs``, ``inputs``, ``started``, ``finished``,
+    ``llm``, ``config``, ``*hash``). ``systems`` adds a description under each run name.
 ``eval/metrics.json``
     :meth:`relforge.evaluate.EvalResult.to_json` output (runs, measures, aggregates, per_query,
-    baseline, significance, pairwise, skipped/missing queries, warnings, settings).
+    baseline, significance, pairwise, skipped/missing queries, warnings, settings). The headline is
+    the best run on nDCG@10 (else the first measure) vs the baseline, then every ``pairwise`` comparison.
 ``judge/judgments.jsonl``
-    one judgment per line: ``{"qid", "docid", "grade": int | null, "expected": float | null,
-    "probs": {label: p} | null, ...}`` (``grade: null`` = unparseable output, counted separately).
+    ``relforge.judge.write_judgments`` lines: ``{"qid", "docid", "grade": int | null, "expected",
+    "probs", "model", ...}`` (``grade: null`` = unparseable output, counted and shown separately).
 ``judge/agreement.json``
-    ``relforge.judge.agreement.agreement()`` output, either one dict or several named ones
-    (``{"judge": {...}, "minilm_cosine": {...}}``). Keys read: ``n``, ``tau_b``, ``kappa``,
-    ``weighted_kappa``, ``alpha``, ``accuracy``, ``labels`` (list of label strings),
+    one entry or several named ones (``{"judge": {...}, "judge_zero_shot": {...},
+    "minilm_cosine": {...}}``). An entry holds ``n``, ``tau_b``, ``per_query_tau_b``, ``kappa``,
+    ``weighted_kappa``, ``alpha``, ``accuracy``, ``macro_f1``, ``labels`` (label strings),
     ``confusion`` (``confusion[i][j]`` = pairs with human label ``labels[i]`` and predicted label
-    ``labels[j]``), ``per_class`` (``{label: {"precision", "recall", "f1", "support"}}``). Missing
-    keys show as "–".
+    ``labels[j]``), ``per_class`` (``{label: {"precision", "recall", "f1", "support"}}``),
+    ``rerank`` (``{"nDCG@10": x}``), ``balanced`` (same numbers on the class-balanced subsample),
+    ``counts`` (``unlabelled`` is shown), and for the held-out set ``pairs``, ``queries`` (list),
+    ``queries_from``, ``human``. ``relforge.judge.agreement.pair_metrics`` names (``kendall_tau_b``,
+    ``cohen_kappa``, ``quadratic_kappa``, ``krippendorff_alpha``) are accepted too, and so is the raw
+    ``agreement()`` output (``{"counts", "values", "all", "balanced", "rerank"}``). Missing keys show "–";
+    a column nobody has is left out.
 ``judge_finetune/metrics.jsonl``
-    one line per epoch: ``{"epoch": number, "tau_b", "weighted_kappa", "accuracy",
-    "per_class": {label: {"precision", "recall", "f1"}}, "loss"?: float, "eval_loss"?: float}``.
+    ``relforge.judge.finetune`` lines, one per epoch (epoch 0 = zero-shot, before training):
+    ``{"epoch", "tau_b" | "kendall_tau_b", "weighted_kappa" | "quadratic_kappa", "accuracy",
+    "per_query_tau_b"?, "macro_f1"?, "loss"?, "eval_loss"?, "per_class": {label: {"precision",
+    "recall", "f1"}}}``. The best epoch is the trained epoch with the highest τ_b.
 ``dataset/summary.json``
-    the bucket summary of ``relforge.dataset.build_groups``: ``{"buckets": {name: count}, ...}``; the
-    other top-level values (numbers, strings, flat dicts) are shown as a table. Without a ``buckets``
-    key, top-level numeric values are taken as the bucket counts.
+    ``{"buckets": {name: count}, ...}``: the bucket counts (table + bar chart); every other top-level
+    value (numbers, strings, flat dicts) is listed below. Without ``buckets``, the top-level numbers
+    are taken as the bucket counts.
 ``ablation.json``
-    ``[{"size": n_training_entries, "nDCG@10": x, <other measures>...}, ...]`` or
-    ``{"rows": [...same...], "reference": {system_name: nDCG@10}}``; reference systems are drawn as
-    dashed horizontal lines (e.g. BM25, the reranker trained without judge labels).
+    ``[{"size": n, "nDCG@10": x, <other numbers>...}, ...]`` or ``{"rows": [...same...],
+    "reference": {system: nDCG@10}, "x": "x-axis label"}``. Rows with a ``"variant"`` key are drawn as
+    one line per variant; reference systems are dashed horizontal lines. The plotted measure is
+    ``nDCG@10`` (else the first numeric key).
 
 ``relforge report ARTIFACTS_DIR [--out report.html]`` calls :func:`render_report`.
 """

@@ -138,6 +138,7 @@ def finetune_curves(rows: Sequence[Mapping], labels: Sequence[str]) -> str:
                 color=PALETTE[j],
             )
     left.set_xlabel("epoch", fontsize=9)
+    left.axhline(0, color="#999999", linewidth=0.8)
     left.set_title("agreement with held-out human labels", fontsize=10)
     left.legend(fontsize=8, frameon=False)
     _style(left)
@@ -161,6 +162,7 @@ def finetune_curves(rows: Sequence[Mapping], labels: Sequence[str]) -> str:
     for ax in (left, right):
         if all(float(e).is_integer() for e in epochs):
             ax.set_xticks(epochs)
+            ax.set_xticklabels([f"{e:g}\nzero-shot" if e == 0 else f"{e:g}" for e in epochs])
     return to_base64(fig)
 
 
@@ -180,30 +182,53 @@ def bucket_bars(buckets: Mapping[str, float]) -> str:
 
 
 def ablation_curve(
-    rows: Sequence[Mapping], measure: str, reference: Mapping[str, float] | None = None
+    series: Mapping[str, Sequence[Mapping]],
+    measure: str,
+    reference: Mapping[str, float] | None = None,
+    xlabel: str = "training entries",
 ) -> str:
-    """``measure`` vs number of training entries (log2 x axis), reference systems as dashed lines."""
-    sizes = [r["size"] for r in rows]
-    ys = [r[measure] for r in rows]
-    fig = _figure(6.0, 3.2)
+    """``measure`` vs training size, one line per series (e.g. per training variant), log2 x axis when
+    the sizes span 4x or more; reference systems as dashed horizontal lines."""
+    fig = _figure(7.8, 3.4)
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot(sizes, ys, marker="o", color=PALETTE[0], label="trained reranker")
-    for x, y in zip(sizes, ys, strict=True):
-        ax.annotate(f"{y:.3f}", (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    all_sizes: set[float] = set()
+    last = {name: rows[-1][measure] for name, rows in series.items() if rows}
+    for j, (name, rows) in enumerate(series.items()):
+        sizes = [r["size"] for r in rows]
+        ys = [r[measure] for r in rows]
+        all_sizes.update(sizes)
+        color = PALETTE[j % len(PALETTE)]
+        ax.plot(sizes, ys, marker="o", color=color, label=name)
+        # the best series gets its labels above the points, the others below (numbers never collide)
+        dy = 6 if last.get(name) == max(last.values()) else -13
+        for x, y in zip(sizes, ys, strict=True):
+            ax.annotate(
+                f"{y:.3f}",
+                (x, y),
+                textcoords="offset points",
+                xytext=(0, dy),
+                ha="center",
+                fontsize=8,
+                color=color,
+            )
+    offset = len(series)
     for j, (name, val) in enumerate((reference or {}).items()):
         ax.axhline(
             val,
             linestyle="--",
             linewidth=1,
-            color=PALETTE[(j + 1) % len(PALETTE)],
+            color=PALETTE[(j + offset) % len(PALETTE)],
             label=f"{name} ({val:.3f})",
         )
-    if len(sizes) > 1 and min(sizes) > 0 and max(sizes) / min(sizes) >= 4:
+    xs = sorted(all_sizes)
+    if len(xs) > 1 and xs[0] > 0 and xs[-1] / xs[0] >= 4:
         ax.set_xscale("log", base=2)
-    ax.set_xticks(sizes)
-    ax.set_xticklabels([f"{s:g}" for s in sizes])
-    ax.set_xlabel("training entries", fontsize=9)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:g}" for x in xs])
+    ax.minorticks_off()
+    ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(measure, fontsize=9)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.margins(y=0.12)
     _style(ax)
     return to_base64(fig)

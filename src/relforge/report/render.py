@@ -23,21 +23,13 @@ ARTIFACTS: dict[str, str] = {
     "ablation": "ablation.json",
 }
 
-AGREEMENT_KEYS = [
-    ("n", "pairs"),
-    ("tau_b", "Kendall τ_b"),
-    ("kappa", "Cohen κ"),
-    ("weighted_kappa", "weighted κ"),
-    ("alpha", "Krippendorff α"),
-    ("accuracy", "accuracy"),
-]
 PRETTY_NAMES = {
     "judge": "LLM judge",
+    "judge_zero_shot": "LLM judge, zero-shot (no adapter)",
     "minilm_cosine": "MiniLM cosine (baseline)",
     "finetuned": "fine-tuned judge",
     "zero_shot": "zero-shot judge",
 }
-
 
 # ----------------------------------------------------------------------------- formatting
 
@@ -213,13 +205,46 @@ def _load_judgments(path: Path) -> dict[str, Any]:
     }
 
 
+#: relforge.judge.agreement.pair_metrics names -> the report's names (both are accepted)
+ALIASES = {
+    "kendall_tau_b": "tau_b",
+    "cohen_kappa": "kappa",
+    "quadratic_kappa": "weighted_kappa",
+    "krippendorff_alpha": "alpha",
+}
+
+
+def _normalise(m: dict[str, Any]) -> dict[str, Any]:
+    """Accept both ``pair_metrics`` names (``kendall_tau_b``...) and the report's (``tau_b``...)."""
+    out = dict(m)
+    for long, short in ALIASES.items():
+        if short not in out and long in out:
+            out[short] = out[long]
+    return out
+
+
 def _load_agreement(path: Path) -> dict[str, dict[str, Any]]:
     d = _read_json(path)
     _need(isinstance(d, dict), "expected a JSON object", path)
-    if any(k in d for k in ("tau_b", "kappa", "weighted_kappa", "confusion", "accuracy")):
+    if any(
+        k in d for k in ("tau_b", "kappa", "weighted_kappa", "confusion", "accuracy", "all", "kendall_tau_b")
+    ):
         d = {"judge": d}
-    for name, entry in d.items():
+    for name in list(d):
+        entry = d[name]
         _need(isinstance(entry, dict), f"entry {name!r} must be an object of agreement numbers", path)
+        if isinstance(entry.get("all"), dict):  # raw relforge.judge.agreement.agreement() output
+            entry = {
+                **entry["all"],
+                "balanced": entry.get("balanced"),
+                "rerank": entry.get("rerank"),
+                "counts": entry.get("counts"),
+                "labels": [str(v) for v in entry.get("values") or []] or None,
+            }
+        entry = _normalise(entry)
+        if isinstance(entry.get("balanced"), dict):
+            entry["balanced"] = _normalise(entry["balanced"])
+        d[name] = entry
         conf, labels = entry.get("confusion"), entry.get("labels")
         if conf is not None:
             _need(
@@ -241,7 +266,7 @@ def _load_finetune(path: Path) -> list[dict[str, Any]]:
     rows = _read_jsonl(path)
     for i, r in enumerate(rows, start=1):
         _need(_is_num(r.get("epoch")), f"row {i} has no numeric 'epoch'", path)
-    return sorted(rows, key=lambda r: r["epoch"])
+    return sorted((_normalise(r) for r in rows), key=lambda r: r["epoch"])
 
 
 def _load_dataset(path: Path) -> dict[str, Any]:
@@ -261,7 +286,7 @@ def _load_ablation(path: Path) -> dict[str, Any]:
     )
     for i, r in enumerate(d["rows"], start=1):
         _need(isinstance(r, dict) and _is_num(r.get("size")), f"row {i} has no numeric 'size'", path)
-    d["rows"] = sorted(d["rows"], key=lambda r: r["size"])
+    d["rows"] = sorted(d["rows"], key=lambda r: (str(r.get("variant", "")), r["size"]))
     ref = d.get("reference") or {}
     _need(
         isinstance(ref, dict) and all(_is_num(v) for v in ref.values()),
@@ -283,7 +308,7 @@ def _rr10(measures: list[str], canonical: dict[str, str]) -> str | None:
     return None
 
 
-def _metrics_section(res) -> dict[str, Any]:
+def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
     from relforge.report import plots
 
     measures = res.measures
@@ -303,7 +328,14 @@ def _metrics_section(res) -> dict[str, Any]:
                     "best": len(res.runs) > 1 and res.aggregates[run][m] == best_per_measure[m],
                 }
             )
-        rows.append({"run": run, "baseline": run == res.baseline, "cells": cells})
+        rows.append(
+            {
+                "run": run,
+                "baseline": run == res.baseline,
+                "cells": cells,
+                "desc": str((systems or {}).get(run, "")) if (systems or {}).get(run) != run else "",
+            }
+        )
     best = max(res.runs, key=lambda r: res.aggregates[r][primary])
     headline: dict[str, Any] = {"measure": primary, "best": best, "value": fmt(res.aggregates[best][primary])}
     if res.baseline is not None:
@@ -380,23 +412,45 @@ def _judgments_section(j: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+AGREEMENT_COLS = [
+    ("n", "pairs", 0),
+    ("tau_b", "τ_b", 3),
+    ("per_query_tau_b", "per-query τ_b", 3),
+    ("kappa", "κ", 3),
+    ("weighted_kappa", "weighted κ", 3),
+    ("alpha", "α", 3),
+    ("accuracy", "accuracy", 3),
+    ("macro_f1", "macro-F1", 3),
+    ("rerank_ndcg", "rerank nDCG@10", 4),
+]
+
+
+def _agreement_row(name: str, e: dict[str, Any]) -> dict[str, Any]:
+    vals = dict(e)
+    rr = e.get("rerank")
+    if isinstance(rr, dict) and rr:
+        vals["rerank_ndcg"] = rr.get("nDCG@10", next(iter(rr.values())))
+    return {"name": name, "vals": vals}
+
+
 def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from relforge.report import plots
 
-    rows, cards = [], []
+    raw_rows, cards, notes = [], [], []
     for name, e in entries.items():
         pretty = PRETTY_NAMES.get(name, name)
-        rows.append(
-            {
-                "name": pretty,
-                "cells": [fmt(e.get(k), 3) if k != "n" else fmt(e.get(k)) for k, _ in AGREEMENT_KEYS],
-            }
-        )
-        per_class = e.get("per_class") or {}
-        card = {"name": pretty, "image": None, "per_class": []}
+        raw_rows.append(_agreement_row(pretty, e))
+        if isinstance(e.get("balanced"), dict) and e["balanced"]:
+            raw_rows.append(_agreement_row(f"{pretty} — class-balanced subsample", e["balanced"]))
+        counts = e.get("counts") or {}
+        if counts.get("unlabelled"):
+            notes.append(
+                f"{pretty}: {counts['unlabelled']} pairs had an unparseable judgment and are not scored."
+            )
+        card: dict[str, Any] = {"name": pretty, "image": None, "per_class": []}
         if e.get("confusion") is not None:
             card["image"] = plots.confusion_matrix(e["confusion"], [str(x) for x in e["labels"]])
-        for lab, pc in per_class.items():
+        for lab, pc in (e.get("per_class") or {}).items():
             pc = pc or {}
             card["per_class"].append(
                 {
@@ -409,7 +463,35 @@ def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
             )
         if card["image"] or card["per_class"]:
             cards.append(card)
-    return {"headers": [h for _, h in AGREEMENT_KEYS], "rows": rows, "cards": cards}
+    cols = [c for c in AGREEMENT_COLS if any(r["vals"].get(c[0]) is not None for r in raw_rows)]
+    rows = [
+        {
+            "name": r["name"],
+            "cells": [fmt(r["vals"].get(k), d) if d else fmt(r["vals"].get(k)) for k, _, d in cols],
+        }
+        for r in raw_rows
+    ]
+    first = next(iter(entries.values()), {})
+    held = []
+    if _is_num(first.get("pairs")) or _is_num(first.get("n")):
+        held.append(f"{fmt(first.get('pairs', first.get('n')))} held-out pairs")
+    if isinstance(first.get("queries"), list):
+        held.append(f"{len(first['queries'])} queries")
+    if first.get("queries_from"):
+        held.append(f"queries: {first['queries_from']}")
+    if first.get("human"):
+        held.append(f"human labels: {first['human']}")
+    return {
+        "headers": [h for _, h, _ in cols],
+        "rows": rows,
+        "cards": cards,
+        "notes": notes,
+        "held": " · ".join(held),
+    }
+
+
+def _epoch_label(e: Any) -> str:
+    return fmt(int(e)) if float(e).is_integer() else fmt(float(e), 2)
 
 
 def _finetune_section(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -422,26 +504,27 @@ def _finetune_section(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 labels.append(lab)
     labels.sort(key=lambda s: (not str(s).isdigit(), int(s) if str(s).isdigit() else 0, str(s)))
     cols = [
-        k for k in ("tau_b", "weighted_kappa", "accuracy", "loss", "eval_loss") if any(k in r for r in rows)
+        k
+        for k in ("tau_b", "per_query_tau_b", "weighted_kappa", "accuracy", "macro_f1", "loss", "eval_loss")
+        if any(r.get(k) is not None for r in rows)
     ]
     table = [
         {
-            "epoch": fmt(r["epoch"], 2)
-            if isinstance(r["epoch"], float) and not r["epoch"].is_integer()
-            else fmt(int(r["epoch"])),
+            "epoch": _epoch_label(r["epoch"]) + (" (zero-shot)" if r["epoch"] == 0 else ""),
             "cells": [fmt(r.get(k), 3) for k in cols],
             "f1": [fmt(((r.get("per_class") or {}).get(lab) or {}).get("f1"), 3) for lab in labels],
         }
         for r in rows
     ]
-    best = max(rows, key=lambda r: r.get("tau_b") if _is_num(r.get("tau_b")) else -math.inf)
+    trained = [r for r in rows if r["epoch"] > 0 and _is_num(r.get("tau_b"))]
+    best = max(trained, key=lambda r: r["tau_b"]) if trained else None
     return {
         "cols": cols,
         "labels": labels,
         "rows": table,
         "chart": plots.finetune_curves(rows, labels),
-        "best_epoch": fmt(best["epoch"], 2) if _is_num(best.get("tau_b")) else None,
-        "best_tau": fmt(best.get("tau_b"), 3),
+        "best_epoch": _epoch_label(best["epoch"]) if best else None,
+        "best_tau": fmt(best.get("tau_b"), 3) if best else None,
     }
 
 
@@ -465,23 +548,42 @@ def _ablation_section(d: dict[str, Any]) -> dict[str, Any]:
     from relforge.report import plots
 
     rows = d["rows"]
+    text_cols = [k for k in ("variant",) if any(k in r for r in rows)]
     keys: list[str] = []
     for r in rows:
         for k, v in r.items():
-            if k != "size" and _is_num(v) and k not in keys:
+            if k not in ("size", "requested_size") and _is_num(v) and k not in keys:
                 keys.append(k)
     measure = "nDCG@10" if "nDCG@10" in keys else (keys[0] if keys else None)
+    xlabel = str(d.get("x") or "training entries")
     chart = None
-    if measure and rows:
-        pts = [r for r in rows if _is_num(r.get(measure))]
-        chart = plots.ablation_curve(pts, measure, d["reference"]) if pts else None
+    if measure:
+        series: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if _is_num(r.get(measure)):
+                series.setdefault(str(r.get("variant", "trained reranker")), []).append(r)
+        if series:
+            chart = plots.ablation_curve(series, measure, d["reference"], xlabel=xlabel)
     return {
         "measure": measure,
         "columns": keys,
+        "text_cols": text_cols,
         "chart": chart,
-        "rows": [{"size": fmt(r["size"]), "cells": [fmt(r.get(k)) for k in keys]} for r in rows],
+        "xlabel": xlabel,
+        "rows": [
+            {
+                "size": fmt(r["size"]),
+                "text": [str(r.get(k, "")) for k in text_cols],
+                "cells": [fmt(r.get(k)) for k in keys],
+            }
+            for r in rows
+        ],
         "reference": [{"name": k, "value": fmt(v)} for k, v in d["reference"].items()],
     }
+
+
+#: manifest stage keys not repeated in the timings table's "other" column
+STAGE_HIDDEN = {"wall_s", "status", "counts", "outputs", "inputs", "started", "finished", "llm", "config"}
 
 
 def _share(part: Any, total: float) -> str:
@@ -495,6 +597,8 @@ def _manifest_section(m: dict[str, Any]) -> dict[str, Any]:
     import yaml
 
     stages = m.get("stages") or {}
+    listed = [n for n in m.get("stage_order") or [] if n in stages]
+    stages = {n: stages[n] for n in listed + [n for n in stages if n not in listed]}
     walls = [s["wall_s"] for s in stages.values() if isinstance(s, dict) and _is_num(s.get("wall_s"))]
     total, longest = sum(walls), max(walls, default=0)
     rows = []
@@ -504,7 +608,8 @@ def _manifest_section(m: dict[str, Any]) -> dict[str, Any]:
         extra = {
             k: v
             for k, v in s.items()
-            if k not in ("wall_s", "status", "counts")
+            if k not in STAGE_HIDDEN
+            and not k.endswith("hash")
             and (not isinstance(v, (dict, list)) or k == "llm_tokens")
         }
         rows.append(
@@ -590,11 +695,13 @@ def write_report(
         "ablation": _ablation_section,
         "manifest": _manifest_section,
     }
+    manifest = art.get("manifest") if isinstance(art.get("manifest"), dict) else {}
+    systems = manifest.get("systems") if isinstance(manifest.get("systems"), dict) else None
     sections: dict[str, Any] = {}
     for key, build in builders.items():
         if key in art:
             try:
-                sections[key] = build(art[key])
+                sections[key] = build(art[key], systems) if key == "metrics" else build(art[key])
             except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
                 path = root / ARTIFACTS[key]
                 if strict:
@@ -602,7 +709,6 @@ def write_report(
                         f"cannot render this artifact ({type(e).__name__}: {e})", path=path
                     ) from e
                 art["errors"][key] = f"{path}: cannot render ({type(e).__name__}: {e})"
-    manifest = art.get("manifest") or {}
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     page_title = title or (config or {}).get("name") or root.resolve().name
     html = _template().render(
