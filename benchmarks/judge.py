@@ -48,6 +48,18 @@ def naive(llm, template, queries, corpus, pairs, max_doc_tokens: int) -> tuple[f
     return time.perf_counter() - t0, grades
 
 
+class _Results(dict):
+    """Prints each method's time as soon as it is measured (long runs on a busy machine)."""
+
+    def __init__(self, n: int):
+        super().__init__()
+        self.n = n
+
+    def __setitem__(self, name, value):
+        super().__setitem__(name, value)
+        print(f"  measured {name}: {value[0]:.1f} s, {self.n / value[0]:.2f} pairs/s", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default=str(DATA))
@@ -78,7 +90,7 @@ def main() -> None:
     judge_pairs(llm, template, queries, corpus, pairs[:2], progress=False, max_doc_tokens=32)
     naive(llm, template, queries, corpus, pairs[:1], 32)
 
-    results: dict[str, tuple[float, list]] = {}
+    results: dict[str, tuple[float, list]] = _Results(len(pairs))
     results["naive (1 pair/call, generate 10, parse)"] = naive(
         llm, template, queries, corpus, pairs, args.max_doc_tokens
     )

@@ -28,8 +28,6 @@ def test_data_help_lists_the_commands(capsys):
         assert cmd in out
 
 
-
-
 def test_version(capsys):
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == relforge.__version__

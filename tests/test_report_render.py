@@ -347,3 +347,16 @@ def test_report_cli(full, tmp_path, capsys):
     write_eval(tmp_path / "partial")
     assert main(["report", str(tmp_path / "partial")]) == 0
     assert "not run (no file): manifest.json" in capsys.readouterr().err
+
+
+def test_label_distribution_shows_the_whole_scale(tmp_path):
+    from relforge.report import load_artifacts
+
+    (tmp_path / "judge").mkdir()
+    probs = {"0": 0.7, "1": 0.1, "2": 0.1, "3": 0.1}
+    lines = [{"qid": "q1", "docid": f"d{i}", "grade": 0, "expected": 0.6, "probs": probs} for i in range(4)]
+    lines.append({"qid": "q2", "docid": "x", "grade": None, "expected": None, "probs": None})
+    (tmp_path / "judge" / "judgments.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    j = load_artifacts(tmp_path)["judgments"]
+    assert j["counts"] == {"0": 4, "1": 0, "2": 0, "3": 0, "unparsed": 1}
+    assert j["n"] == 5 and j["queries"] == 2 and j["mean_expected"] == pytest.approx(0.6)

@@ -21,7 +21,18 @@ app = typer.Typer(
 )
 
 #: stage modules that contribute commands, in the order they appear in --help
-STAGES = ["data", "llm", "generate", "retrieve", "judge", "dataset", "train", "evaluate", "report", "pipeline"]
+STAGES = [
+    "data",
+    "llm",
+    "generate",
+    "retrieve",
+    "judge",
+    "dataset",
+    "train",
+    "evaluate",
+    "report",
+    "pipeline",
+]
 
 
 def _print_version(value: bool) -> None:
@@ -34,8 +45,14 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True,
-                                 callback=_print_version, expose_value=False),
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        is_eager=True,
+        callback=_print_version,
+        expose_value=False,
+    ),
 ) -> None:
     """Graded relevance datasets from small open LLMs, and fast rerankers trained on them."""
 
@@ -78,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         if os.environ.get("RELFORGE_DEBUG"):
             raise
-        typer.secho(f"error: {type(e).__name__}: {e} (set RELFORGE_DEBUG=1 for a traceback)", err=True, fg="red")
+        typer.secho(
+            f"error: {type(e).__name__}: {e} (set RELFORGE_DEBUG=1 for a traceback)", err=True, fg="red"
+        )
         return EXIT_RUNTIME
     return 0
 

@@ -336,7 +336,7 @@ def write_run(path: PathLike, run: Run, *, tag: str = "relforge", top_k: int | N
             if top_k is not None:
                 ranked = ranked[:top_k]
             for rank, (docid, score) in enumerate(ranked, start=1):
-                fh.write(f"{qid} Q0 {docid} {rank} {score:.6g} {tag}\n")
+                fh.write(f"{qid} Q0 {docid} {rank} {float(score):.10g} {tag}\n")
                 n += 1
     return n
 

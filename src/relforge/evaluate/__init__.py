@@ -3,8 +3,9 @@
 ``evaluate(qrels, {"bm25": run_a, "reranker": run_b})`` returns an :class:`EvalResult` with the mean
 of every measure per run, the per-query values, and for each run other than the baseline (the first run
 unless ``baseline=`` says otherwise) a paired t-test (``scipy.stats.ttest_rel``) and a paired
-randomisation test (``scipy.stats.permutation_test`` with sign flips, ``permutation_rounds`` rounds,
-fixed ``seed``: deterministic) on every measure. ``relforge evaluate`` prints it as a table and writes
+randomisation test (``permutation_rounds`` random sign flips of the per-query differences with a fixed
+``seed``: deterministic; exact enumeration by ``scipy.stats.permutation_test`` when
+``2**n_queries <= permutation_rounds``) on every measure. ``relforge evaluate`` prints it as a table and writes
 JSON/CSV.
 
 Policies (the same in the CLI, the pipeline and the report):

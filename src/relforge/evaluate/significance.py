@@ -38,8 +38,8 @@ def sign_flip_p(d, rounds: int, seed: int) -> float:
 
     ``s`` are independent random signs (``numpy.random.default_rng(seed)``), ``rounds`` draws, two-sided.
     The same convention as ``scipy.stats.permutation_test(..., permutation_type="samples")`` (whose
-    null distribution is symmetric here), ~50x faster on 1,000 queries because it draws signs instead of
-    permutations.
+    null distribution is symmetric here); it draws signs instead of permutations, ~11x less CPU than
+    scipy at 1,000 queries x 10,000 rounds (0.05 s vs 0.58 s, measured once on this 2-core machine).
     """
     import numpy as np
 

@@ -61,8 +61,11 @@ def metrics_bars(values: Mapping[str, Mapping[str, float]], measures: Sequence[s
         ha="right" if max(len(r) for r in runs) > 10 else "center",
     )
     top = max([values[r][m] for r in runs for m in measures] + [0.01])
-    ax.set_ylim(0, min(1.0, top * 1.18) if top <= 1 else top * 1.18)
-    ax.legend(fontsize=8, frameon=False, ncols=len(measures), loc="upper left")
+    ax.set_ylim(0, top * 1.12)  # room for the value labels
+    if top <= 1:
+        ax.set_yticks([t for t in (0, 0.2, 0.4, 0.6, 0.8, 1.0) if t <= top * 1.12])
+    # legend above the axes: never on top of a bar
+    ax.legend(fontsize=8, frameon=False, ncols=len(measures), loc="lower left", bbox_to_anchor=(0, 1.0))
     _style(ax)
     return to_base64(fig)
 

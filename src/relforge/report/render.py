@@ -173,6 +173,7 @@ def _load_judgments(path: Path) -> dict[str, Any]:
     grades: Counter = Counter()
     queries: set[str] = set()
     models: Counter = Counter()
+    scale: set[str] = set()  # the grade scale, from the probability keys (grades nobody got show as 0)
     expected_sum, expected_n, n = 0.0, 0, 0
     for lineno, obj in iter_jsonl(path):
         if "grade" not in obj or "qid" not in obj:
@@ -188,8 +189,10 @@ def _load_judgments(path: Path) -> dict[str, Any]:
             expected_n += 1
         if obj.get("model"):
             models[str(obj["model"])] += 1
+        if isinstance(obj.get("probs"), dict):
+            scale.update(str(k) for k in obj["probs"])
     order = sorted(
-        (k for k in grades if k != "unparsed"),
+        {k for k in grades if k != "unparsed"} | scale,
         key=lambda k: (not k.lstrip("-").isdigit(), int(k) if k.lstrip("-").isdigit() else 0, k),
     )
     counts = {k: grades[k] for k in order}
