@@ -74,7 +74,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--pairs", type=int, default=32, help="judge prompts scored per mode")
-    ap.add_argument("--skip-first-load", action="store_true", help="skip the (slow) GGUF dequantisation timing")
+    ap.add_argument(
+        "--skip-first-load", action="store_true", help="skip the (slow) GGUF dequantisation timing"
+    )
     args = ap.parse_args()
 
     import torch
@@ -83,7 +85,9 @@ def main() -> None:
     from relforge.llm.hf import HFBackend, load_gguf
     from relforge.models import resolve_model
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f}"
+    )
     gguf = resolve_model("smollm2")
     print(f"model: {gguf}")
 
@@ -129,7 +133,10 @@ def main() -> None:
     # 3. score_choices on ~400-token judge prompts
     texts = docs(args.pairs, llm.tokenizer, 300)
     chats = [
-        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"Query: what causes asthma? ({i})\n\nDocument: {d}"}]
+        [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": f"Query: what causes asthma? ({i})\n\nDocument: {d}"},
+        ]
         for i, d in enumerate(texts)
     ]
     lengths = [len(llm.encode_chat(c)) for c in chats]
@@ -143,8 +150,10 @@ def main() -> None:
             probs = llm.score_choices(chats, ["0", "1", "2", "3"])
         rates[sharing] = len(chats) / t.wall
         shared = llm.stats.extra.get("shared_prefix_tokens", 0)
-        print(f"score_choices batch 8, prefix_sharing={sharing!s:5}: {rates[sharing]:5.2f} pairs/s "
-              f"(shared prefix {shared} tokens; {t})")
+        print(
+            f"score_choices batch 8, prefix_sharing={sharing!s:5}: {rates[sharing]:5.2f} pairs/s "
+            f"(shared prefix {shared} tokens; {t})"
+        )
         if sharing:
             print(f"  -> prefix sharing speed-up: {rates[True] / rates[False]:.2f}x")
         assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probs)

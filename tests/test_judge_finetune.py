@@ -25,7 +25,9 @@ def _data(n_queries: int = 8, docs_per_query: int = 5):
     corpus, queries, qrels = {}, {}, {}
     for q in range(n_queries):
         qid = f"q{q}"
-        queries[qid] = Query(qid, f"what helps {words[q % len(words)]} in adults?", {"paraphrase": f"help {q}"})
+        queries[qid] = Query(
+            qid, f"what helps {words[q % len(words)]} in adults?", {"paraphrase": f"help {q}"}
+        )
         qrels[qid] = {}
         for d in range(docs_per_query):
             did = f"d{q}-{d}"
@@ -35,8 +37,19 @@ def _data(n_queries: int = 8, docs_per_query: int = 5):
 
 
 def _cfg(**kw) -> FinetuneConfig:
-    base = dict(epochs=1, max_doc_tokens=24, lora_layers=1, lora_r=4, lr=5e-3, batch_size=4, eval_batch_size=8,
-                val_fraction=0.25, max_per_class=None, balance="weights", seed=0)
+    base = dict(
+        epochs=1,
+        max_doc_tokens=24,
+        lora_layers=1,
+        lora_r=4,
+        lr=5e-3,
+        batch_size=4,
+        eval_batch_size=8,
+        val_fraction=0.25,
+        max_per_class=None,
+        balance="weights",
+        seed=0,
+    )
     base.update(kw)
     return FinetuneConfig(**base)
 
@@ -87,8 +100,22 @@ def test_one_epoch_writes_metrics_plot_and_meta(tiny_run):
     png = (out / "metrics.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     meta = json.loads((out / "relforge.json").read_text())
-    for key in ("base_model", "template", "labels", "label_scale", "data_hashes", "class_counts", "split",
-                "best_epoch", "zero_shot", "best", "config", "timing", "judge_check", "max_doc_tokens"):
+    for key in (
+        "base_model",
+        "template",
+        "labels",
+        "label_scale",
+        "data_hashes",
+        "class_counts",
+        "split",
+        "best_epoch",
+        "zero_shot",
+        "best",
+        "config",
+        "timing",
+        "judge_check",
+        "max_doc_tokens",
+    ):
         assert key in meta, key
     assert meta["template"]["id"] == "relevance-0to3" and len(meta["template"]["hash"]) == 12
     assert meta["labels"] == ["0", "1", "2", "3"] and meta["best_epoch"] == 1
@@ -96,9 +123,13 @@ def test_one_epoch_writes_metrics_plot_and_meta(tiny_run):
     assert split["val_queries"] and not set(split["val_queries"]) & set(split["train_queries"])
     assert sorted(split["val_queries"] + split["train_queries"]) == sorted(qrels)
     # the class counts reported are those of the pairs actually used
-    val_counts = {str(v): sum(1 for q in split["val_queries"] for g in qrels[q].values() if g == v) for v in VALUES}
+    val_counts = {
+        str(v): sum(1 for q in split["val_queries"] for g in qrels[q].values() if g == v) for v in VALUES
+    }
     assert meta["class_counts"]["validation"] == val_counts
-    assert sum(meta["class_counts"]["train_used"].values()) == sum(len(qrels[q]) for q in split["train_queries"])
+    assert sum(meta["class_counts"]["train_used"].values()) == sum(
+        len(qrels[q]) for q in split["train_queries"]
+    )
     preds = [json.loads(line) for line in (out / "val_predictions.jsonl").read_text().splitlines()]
     assert len(preds) == rows[0]["n"] and {p["qid"] for p in preds} == set(split["val_queries"])
     assert abs(sum(preds[0]["tuned"].values()) - 1) < 1e-3
@@ -134,10 +165,24 @@ def test_adapter_reloads_with_peft_and_changes_the_judge_scores(tiny_run, tiny_l
 def test_cached_frozen_bottom_matches_plain_training(tiny_llm_dir, tmp_path):
     corpus, queries, qrels = _data(6, 4)
     kw = dict(judge_check=False, balance="none")
-    a = finetune_judge(f"hf:{tiny_llm_dir}", corpus, queries, qrels, tmp_path / "a", _cfg(cache_frozen=True, **kw),
-                       progress=False)
-    b = finetune_judge(f"hf:{tiny_llm_dir}", corpus, queries, qrels, tmp_path / "b", _cfg(cache_frozen=False, **kw),
-                       progress=False)
+    a = finetune_judge(
+        f"hf:{tiny_llm_dir}",
+        corpus,
+        queries,
+        qrels,
+        tmp_path / "a",
+        _cfg(cache_frozen=True, **kw),
+        progress=False,
+    )
+    b = finetune_judge(
+        f"hf:{tiny_llm_dir}",
+        corpus,
+        queries,
+        qrels,
+        tmp_path / "b",
+        _cfg(cache_frozen=False, **kw),
+        progress=False,
+    )
     assert a["cached_frozen_layers"] and not b["cached_frozen_layers"]
     assert a["train_loss"][0] == pytest.approx(b["train_loss"][0], rel=1e-3)
     pa = [json.loads(x)["tuned"] for x in (tmp_path / "a" / "val_predictions.jsonl").read_text().splitlines()]
@@ -156,11 +201,39 @@ def test_cli_finetune_with_merge_and_query_field(tiny_llm_dir, tmp_path):
     write_queries(tmp_path / "q.jsonl", queries.values())
     write_qrels(tmp_path / "qrels.tsv", qrels)
     out = tmp_path / "out"
-    args = ["judge", "finetune", "--corpus", str(tmp_path / "c.jsonl"), "--queries", str(tmp_path / "q.jsonl"),
-            "--qrels", str(tmp_path / "qrels.tsv"), "--llm", f"hf:{tiny_llm_dir}", "--out", str(out),
-            "--epochs", "1", "--max-doc-tokens", "16", "--lora-r", "2", "--lora-layers", "0", "--balance",
-            "downsample", "--val-fraction", "0.34", "--merge", "--no-judge-check", "--no-progress",
-            "--query-field", "paraphrase", "--seed", "3"]
+    args = [
+        "judge",
+        "finetune",
+        "--corpus",
+        str(tmp_path / "c.jsonl"),
+        "--queries",
+        str(tmp_path / "q.jsonl"),
+        "--qrels",
+        str(tmp_path / "qrels.tsv"),
+        "--llm",
+        f"hf:{tiny_llm_dir}",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--max-doc-tokens",
+        "16",
+        "--lora-r",
+        "2",
+        "--lora-layers",
+        "0",
+        "--balance",
+        "downsample",
+        "--val-fraction",
+        "0.34",
+        "--merge",
+        "--no-judge-check",
+        "--no-progress",
+        "--query-field",
+        "paraphrase",
+        "--seed",
+        "3",
+    ]
     assert main(args) == 0
     meta = json.loads((out / "relforge.json").read_text())
     assert meta["config"]["query_field"] == "paraphrase" and meta["lora_layers_from"] == 0
@@ -183,6 +256,8 @@ def test_shipped_adapter_metadata_is_complete():
         pytest.skip("no shipped adapter in this checkout")
     meta = json.loads((d / "relforge.json").read_text())
     assert meta["template"]["hash"] == JudgeTemplate.load(meta["template"]["id"]).hash
-    assert meta["split"]["val_queries"] and not set(meta["split"]["val_queries"]) & set(meta["split"]["train_queries"])
+    assert meta["split"]["val_queries"] and not set(meta["split"]["val_queries"]) & set(
+        meta["split"]["train_queries"]
+    )
     assert (d / "adapter_config.json").exists() and (d / "README.md").exists()
     assert sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file()) < 10.5 * 2**20

@@ -42,7 +42,10 @@ def test_sigkill_midway_then_resume_recomputes_nothing_finished(tiny_llm_dir, tm
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-c", JOB, tiny_llm_dir, str(db), str(len(CHATS))],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     seen = 0
     try:

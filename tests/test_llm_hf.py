@@ -20,7 +20,9 @@ def chat(text: str, system: str | None = None) -> list[dict]:
 
 
 # prompts of clearly different lengths, so batches need padding
-CHATS = [chat(t) for t in ["hi", "what is asthma and how is it treated in children " * 3, "x y", "tell me a story"]]
+CHATS = [
+    chat(t) for t in ["hi", "what is asthma and how is it treated in children " * 3, "x y", "tell me a story"]
+]
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def loud(tiny_llm_dir):
 def test_generate_shapes_and_finish_reasons(tiny_llm_dir, tiny):
     out = tiny.generate(CHATS, GenParams(max_new_tokens=5))
     assert len(out) == len(CHATS)
-    for c, ch in zip(out, CHATS):
+    for c, ch in zip(out, CHATS, strict=False):
         assert c.prompt_tokens == len(tiny.encode_chat(ch))
         assert c.completion_tokens == 5 and c.finish_reason == "length" and not c.cached
     # a model whose first greedy token is an EOS token stops with finish_reason "stop" and empty text
@@ -75,7 +77,7 @@ def test_left_padded_batches_equal_single_calls(loud):
 def test_score_choices_sums_to_one_and_batching_is_exact(loud, choices):
     batched = loud.score_choices(CHATS, choices)
     single = [loud.score_choices([c], choices)[0] for c in CHATS]
-    for b, s in zip(batched, single):
+    for b, s in zip(batched, single, strict=False):
         assert list(b) == choices
         assert math.isclose(sum(b.values()), 1.0, abs_tol=1e-9)
         assert all(abs(b[k] - s[k]) < 1e-5 for k in choices)
@@ -110,7 +112,7 @@ def test_prefix_sharing_gives_same_scores(loud):
         shared_multi = loud.score_choices(chats, ["yes", "no way"])
     finally:
         loud.prefix_sharing = False
-    for a, b in zip(plain + plain_multi, shared + shared_multi):
+    for a, b in zip(plain + plain_multi, shared + shared_multi, strict=False):
         assert all(abs(a[k] - b[k]) < 1e-5 for k in a)
 
 
@@ -122,11 +124,13 @@ def test_lora_adapter_changes_scores(tiny_llm_dir, tmp_path, tiny):
     base = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
     cfg = LoraConfig(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     get_peft_model(base, cfg).save_pretrained(tmp_path / "adapter")
-    with_adapter = load_llm(f"hf:{tiny_llm_dir}", adapter=str(tmp_path / "adapter"), cache=None, progress=False)
+    with_adapter = load_llm(
+        f"hf:{tiny_llm_dir}", adapter=str(tmp_path / "adapter"), cache=None, progress=False
+    )
     assert "+lora:" in with_adapter.name and with_adapter.cache_id != tiny.cache_id
     a = with_adapter.score_choices(CHATS, CHOICES)
     b = tiny.score_choices(CHATS, CHOICES)
-    assert max(abs(x[k] - y[k]) for x, y in zip(a, b) for k in CHOICES) > 1e-4
+    assert max(abs(x[k] - y[k]) for x, y in zip(a, b, strict=False) for k in CHOICES) > 1e-4
     with pytest.raises(RelforgeError, match="adapter_config.json"):
         load_llm(f"hf:{tiny_llm_dir}", adapter=str(tmp_path), cache=None)
 
@@ -140,7 +144,7 @@ def test_from_model_restores_training_mode(tiny_llm_dir, tiny):
     probs = b.score_choices(CHATS[:2], CHOICES)
     assert model.training and b.name == "epoch-1"
     ref = tiny.score_choices(CHATS[:2], CHOICES)
-    assert all(abs(p[k] - r[k]) < 1e-5 for p, r in zip(probs, ref) for k in CHOICES)
+    assert all(abs(p[k] - r[k]) < 1e-5 for p, r in zip(probs, ref, strict=False) for k in CHOICES)
 
 
 def test_missing_chat_template_names_plain_option(tiny):
@@ -163,12 +167,13 @@ def test_spec_errors():
     assert all(s in str(e.value) for s in ("hf:", "openai:", "llamacpp:"))
     with pytest.raises(UsageError, match="openai:<base_url>#<model>"):
         load_llm("openai:http://127.0.0.1:1/v1", cache=None)
+    with pytest.raises(RelforgeError, match="model folder not found"):
+        load_llm("hf:/nonexistent/model-dir", cache=None)
     with pytest.raises(UsageError, match="choices"):
         load_llm("openai:http://127.0.0.1:1/v1#m", cache=None).score_choices([chat("x")], ["a", "a"])
 
 
 def test_llamacpp_missing_names_the_extra():
-    pytest.importorskip("relforge")
     try:
         import llama_cpp  # noqa: F401
 

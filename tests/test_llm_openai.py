@@ -75,7 +75,11 @@ def test_matches_local_backend(server, tiny):
     # normalise exactly their log-probs
     top = tiny.next_token_logprobs(CHATS[:1], 20)[0]
     stripped = [t.strip() for t, _, _ in top]
-    picks = [(s, lp) for s, (_, _, lp) in zip(stripped, top) if s.isalnum() and stripped.count(s) == 1][:2]
+    picks = [
+        (s, lp)
+        for s, (_, _, lp) in zip(stripped, top, strict=False)
+        if s.isalnum() and stripped.count(s) == 1
+    ][:2]
     assert len(picks) == 2
     choices = [s for s, _ in picks]
     z = math.log(sum(math.exp(lp) for _, lp in picks))

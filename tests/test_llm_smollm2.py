@@ -13,9 +13,13 @@ def test_smollm2_generates_and_prefers_yes(smollm2_gguf):
     llm = load_llm("smollm2", cache=None, progress=False)
     assert llm.name == "hf:smollm2"
     assert (converted_gguf_dir(smollm2_gguf) / "relforge-converted.json").is_file()
-    out = llm.generate([[{"role": "user", "content": "What is the capital of France?"}]], GenParams(max_new_tokens=8))[0]
+    out = llm.generate(
+        [[{"role": "user", "content": "What is the capital of France?"}]], GenParams(max_new_tokens=8)
+    )[0]
     assert out.text.strip() and 0 < out.completion_tokens <= 8 and out.finish_reason in ("stop", "length")
     assert out.prompt_tokens > 10
-    probs = llm.score_choices([[{"role": "user", "content": "Is Paris in France? Answer yes or no."}]], ["yes", "no"])[0]
+    probs = llm.score_choices(
+        [[{"role": "user", "content": "Is Paris in France? Answer yes or no."}]], ["yes", "no"]
+    )[0]
     assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9)
     assert probs["yes"] > probs["no"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,13 @@ def test_dry_run_plan(tmp_path, capsys):
     assert "ablation" in out and "never run" in out
     assert not (tmp_path / "out" / "manifest.json").exists()  # a dry run writes nothing
     assert main(["run", str(p), "--out", str(tmp_path / "out"), "--dry-run", "--only", "nope"]) == 2
+
+
+def test_demo_dry_run_plans_every_stage(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for stage in ("import", "generate", "retrieve", "judge", "agreement", "groups", "train", "rerank", "evaluate",
+                  "ablation", "report"):
+        assert stage in out
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # the demo never touches a model hub
+    assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").iterdir())

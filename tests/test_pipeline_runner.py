@@ -154,6 +154,9 @@ def test_folder_outputs_hash_by_content(tmp_path):
     h1 = hash_path(d)
     (d / ".w.bin.x.tmp").write_bytes(b"partial")  # a leftover temp file does not count
     assert hash_path(d) == h1
+    (d / "onnx").mkdir()  # a derived export cached beside a model by rerank
+    (d / "onnx" / "model.onnx").write_bytes(b"x")
+    assert hash_path(d) == h1
     (d / "w.bin").write_bytes(b"124")
     assert hash_path(d) != h1
     assert hash_path(tmp_path / "nope") is None

@@ -94,7 +94,9 @@ def balance_examples(
         The examples to train on (with ``weight`` set), in a seeded random order.
     """
     if mode not in ("none", "downsample", "upsample", "weights"):
-        raise UsageError(f"balance={mode!r} is not one of none, downsample, upsample, weights (setting: balance)")
+        raise UsageError(
+            f"balance={mode!r} is not one of none, downsample, upsample, weights (setting: balance)"
+        )
     rng = random.Random(seed)
     by_class: dict[int, list[Example]] = {v: [] for v in values}
     for e in examples:
@@ -156,7 +158,9 @@ def load_base(spec: str, *, qlora: bool = False, device: str = "cpu") -> tuple[A
     from relforge.models import resolve_model, split_gguf
 
     if spec.startswith(("openai:", "llamacpp:")):
-        raise UsageError(f"--llm {spec!r}: fine-tuning needs local weights; use smollm2 or hf:<dir|file.gguf|hub id>")
+        raise UsageError(
+            f"--llm {spec!r}: fine-tuning needs local weights; use smollm2 or hf:<dir|file.gguf|hub id>"
+        )
     name = spec[3:] if spec.startswith("hf:") else spec
     resolved = resolve_model(name)
     path, gguf_file = split_gguf(resolved)
@@ -303,7 +307,9 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, labels: list[str]) -> P
     axes[0].legend(fontsize=8)
     ax = axes[-1]
     for key, style in (("kendall_tau_b", "o-"), ("quadratic_kappa", "s-"), ("accuracy", "^-")):
-        ax.plot(epochs, [r.get(key) if r.get(key) is not None else float("nan") for r in rows], style, label=key)
+        ax.plot(
+            epochs, [r.get(key) if r.get(key) is not None else float("nan") for r in rows], style, label=key
+        )
     ax.set_title("overall")
     ax.set_xlabel("epoch")
     ax.set_ylim(-1.05, 1.05)
@@ -363,7 +369,9 @@ def finetune_judge(
     missing: dict[str, int] = {"query": 0, "document": 0}
     off_scale = sorted({g for q in qrels.values() for g in q.values() if g not in values})
     if off_scale:
-        raise DataError(f"qrels grades {off_scale} are not on the template's scale {values} (setting: template)")
+        raise DataError(
+            f"qrels grades {off_scale} are not on the template's scale {values} (setting: template)"
+        )
     for qid in sorted(qrels):
         if qid not in queries:
             missing["query"] += len(qrels[qid])
@@ -374,7 +382,9 @@ def finetune_judge(
                 continue
             examples.append(Example(qid, docid, int(qrels[qid][docid])))
     if not examples:
-        raise DataError("no labelled pair has both its query and its document; check --queries/--corpus/--qrels")
+        raise DataError(
+            "no labelled pair has both its query and its document; check --queries/--corpus/--qrels"
+        )
     if cfg.val_queries is not None:
         val_q = sorted(set(cfg.val_queries) & {e.qid for e in examples})
         if not val_q:
@@ -392,7 +402,9 @@ def finetune_judge(
     counts = {
         "train_available": class_counts(train_all, values),
         "train_used": class_counts(train, values),
-        "train_weights": {str(v): round(next((e.weight for e in train if e.grade == v), 0.0), 4) for v in values},
+        "train_weights": {
+            str(v): round(next((e.weight for e in train if e.grade == v), 0.0), 4) for v in values
+        },
         "validation": class_counts(val, values),
     }
     logger.info("class counts: %s", counts)
@@ -404,7 +416,9 @@ def finetune_judge(
         import importlib.util
 
         if not use_cuda or importlib.util.find_spec("bitsandbytes") is None:
-            raise UsageError("qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); unset --qlora")
+            raise UsageError(
+                "qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); unset --qlora"
+            )
     bf16 = cfg.bf16 if cfg.bf16 is not None else (use_cuda and torch.cuda.is_bf16_supported())
     grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else use_cuda
     t0 = time.time()
@@ -425,11 +439,20 @@ def finetune_judge(
     if start > 0:
         lora_kw["layers_to_transform"] = list(range(start, n_layers))
         if targets == "all-linear":  # PEFT wants names with layers_to_transform: every linear of a layer
-            targets = sorted({n.split(".")[-1] for n, mod in dec.layers[start].named_modules()
-                              if isinstance(mod, torch.nn.Linear) or type(mod).__name__.startswith("Linear")})
+            targets = sorted(
+                {
+                    n.split(".")[-1]
+                    for n, mod in dec.layers[start].named_modules()
+                    if isinstance(mod, torch.nn.Linear) or type(mod).__name__.startswith("Linear")
+                }
+            )
     peft_cfg = LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=targets, task_type="CAUSAL_LM", **lora_kw,
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        **lora_kw,
     )
     model = get_peft_model(model, peft_cfg)
     lm = model.base_model.model  # the causal LM with LoRA layers injected in place
@@ -455,7 +478,9 @@ def finetune_judge(
     if too_long:
         logger.warning("%d examples longer than max_seq_len=%d were skipped", too_long, cfg.max_seq_len)
         if any(len(x.ids) > cfg.max_seq_len for x in enc_val):
-            raise DataError(f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens")
+            raise DataError(
+                f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens"
+            )
     seq_lens = [len(x.ids) for x in enc_train + enc_val]
 
     # ---- cache the frozen bottom (CPU recipe)
@@ -504,8 +529,10 @@ def finetune_judge(
             ref = lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[0, -1, label_ids]
             got = forward(collate([check], False), 1)[0, -1, label_ids]
             if not torch.allclose(ref, got, atol=1e-3, rtol=1e-3):
-                raise RuntimeError(f"cached-bottom forward differs from the plain forward ({ref} vs {got}); "
-                                   "set cache_frozen=false")
+                raise RuntimeError(
+                    f"cached-bottom forward differs from the plain forward ({ref} vs {got}); "
+                    "set cache_frozen=false"
+                )
         cache_s = time.time() - t0
 
     # ---- evaluation (the judge's probs scoring: label probabilities normalised over the scale)
@@ -544,12 +571,19 @@ def finetune_judge(
         _write_jsonl_atomic(out / METRICS_FILE, rows)
         if val:
             plot_metrics(rows, out / PLOT_FILE, labels)
-        logger.info("epoch %d: tau_b=%s qwk=%s acc=%s", m["epoch"], m.get("kendall_tau_b"),
-                    m.get("quadratic_kappa"), m.get("accuracy"))
+        logger.info(
+            "epoch %d: tau_b=%s qwk=%s acc=%s",
+            m["epoch"],
+            m.get("kendall_tau_b"),
+            m.get("quadratic_kappa"),
+            m.get("accuracy"),
+        )
         score = _tau(m)
         if m["epoch"] > 0 and (best is None or score > best["_score"]):
             best = {"epoch": m["epoch"], "_score": score}
-            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k}
+            best_state = {
+                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k
+            }
 
     if val:
         record(evaluate(0, 0.0))
@@ -588,8 +622,11 @@ def finetune_judge(
                     for i, x in enumerate(b):
                         c = len(x.completion_ids)
                         lg = logits[i, keep - 1 - c : keep - 1]
-                        per_list.append(torch.nn.functional.cross_entropy(
-                            lg, torch.tensor(x.completion_ids, device=logits.device)))
+                        per_list.append(
+                            torch.nn.functional.cross_entropy(
+                                lg, torch.tensor(x.completion_ids, device=logits.device)
+                            )
+                        )
                     per = torch.stack(per_list)
                 loss = (per * w).sum() / w.sum()
                 (loss / cfg.grad_accum).backward()
@@ -610,7 +647,9 @@ def finetune_judge(
             record(m)
         else:  # no validation: keep the last epoch
             best = {"epoch": epoch, "_score": 0.0}
-            best_state = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k}
+            best_state = {
+                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k
+            }
 
     # ---- save the best adapter
     if best_state is not None:
@@ -624,10 +663,17 @@ def finetune_judge(
     _write_jsonl_atomic(
         out / PREDICTIONS_FILE,
         [
-            {"qid": x.ex.qid, "docid": x.ex.docid, "human": x.ex.grade,
-             "zero_shot": dict(zip(labels, [round(p, 5) for p in preds[0][i]], strict=True)) if 0 in preds else None,
-             "tuned": dict(zip(labels, [round(p, 5) for p in preds[best_epoch][i]], strict=True))
-             if best_epoch in preds else None}
+            {
+                "qid": x.ex.qid,
+                "docid": x.ex.docid,
+                "human": x.ex.grade,
+                "zero_shot": dict(zip(labels, [round(p, 5) for p in preds[0][i]], strict=True))
+                if 0 in preds
+                else None,
+                "tuned": dict(zip(labels, [round(p, 5) for p in preds[best_epoch][i]], strict=True))
+                if best_epoch in preds
+                else None,
+            }
             for i, x in enumerate(enc_val)
         ],
     )
@@ -637,8 +683,18 @@ def finetune_judge(
         vq: Qrels = {}
         for x in enc_val:
             vq.setdefault(x.ex.qid, {})[x.ex.docid] = x.ex.grade
-        judge_check = check_with_judge(base, out, corpus, queries, vq, template, max_doc_tokens=cfg.max_doc_tokens,
-                                       query_field=cfg.query_field, batch_size=cfg.eval_batch_size, progress=progress)
+        judge_check = check_with_judge(
+            base,
+            out,
+            corpus,
+            queries,
+            vq,
+            template,
+            max_doc_tokens=cfg.max_doc_tokens,
+            query_field=cfg.query_field,
+            batch_size=cfg.eval_batch_size,
+            progress=progress,
+        )
         judge_check["seconds"] = round(time.time() - t0, 1)
     merged_dir = None
     if cfg.merge:
@@ -656,34 +712,54 @@ def finetune_judge(
         "relforge_version": __version__,
         "base_model": base,
         "base_model_file": Path(resolved).name,
-        "template": {"id": template.id, "version": template.version, "hash": template.hash,
-                     "source": template.source},
+        "template": {
+            "id": template.id,
+            "version": template.version,
+            "hash": template.hash,
+            "source": template.source,
+        },
         "labels": labels,
         "label_scale": [{"label": g.label, "value": g.value, "name": g.name} for g in template.scale],
         "max_doc_tokens": cfg.max_doc_tokens,
         "query_field": cfg.query_field,
         "data_hashes": data_hash(corpus, queries, qrels),
-        "split": {"method": "query hash" if cfg.val_queries is None else "explicit", "seed": cfg.seed,
-                  "val_fraction": cfg.val_fraction, "train_queries": train_q, "val_queries": val_q,
-                  "train_pairs": len(train_all), "val_pairs": len(val)},
+        "val_queries": val_q,
+        "split": {
+            "method": "query hash" if cfg.val_queries is None else "explicit",
+            "seed": cfg.seed,
+            "val_fraction": cfg.val_fraction,
+            "train_queries": train_q,
+            "val_queries": val_q,
+            "train_pairs": len(train_all),
+            "val_pairs": len(val),
+        },
         "class_counts": counts,
-        "skipped": {"missing_query": missing["query"], "missing_document": missing["document"],
-                    "too_long": too_long},
+        "skipped": {
+            "missing_query": missing["query"],
+            "missing_document": missing["document"],
+            "too_long": too_long,
+        },
         "best_epoch": best_epoch,
         "zero_shot": _public(by_epoch.get(0)),
         "best": _public(by_epoch.get(best_epoch)),
         "judge_check": judge_check,
         "metrics_file": METRICS_FILE,
         "plot_file": PLOT_FILE if val else None,
-        "timing": {"load_seconds": round(load_s, 1), "cache_seconds": round(cache_s, 1),
-                   "epoch_seconds": [round(t, 1) for t in epoch_times],
-                   "total_seconds": round(time.time() - t_start, 1)},
+        "timing": {
+            "load_seconds": round(load_s, 1),
+            "cache_seconds": round(cache_s, 1),
+            "epoch_seconds": [round(t, 1) for t in epoch_times],
+            "total_seconds": round(time.time() - t_start, 1),
+        },
         "train_loss": [round(x, 5) for x in losses],
         "trainable_parameters": n_trainable,
         "adapter_bytes": adapter_bytes,
         "lora_layers_from": start,
         "cached_frozen_layers": caching,
-        "sequence_tokens": {"mean": round(sum(seq_lens) / max(1, len(seq_lens)), 1), "max": max(seq_lens, default=0)},
+        "sequence_tokens": {
+            "mean": round(sum(seq_lens) / max(1, len(seq_lens)), 1),
+            "max": max(seq_lens, default=0),
+        },
         "device": device,
         "merged_dir": "merged" if merged_dir else None,
         "config": cfg.model_dump(),
@@ -706,7 +782,9 @@ def _common_prefix(rows: list[list[int]]) -> list[int]:
     return first[:n]
 
 
-def _cache_bottom(dec: Any, items: list[Encoded], bs: int, pad_id: int, device: str, prog: Any, task: Any) -> None:
+def _cache_bottom(
+    dec: Any, items: list[Encoded], bs: int, pad_id: int, device: str, prog: Any, task: Any
+) -> None:
     """Set ``x.hidden`` = output of the (windowed) frozen bottom for every item.
 
     The prompt prefix shared by all items (system turn, guidelines, scale) is run once and reused as a
@@ -793,8 +871,18 @@ def check_with_judge(
     llm = load_llm(base, adapter=str(adapter_dir), cache=None, batch_size=batch_size, progress=progress)
     tok = getattr(getattr(llm, "llm", llm), "tokenizer", None)
     pairs = [(q, d) for q in sorted(qrels) for d in sorted(qrels[q])]
-    js = judge_pairs(llm, template, _query_view(queries, query_field), corpus, pairs, mode="probs",
-                     tokenizer=tok, max_doc_tokens=max_doc_tokens, progress=progress, batch_size=batch_size)
+    js = judge_pairs(
+        llm,
+        template,
+        _query_view(queries, query_field),
+        corpus,
+        pairs,
+        mode="probs",
+        tokenizer=tok,
+        max_doc_tokens=max_doc_tokens,
+        progress=progress,
+        batch_size=batch_size,
+    )
     rep = agreement(qrels, js, values=template.values)
     out = dict(rep["all"])
     out["n_pairs"] = len(pairs)
@@ -825,8 +913,14 @@ def _cast_safetensors(path: Path, dtype: Any) -> None:
 def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    disable=not enabled, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        disable=not enabled,
+        transient=False,
+    )
 
 
 def read_adapter_meta(adapter_dir: str | Path) -> dict[str, Any]:

@@ -18,16 +18,20 @@ class FinetuneConfig(BaseModel):
 
     # ---- prompt (the judge's template: one source of truth) ----
     template: str = Field("relevance-0to3", description="judge template id or YAML path")
-    max_doc_tokens: int | None = Field(160, description="document truncation in model tokens (the judge's)")
+    max_doc_tokens: int | None = Field(96, description="document truncation in model tokens (the judge's)")
     query_field: str = Field("text", description="query text: 'text' or a query metadata key")
     max_seq_len: int = Field(1024, ge=16, description="longer examples are skipped and counted")
 
     # ---- data ----
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="share of QUERIES held out")
-    val_queries: list[str] | None = Field(None, description="explicit validation query ids (overrides val_fraction)")
+    val_queries: list[str] | None = Field(
+        None, description="explicit validation query ids (overrides val_fraction)"
+    )
     seed: int = 0
     balance: Literal["none", "downsample", "upsample", "weights"] = "weights"
-    max_per_class: int | None = Field(80, ge=1, description="cap on training examples per grade (sampled by seed)")
+    max_per_class: int | None = Field(
+        50, ge=1, description="cap on training examples per grade (sampled by seed)"
+    )
     max_val_pairs: int | None = Field(None, ge=1, description="cap on validation pairs (None = all)")
 
     # ---- objective ----
@@ -43,13 +47,13 @@ class FinetuneConfig(BaseModel):
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | str = Field("all-linear", description="PEFT target modules")
     lora_layers: int | None = Field(
-        8, ge=1, description="LoRA on the top N decoder layers only (None = all); the frozen bottom is cached"
+        4, ge=1, description="LoRA on the top N decoder layers only (None = all); the frozen bottom is cached"
     )
     cache_frozen: bool = Field(True, description="compute the frozen bottom layers once per example")
 
     # ---- optimisation ----
-    epochs: int = Field(4, ge=0)
-    lr: float = Field(5e-4, gt=0.0)
+    epochs: int = Field(3, ge=0)
+    lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     weight_decay: float = 0.0
@@ -64,6 +68,8 @@ class FinetuneConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (None = torch default)")
 
     # ---- output ----
-    judge_check: bool = Field(True, description="re-score validation through `relforge judge` with the saved adapter")
+    judge_check: bool = Field(
+        True, description="re-score validation through `relforge judge` with the saved adapter"
+    )
     merge: bool = Field(False, description="also write a merged full model to OUT/merged")
     adapter_dtype: Literal["float32", "float16"] = Field("float16", description="dtype of saved LoRA weights")

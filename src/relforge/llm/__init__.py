@@ -57,8 +57,10 @@ def _load_openai(rest: str, adapter: str | None, batch_size: int, kw: dict):
 
     base_url, sep, model = rest.rpartition("#")
     if not sep or not base_url or not model:
-        raise UsageError(f"openai spec {'openai:' + rest!r} must look like openai:<base_url>#<model>, "
-                         f"e.g. openai:http://127.0.0.1:8000/v1#qwen2.5-1.5b")
+        raise UsageError(
+            f"openai spec {'openai:' + rest!r} must look like openai:<base_url>#<model>, "
+            f"e.g. openai:http://127.0.0.1:8000/v1#qwen2.5-1.5b"
+        )
     if adapter:
         raise UsageError("adapter= is not supported for openai: backends; load the adapter in the server")
     return OpenAIBackend(base_url, model, batch_size=batch_size, **kw)

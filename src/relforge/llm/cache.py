@@ -230,7 +230,7 @@ class CachedLLM:
 
         computed = compute(miss_chats, on_result)
         self._misses += len(miss_keys)
-        for k, r in zip(miss_keys, computed):
+        for k, r in zip(miss_keys, computed, strict=False):
             for i in todo[k]:
                 results[i] = r
         return results

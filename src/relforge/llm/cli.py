@@ -10,21 +10,28 @@ from relforge.llm.config import LLMConfig
 
 _D = LLMConfig()  # every default comes from the config model
 
-llm_app = typer.Typer(help="Try or serve an LLM (local transformers/GGUF, OpenAI-compatible server, llama.cpp).",
-                      no_args_is_help=True)
+llm_app = typer.Typer(
+    help="Try or serve an LLM (local transformers/GGUF, OpenAI-compatible server, llama.cpp).",
+    no_args_is_help=True,
+)
 
 
 @llm_app.command("try")
 def try_cmd(
     prompt: str = typer.Argument(..., help="User message to send."),
-    llm: str = typer.Option(_D.llm, "--llm", help="hf:<id|dir|file.gguf>, smollm2, openai:<url>#<model>, llamacpp:<gguf>"),
+    llm: str = typer.Option(
+        _D.llm, "--llm", help="hf:<id|dir|file.gguf>, smollm2, openai:<url>#<model>, llamacpp:<gguf>"
+    ),
     max_new_tokens: int = typer.Option(_D.max_new_tokens, "--max-new-tokens", min=1),
     temperature: float = typer.Option(_D.temperature, "--temperature", min=0.0, help="0 = greedy"),
     no_cache: bool = typer.Option(_D.no_cache, "--no-cache", help="Bypass the SQLite call cache."),
-    adapter: Optional[str] = typer.Option(_D.adapter, "--adapter", help="PEFT LoRA adapter folder (hf only)."),
+    adapter: Optional[str] = typer.Option(
+        _D.adapter, "--adapter", help="PEFT LoRA adapter folder (hf only)."
+    ),
     system: Optional[str] = typer.Option(None, "--system", help="Optional system message."),
-    chat_template: Optional[str] = typer.Option(_D.chat_template, "--chat-template",
-                                                help='"plain" for models without a chat template.'),
+    chat_template: Optional[str] = typer.Option(
+        _D.chat_template, "--chat-template", help='"plain" for models without a chat template.'
+    ),
 ) -> None:
     """Send one message and print the completion, token counts and cache stats."""
     from relforge.llm.base import GenParams
@@ -51,8 +58,9 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port"),
     adapter: Optional[str] = typer.Option(_D.adapter, "--adapter"),
     no_cache: bool = typer.Option(_D.no_cache, "--no-cache"),
-    api_key_env: Optional[str] = typer.Option(None, "--api-key-env",
-                                              help="Require the key stored in this environment variable."),
+    api_key_env: Optional[str] = typer.Option(
+        None, "--api-key-env", help="Require the key stored in this environment variable."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
 ) -> None:
     """Serve a model as an OpenAI-compatible /v1/chat/completions endpoint (with logprobs)."""
@@ -68,8 +76,11 @@ def serve_cmd(
             raise UsageError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
     model = LLMConfig(llm=llm, adapter=adapter, no_cache=no_cache, progress=False).load()
     server = LLMServer(model, host, port, api_key=key, verbose=verbose)
-    typer.echo(f"serving {model.name} at {server.url} (use --llm 'openai:{server.url}#{server.model_name}'); "
-               f"Ctrl-C to stop", err=True)
+    typer.echo(
+        f"serving {model.name} at {server.url} (use --llm 'openai:{server.url}#{server.model_name}'); "
+        f"Ctrl-C to stop",
+        err=True,
+    )
     try:
         server.serve_forever()
     finally:

@@ -12,13 +12,19 @@ class LLMConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    llm: str = Field("smollm2", description="spec: hf:<id|dir|file.gguf>, smollm2, openai:<url>#<model>, llamacpp:<gguf>")
+    llm: str = Field(
+        "smollm2", description="spec: hf:<id|dir|file.gguf>, smollm2, openai:<url>#<model>, llamacpp:<gguf>"
+    )
     adapter: str | None = Field(None, description="PEFT LoRA adapter folder (hf only)")
-    cache: str | None = Field(None, description="SQLite cache file; None = $RELFORGE_CACHE or ~/.cache/relforge")
+    cache: str | None = Field(
+        None, description="SQLite cache file; None = $RELFORGE_CACHE or ~/.cache/relforge"
+    )
     no_cache: bool = Field(False, description="bypass the cache entirely")
     batch_size: int = Field(8, ge=1)
     chat_template: str | None = Field(None, description='None = the model\'s own; "plain"; or a Jinja string')
-    prefix_sharing: bool = Field(False, description="hf: reuse the KV cache of the prompt prefix shared by a call")
+    prefix_sharing: bool = Field(
+        False, description="hf: reuse the KV cache of the prompt prefix shared by a call"
+    )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     device: str = "auto"
     concurrency: int = Field(8, ge=1, description="openai: requests in flight")
@@ -35,8 +41,12 @@ class LLMConfig(BaseModel):
         scheme, _ = parse_spec(self.llm)
         kw: dict[str, Any] = {"progress": self.progress}
         if scheme == "hf":
-            kw.update(chat_template=self.chat_template, prefix_sharing=self.prefix_sharing, dtype=self.dtype,
-                      device=self.device)
+            kw.update(
+                chat_template=self.chat_template,
+                prefix_sharing=self.prefix_sharing,
+                dtype=self.dtype,
+                device=self.device,
+            )
         elif scheme == "openai":
             kw.update(concurrency=self.concurrency, timeout=self.timeout, max_retries=self.max_retries)
         cache: Any = None if self.no_cache else (self.cache or DEFAULT)

@@ -182,7 +182,9 @@ class HFBackend:
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
             eos = tokenizer.eos_token_id
-        self.eos_ids: set[int] = set(eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else [])
+        self.eos_ids: set[int] = set(
+            eos if isinstance(eos, (list, tuple)) else [eos] if eos is not None else []
+        )
         pad = tokenizer.pad_token_id
         if pad is None:
             pad = next(iter(sorted(self.eos_ids)), 0)
@@ -231,7 +233,7 @@ class HFBackend:
                 if mdl.dtype != torch_dtype:
                     mdl = mdl.to(torch_dtype)
             else:
-                if os.path.sep in path and not os.path.exists(path):
+                if path.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
                     raise ModelNotFoundError(f"model folder not found: {path}")
                 tok = AutoTokenizer.from_pretrained(folder)
                 mdl = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
@@ -241,7 +243,11 @@ class HFBackend:
                 f"local folder, a .gguf file, or a named model ({', '.join(NAMED_MODELS)}); hub ids need "
                 f"network access and HF_HUB_OFFLINE unset."
             ) from e
-        ident = f"hf:{model.lower()}" if named else f"hf:{os.path.abspath(path) if os.path.exists(path) else path}"
+        ident = (
+            f"hf:{model.lower()}"
+            if named
+            else f"hf:{os.path.abspath(path) if os.path.exists(path) else path}"
+        )
         cache_id = f"{ident}|{_fingerprint(path)}|{str(torch_dtype).replace('torch.', '')}"
         if adapter:
             mdl = _apply_adapter(mdl, adapter)
@@ -249,7 +255,9 @@ class HFBackend:
             cache_id += f"|lora={_fingerprint(adapter)}"
         ct = kw.get("chat_template")
         if ct:
-            cache_id += "|template=" + (PLAIN if ct == PLAIN else hashlib.sha256(ct.encode()).hexdigest()[:12])
+            cache_id += "|template=" + (
+                PLAIN if ct == PLAIN else hashlib.sha256(ct.encode()).hexdigest()[:12]
+            )
         mdl.to(device)
         mdl.eval()
         return cls(mdl, tok, name=ident, cache_id=cache_id, **kw)
@@ -279,7 +287,7 @@ class HFBackend:
             return plain_chat(chat)
         if not self.chat_template and not getattr(self.tokenizer, "chat_template", None):
             raise RelforgeError(
-                f"model {self.name} has no chat template; pass chat_template=\"plain\" (load_llm(..., "
+                f'model {self.name} has no chat template; pass chat_template="plain" (load_llm(..., '
                 f"chat_template='plain')) for a plain 'Role: text' prompt, or a Jinja template string."
             )
         return self.tokenizer.apply_chat_template(
@@ -372,7 +380,9 @@ class HFBackend:
         stop_ids = self.eos_ids | {self.pad_id}
         with (
             self._inference(),
-            progress_bar(len(prompts), "generate", enabled=self.progress, min_total=self.batch_size + 1) as advance,
+            progress_bar(
+                len(prompts), "generate", enabled=self.progress, min_total=self.batch_size + 1
+            ) as advance,
         ):
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -382,7 +392,7 @@ class HFBackend:
                 extra = {"tokenizer": self.tokenizer} if gc.stop_strings else {}
                 out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=gc, **extra)
                 new = out[:, ids.shape[1] :].tolist()
-                for row, i in zip(new, idx):
+                for row, i in zip(new, idx, strict=False):
                     cut = next((j for j, t in enumerate(row) if t in stop_ids), None)
                     toks = row if cut is None else row[:cut]
                     n_gen = len(row) if cut is None else cut + 1
@@ -442,7 +452,9 @@ class HFBackend:
                     cache = copy.deepcopy(pcache)
                     cache.batch_repeat_interleave(len(idx))
                     kw[self._cache_kw] = cache
-                    mask = torch.cat([torch.ones((len(idx), len(prefix)), dtype=mask.dtype, device=mask.device), mask], 1)
+                    mask = torch.cat(
+                        [torch.ones((len(idx), len(prefix)), dtype=mask.dtype, device=mask.device), mask], 1
+                    )
                 if self._has_logits_to_keep:
                     kw["logits_to_keep"] = keep
                 out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, **kw)
@@ -473,7 +485,7 @@ class HFBackend:
 
         def finish(i: int, totals: list[float], n_tokens: int) -> None:
             probs = torch.softmax(torch.tensor(totals, dtype=torch.float64), 0).tolist()
-            results[i] = dict(zip(choices, probs))
+            results[i] = dict(zip(choices, probs, strict=False))
             self.stats.misses += 1
             self.stats.prompt_tokens += n_tokens
             if on_result:
@@ -484,7 +496,7 @@ class HFBackend:
 
             def consume(idx: list[int], lp) -> None:
                 picked = lp[:, -1, first].double().tolist()
-                for i, row in zip(idx, picked):
+                for i, row in zip(idx, picked, strict=False):
                     finish(i, row, len(prompts[i]))
 
             self._forward_rows(prompts, 1, consume, "score")
@@ -518,8 +530,8 @@ class HFBackend:
 
         def consume(idx: list[int], lp) -> None:
             vals, ids = lp[:, -1, :].topk(top_k, dim=-1)
-            for i, v, t in zip(idx, vals.tolist(), ids.tolist()):
-                out[i] = [(self.tokenizer.decode([tid]), tid, lv) for tid, lv in zip(t, v)]
+            for i, v, t in zip(idx, vals.tolist(), ids.tolist(), strict=False):
+                out[i] = [(self.tokenizer.decode([tid]), tid, lv) for tid, lv in zip(t, v, strict=False)]
 
         self._forward_rows(prompts, 1, consume, "logprobs")
         return out  # type: ignore[return-value]

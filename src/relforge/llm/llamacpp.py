@@ -115,7 +115,11 @@ class LlamaCppBackend:
             for i, chat in enumerate(chats):
                 check_chat(chat)
                 r = self.llm.create_chat_completion(
-                    messages=chat, max_tokens=1, temperature=0.0, logprobs=True, top_logprobs=self.top_logprobs
+                    messages=chat,
+                    max_tokens=1,
+                    temperature=0.0,
+                    logprobs=True,
+                    top_logprobs=self.top_logprobs,
                 )
                 first = r["choices"][0]["logprobs"]["content"][0]
                 top = [(t["token"], t["logprob"]) for t in first["top_logprobs"]]

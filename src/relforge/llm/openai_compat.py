@@ -60,6 +60,8 @@ class OpenAIBackend:
         top_logprobs: how many alternatives to ask for in ``score_choices`` (OpenAI allows up to 20).
         progress: rich progress bar for calls with many requests.
         batch_size: unused by the HTTP client (kept for a uniform ``load_llm`` signature).
+        api_key_env: name of an extra environment variable holding the key, tried before
+            ``RELFORGE_API_KEY`` and ``OPENAI_API_KEY`` (the key itself is never passed in code or config).
     """
 
     def __init__(
@@ -75,6 +77,7 @@ class OpenAIBackend:
         top_logprobs: int = 20,
         progress: bool = True,
         batch_size: int = 8,
+        api_key_env: str | None = None,
     ):
         if not model:
             raise UsageError(f"openai spec needs a model after '#': openai:{base_url}#<model>")
@@ -93,13 +96,13 @@ class OpenAIBackend:
         self.progress = progress
         self.batch_size = batch_size
         self.stats = CacheStats(extra={"retries": 0, "unscorable": 0})
+        self.key_envs = ((api_key_env,) if api_key_env else ()) + API_KEY_ENVS
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIBackend({self.base_url!r}, {self.model!r}, concurrency={self.concurrency})"
 
-    @staticmethod
-    def _api_key() -> str | None:
-        for env in API_KEY_ENVS:
+    def _api_key(self) -> str | None:
+        for env in self.key_envs:
             if os.environ.get(env):
                 return os.environ[env]
         return None
@@ -124,13 +127,11 @@ class OpenAIBackend:
                     except ValueError as e:
                         raise RelforgeError(f"{url} returned a non-JSON body: {r.text[:200]!r}") from e
                 if r.status_code in (401, 403):
-                    have = [e for e in API_KEY_ENVS if os.environ.get(e)]
-                    hint = (
-                        f"the key in ${have[0]} was rejected" if have else "no API key is set"
-                    )
+                    have = [e for e in self.key_envs if os.environ.get(e)]
+                    hint = f"the key in ${have[0]} was rejected" if have else "no API key is set"
                     raise RelforgeError(
                         f"HTTP {r.status_code} from {url}: {hint}. Put the key in the environment variable "
-                        f"RELFORGE_API_KEY (or OPENAI_API_KEY); relforge never reads keys from configs or flags."
+                        f"{' or '.join(self.key_envs)}; relforge never reads keys from configs or flags."
                     )
                 if r.status_code not in RETRY_STATUS:
                     raise RelforgeError(
@@ -161,8 +162,12 @@ class OpenAIBackend:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         sem = asyncio.Semaphore(self.concurrency)
-        with progress_bar(len(payloads), label, enabled=self.progress, min_total=self.concurrency + 1) as advance:
-            async with httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), headers=headers, limits=limits) as client:
+        with progress_bar(
+            len(payloads), label, enabled=self.progress, min_total=self.concurrency + 1
+        ) as advance:
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout), headers=headers, limits=limits
+            ) as client:
 
                 async def one(i: int) -> None:
                     async with sem:
@@ -232,7 +237,9 @@ class OpenAIBackend:
                 raise RelforgeError(f"{self.base_url}: unexpected response shape: {str(data)[:200]}") from e
             reason = "length" if choice.get("finish_reason") == "length" else "stop"
             usage = data.get("usage") or {}
-            comp = Completion(text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), reason)
+            comp = Completion(
+                text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), reason
+            )
             return comp, comp.prompt_tokens, comp.completion_tokens
 
         return self._run(payloads, parse, on_result, "generate")

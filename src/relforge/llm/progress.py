@@ -7,7 +7,9 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def progress_bar(total: int, description: str, *, enabled: bool = True, min_total: int = 2) -> Iterator[Callable]:
+def progress_bar(
+    total: int, description: str, *, enabled: bool = True, min_total: int = 2
+) -> Iterator[Callable]:
     """Yield ``advance(n=1)``; draws a rich bar on stderr when ``enabled`` and ``total >= min_total``.
 
     Args:

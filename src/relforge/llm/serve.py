@@ -63,7 +63,9 @@ class ChatHandler(BaseHTTPRequestHandler):
             self.send_json(200, {"status": "ok"})
         elif self.path.rstrip("/") == "/v1/models":
             if self.authorized():
-                self.send_json(200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]})
+                self.send_json(
+                    200, {"object": "list", "data": [{"id": self.server.model_name, "object": "model"}]}
+                )
         else:
             self.send_error_json(404, f"no route {self.path}")
 

@@ -58,6 +58,8 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
         res = EvalResult.from_json(metrics)
         con.print(res.to_table(title="Held-out human questions: " + ", ".join(
             f"{k} = {SYSTEMS.get(k, k)}" for k in res.runs if k in SYSTEMS and k not in ("bm25",))))
+        if res.pairwise:
+            con.print(res.pairwise_table())
     agree = out_dir / "judge" / "agreement.json"
     if agree.exists():
         a = json.loads(agree.read_text())

@@ -45,10 +45,16 @@ def _hash_file(path: Path, h: Any | None = None) -> str:
     return h.hexdigest() if own else ""
 
 
+#: sub-folders of a hashed folder that hold derived caches, not content: the ONNX export that
+#: ``relforge.train.rerank`` caches beside a model the first time it reranks with it
+HASH_IGNORE_DIRS = frozenset({"onnx"})
+
+
 def hash_path(path: str | os.PathLike) -> str | None:
     """Content hash of a file, or of a folder (relative names + contents, sorted); None if missing.
 
-    Hidden temp files (``.name.tmp``) left by an interrupted atomic write are ignored.
+    Hidden temp files (``.name.tmp``) left by an interrupted atomic write, and derived caches
+    (:data:`HASH_IGNORE_DIRS`), are ignored.
     """
     p = Path(path)
     if p.is_file():
@@ -57,7 +63,7 @@ def hash_path(path: str | os.PathLike) -> str | None:
         h = hashlib.blake2b(digest_size=16)
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             rel = f.relative_to(p).as_posix()
-            if f.name.endswith(".tmp") and f.name.startswith("."):
+            if (f.name.endswith(".tmp") and f.name.startswith(".")) or f.relative_to(p).parts[0] in HASH_IGNORE_DIRS:
                 continue
             h.update(rel.encode() + b"\0")
             _hash_file(f, h)

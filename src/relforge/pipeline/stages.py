@@ -616,7 +616,9 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     cfg: PipelineConfig = ctx.cfg
     runs = {name: read_run(ctx.path(rel)) for name, rel in run_names(cfg).items()}
     baseline = cfg.evaluate.baseline or ("bm25" if "bm25" in runs else next(iter(runs)))
-    result = evaluate(read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline))
+    # the question the comparison answers: what did the judge's labels buy over plain mined negatives?
+    pairs = [("judged", "plain")] if {"judged", "plain"} <= set(runs) else []
+    result = evaluate(read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline), pairs=pairs)
     result.to_json(ctx.path("eval/metrics.json"))
     result.to_csv(ctx.path("eval/metrics.csv"))
     first = result.measures[0]

@@ -1,0 +1,152 @@
+"""1-epoch LCE training on a tiny task, reload, ONNX vs torch reranking, and the train/rerank CLIs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from relforge.types import Document, Query
+
+TOPICS = ["gout", "asthma", "anemia", "glaucoma", "psoriasis", "measles", "rickets", "scurvy", "tetanus", "rabies",
+          "malaria", "cholera"]
+ASPECTS = [("causes", "is caused by"), ("symptoms", "shows symptoms such as")]
+
+
+@pytest.fixture(scope="module")
+def task():
+    corpus, queries, qrels = {}, {}, {}
+    for t in TOPICS:
+        for j, (qa, da) in enumerate(ASPECTS):
+            corpus[f"{t}-{j}"] = Document(f"{t}-{j}", f"{t} {da} many things.", title=t.title() if j else "")
+            queries[f"q-{t}-{j}"] = Query(f"q-{t}-{j}", f"{qa} of {t}?")
+            qrels[f"q-{t}-{j}"] = {f"{t}-{j}": 1}
+    run = {q: {d: 1.0 for d in corpus} for q in queries}  # every document is a candidate
+    return corpus, queries, qrels, run
+
+
+@pytest.fixture(scope="module")
+def groups(task):
+    from relforge.dataset import GroupConfig, build_groups
+
+    corpus, queries, qrels, run = task
+    ds, _ = build_groups(queries, qrels, run, corpus, None, GroupConfig(group_size=4, sampling="random"))
+    return ds
+
+
+def _mrr(model, ds) -> float:
+    from relforge.train.rerank import torch_logits
+
+    cols = ["positive", "negative_1", "negative_2", "negative_3"]
+    scores = torch_logits(model, [(r["query"], r[c]) for r in ds for c in cols]).reshape(-1, 4)
+    return float(np.mean([1 / (1 + int((s[1:] > s[0]).sum())) for s in scores]))
+
+
+@pytest.fixture(scope="module")
+def trained(groups, task, tmp_path_factory):
+    import transformers
+
+    from relforge.train import TrainConfig, train_cross_encoder
+    from relforge.train.rerank import load_cross_encoder
+    from relforge.train.trainer import DevSet
+
+    corpus, queries, qrels, run = task
+    transformers.set_seed(0)
+    before = _mrr(load_cross_encoder("minilm", 24), groups)
+    out = tmp_path_factory.mktemp("lce") / "model"
+    dev_q = list(queries)[:4]
+    dev = DevSet(corpus, queries, {q: qrels[q] for q in dev_q},
+                 {q: {d: float(d in qrels[q]) * 0.5 + (d < "b") for d in corpus} for q in dev_q}, top_k=4)
+    cfg = TrainConfig(max_length=24, batch_groups=6, lr=2e-4, warmup_ratio=0.0, logging_steps=1, eval_steps=2)
+    summary = train_cross_encoder(groups, out, cfg, dev=dev)
+    return out, summary, before
+
+
+def test_one_epoch_lce_improves_training_ranking_and_reloads(trained, groups):
+    from sentence_transformers import CrossEncoder
+
+    out, summary, before = trained
+    assert summary["steps"] == 4  # 24 groups / 6 per step, 1 epoch
+    assert [p["step"] for p in summary["dev_curve"]] == [2, 4]
+    assert summary["best_checkpoint_step"] in (2, 4)
+    assert summary["train_time_s"] > 0 and summary["loss_curve"][0]["step"] == 1
+    assert json.loads((out / "training_summary.json").read_text())["steps"] == 4
+    assert not (out / ".checkpoints").exists()
+    model = CrossEncoder(str(out))  # a plain CrossEncoder folder
+    assert model.num_labels == 1
+    after = _mrr(model, groups)
+    assert after > before + 0.2, (before, after)
+
+
+def test_onnx_rerank_equals_torch_rerank(trained, task):
+    from relforge.train import rerank
+    from relforge.train.rerank import OnnxCrossEncoder, load_cross_encoder, torch_logits
+
+    out, _, _ = trained
+    corpus, queries, qrels, run = task
+    sub = {q: run[q] for q in list(run)[:6]}
+    r_torch = rerank(str(out), corpus, queries, sub, top_k=10, backend="torch")
+    r_onnx = rerank(str(out), corpus, queries, sub, top_k=10, backend="onnx")
+    assert (out / "onnx" / "model.onnx").exists()  # cached beside the model
+    for q in sub:
+        assert len(r_onnx[q]) == 10
+        assert sorted(r_onnx[q], key=lambda d: (-r_onnx[q][d], d)) == sorted(r_torch[q], key=lambda d: (-r_torch[q][d], d))
+        assert max(abs(r_onnx[q][d] - r_torch[q][d]) for d in r_torch[q]) < 1e-4
+    # length-sorted batching returns scores in input order, equal to CrossEncoder.predict's logits
+    ce = load_cross_encoder(str(out))
+    pairs = [("causes of gout?", "gout is caused by many things " * k) for k in (1, 5, 2, 9)]
+    import torch
+
+    want = ce.predict(pairs, activation_fn=torch.nn.Identity())
+    np.testing.assert_allclose(torch_logits(ce, pairs, batch_size=3), want, atol=1e-4)
+    np.testing.assert_allclose(OnnxCrossEncoder(ce, str(out)).predict(pairs, batch_size=3), want, atol=1e-4)
+
+
+def test_rerank_bi_encoder_and_argument_errors(task):
+    from relforge.errors import DataError, UsageError
+    from relforge.train import rerank
+
+    corpus, queries, qrels, run = task
+    sub = {q: run[q] for q in list(run)[:3]}
+    r = rerank("minilm", corpus, queries, sub, top_k=5, kind="bi")
+    q0 = next(iter(sub))
+    assert len(r[q0]) == 5 and all(-1.0 <= s <= 1.0 for s in r[q0].values())
+    with pytest.raises(UsageError, match="backend 'gpu' is not one of auto, onnx, torch"):
+        rerank("minilm", corpus, queries, sub, backend="gpu")
+    with pytest.raises(UsageError, match="backend 'onnx' is only implemented for kind 'cross'"):
+        rerank("minilm", corpus, queries, sub, kind="bi", backend="onnx")
+    with pytest.raises(DataError, match="document 'nope'"):
+        rerank("minilm", corpus, queries, {q0: {"nope": 1.0}}, kind="bi")
+
+
+def test_cli_dataset_train_rerank(task, tmp_path, trained):
+    from relforge.cli import main
+    from relforge.data import read_run, write_corpus, write_qrels, write_queries, write_run
+
+    corpus, queries, qrels, run = task
+    write_corpus(tmp_path / "c.jsonl", corpus.values())
+    write_queries(tmp_path / "q.jsonl", queries.values())
+    write_qrels(tmp_path / "qrels.tsv", qrels)
+    sub = {q: run[q] for q in list(run)[:4]}
+    write_run(tmp_path / "run.trec", sub)
+    (tmp_path / "j.jsonl").write_text("".join(json.dumps({"qid": q, "docid": d, "grade": 3}) + "\n"
+                                              for q in qrels for d in qrels[q]))
+    assert main(["dataset", "build", "--queries", str(tmp_path / "q.jsonl"), "--positives", str(tmp_path / "qrels.tsv"),
+                 "--run", str(tmp_path / "run.trec"), "--corpus", str(tmp_path / "c.jsonl"),
+                 "--judgments", str(tmp_path / "j.jsonl"), "--group-size", "4", "--out", str(tmp_path / "g")]) == 0
+    assert json.loads((tmp_path / "g" / "summary.json").read_text())["groups"] == 4
+    assert main(["dataset", "build", "--queries", str(tmp_path / "q.jsonl"), "--positives", str(tmp_path / "qrels.tsv"),
+                 "--run", str(tmp_path / "run.trec"), "--corpus", str(tmp_path / "c.jsonl"), "--mix", "hard,bogus",
+                 "--out", str(tmp_path / "g2")]) == 2
+    assert main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "nope"]) == 2
+    assert main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "lambda",
+                 "--max-length", "16", "--max-steps", "1", "--batch-groups", "4"]) == 0
+    assert (tmp_path / "m" / "training_summary.json").exists()
+    out_run = tmp_path / "re.trec"
+    model_dir, _, _ = trained
+    assert main(["rerank", "--model", str(model_dir), "--corpus", str(tmp_path / "c.jsonl"), "--queries",
+                 str(tmp_path / "q.jsonl"), "--run", str(tmp_path / "run.trec"), "--out", str(out_run),
+                 "--top-k", "5"]) == 0
+    got = read_run(out_run)
+    assert sorted(got) == sorted(sub) and all(len(v) == 5 for v in got.values())
