@@ -17,14 +17,29 @@ def _judgment(qid, docid, grade):
         from relforge.judge import Judgment  # type: ignore[attr-defined]
     except ImportError:
         return {"qid": qid, "docid": docid, "grade": grade}
-    return Judgment(qid=qid, docid=docid, grade=grade, expected=None, probs=None, mode="generate",
-                    model="hand", template_hash="x", raw=None)
+    return Judgment(
+        qid=qid,
+        docid=docid,
+        grade=grade,
+        expected=None,
+        probs=None,
+        mode="generate",
+        model="hand",
+        template_hash="x",
+        raw=None,
+    )
 
 
 @pytest.fixture()
 def world():
-    corpus = {f"d{i}": Document(f"d{i}", f"text of doc {i}", title=f"T{i}" if i % 2 else "") for i in range(40)}
-    queries = {"q1": Query("q1", "query one"), "q2": Query("q2", "query two"), "q3": Query("q3", "query three")}
+    corpus = {
+        f"d{i}": Document(f"d{i}", f"text of doc {i}", title=f"T{i}" if i % 2 else "") for i in range(40)
+    }
+    queries = {
+        "q1": Query("q1", "query one"),
+        "q2": Query("q2", "query two"),
+        "q3": Query("q3", "query three"),
+    }
     positives = {"q1": {"d0": 1}, "q2": {"d1": 1}, "q3": {"d2": 1}}
     # run order for q1: d10 > d11 > ... > d19 (scores descending)
     run = {q: {f"d{10 + i}": 100.0 - i for i in range(10)} for q in queries}
@@ -52,10 +67,23 @@ def test_bad_positive_query_is_dropped_and_counted(world):
 
 def test_buckets_false_negatives_dropped_and_mix_order(world):
     corpus, queries, positives, run = world
-    grades = {("q1", "d0"): 3, ("q1", "d10"): 3, ("q1", "d11"): 2, ("q1", "d12"): 0, ("q1", "d13"): 1,
-              ("q1", "d14"): 1, ("q1", "d15"): 0}
-    ds, summary = build_groups({"q1": queries["q1"]}, {"q1": positives["q1"]}, run, corpus, _js(grades),
-                               GroupConfig(group_size=8, mix=["hard", "soft", "unjudged", "random"]))
+    grades = {
+        ("q1", "d0"): 3,
+        ("q1", "d10"): 3,
+        ("q1", "d11"): 2,
+        ("q1", "d12"): 0,
+        ("q1", "d13"): 1,
+        ("q1", "d14"): 1,
+        ("q1", "d15"): 0,
+    }
+    ds, summary = build_groups(
+        {"q1": queries["q1"]},
+        {"q1": positives["q1"]},
+        run,
+        corpus,
+        _js(grades),
+        GroupConfig(group_size=8, mix=["hard", "soft", "unjudged", "random"]),
+    )
     assert len(ds) == 1
     row = ds[0]
     # false negatives d10 (3) and d11 (2) never appear; hard first (run order), then soft, then unjudged
@@ -102,8 +130,9 @@ def test_without_judgments_all_candidates_are_plain_negatives(world):
 
 def test_too_few_negatives_drops_query(world):
     corpus, queries, positives, run = world
-    ds, summary = build_groups(queries, positives, run, corpus, None,
-                               GroupConfig(group_size=13, mix=["unjudged"]))
+    ds, summary = build_groups(
+        queries, positives, run, corpus, None, GroupConfig(group_size=13, mix=["unjudged"])
+    )
     assert len(ds) == 0 and summary["dropped_queries"]["too_few_negatives"] == 3
 
 
@@ -115,7 +144,7 @@ def test_random_sampling_is_deterministic_and_seeded(world):
     c, _ = build_groups(queries, positives, run, corpus, None, cfg.model_copy(update={"seed": 8}))
     assert a["doc_ids"] == b["doc_ids"]
     assert a["doc_ids"] != c["doc_ids"]
-    for ids, bk in zip(a["doc_ids"], a["buckets"]):
+    for ids, bk in zip(a["doc_ids"], a["buckets"], strict=True):
         assert bk == ["positive", "unjudged", "unjudged", "unjudged", "random", "random"]
         assert len(set(ids)) == 6
 

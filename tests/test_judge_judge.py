@@ -189,7 +189,7 @@ def test_unknown_ids_error_or_skip():
 def test_read_pairs_formats(tmp_path):
     beir = tmp_path / "qrels.tsv"
     beir.write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\nq1\td2\t0\nq1\td1\t2\n")
-    assert read_pairs(beir) == [("q1", "d1"), ("q1", "d2")]
+    assert read_pairs(beir) == [("q1", "d1"), ("q1", "d2"), ("q1", "d1")]  # judge_pairs counts duplicates
     trec = tmp_path / "qrels.txt"
     trec.write_text("q1 0 d1 1\nq2 0 d3 0\n")
     assert read_pairs(trec) == [("q1", "d1"), ("q2", "d3")]

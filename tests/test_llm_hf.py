@@ -116,6 +116,24 @@ def test_prefix_sharing_gives_same_scores(loud):
         assert all(abs(a[k] - b[k]) < 1e-5 for k in a)
 
 
+def test_prefix_cache_follows_weight_updates(tiny_llm_dir, tiny):
+    """A model being fine-tuned (from_model) must not be scored with a stale shared-prefix KV cache."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llm_dir)
+    b = HFBackend.from_model(model, tiny.tokenizer, prefix_sharing=True, progress=False)
+    chats = [chat(t, "Judge the relevance of the document. " * 8) for t in ["one", "two two"]]
+    before = b.score_choices(chats, CHOICES)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3)
+    after = b.score_choices(chats, CHOICES)
+    b.prefix_sharing = False
+    ref = b.score_choices(chats, CHOICES)
+    assert all(abs(a[k] - r[k]) < 1e-5 for a, r in zip(after, ref, strict=True) for k in CHOICES)
+    assert max(abs(a[k] - x[k]) for a, x in zip(after, before, strict=True) for k in CHOICES) > 1e-4
+
+
 def test_lora_adapter_changes_scores(tiny_llm_dir, tmp_path, tiny):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM

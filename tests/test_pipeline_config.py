@@ -38,8 +38,10 @@ def test_wrong_types_one_line_each(tmp_path):
     lines = str(e.value).splitlines()
     assert len(lines) == 3
     assert "config.yaml: judge.mode: Input should be 'probs' or 'generate' (got 'vote')" in lines
-    assert any(x.startswith("config.yaml: train.epochs: Input should be a valid number") and "(got 'many')" in x
-               for x in lines)
+    assert any(
+        x.startswith("config.yaml: train.epochs: Input should be a valid number") and "(got 'many')" in x
+        for x in lines
+    )
     assert any(x.startswith("config.yaml: nope: unknown key 'nope'; allowed: ablation, data,") for x in lines)
 
 
@@ -109,8 +111,20 @@ def test_dry_run_plan(tmp_path, capsys):
     assert acts["import"] == ("run", "never run")
     assert acts["judge_finetune"] == ("disabled", "disabled in the configuration")
     assert acts["ablation"][0] == "disabled"
-    assert [i.stage for i in items] == ["import", "generate", "retrieve", "judge_finetune", "judge", "agreement",
-                                        "groups", "train", "rerank", "evaluate", "ablation", "report"]
+    assert [i.stage for i in items] == [
+        "import",
+        "generate",
+        "retrieve",
+        "judge_finetune",
+        "judge",
+        "agreement",
+        "groups",
+        "train",
+        "rerank",
+        "evaluate",
+        "ablation",
+        "report",
+    ]
     p = _write(tmp_path, cfg)
     assert main(["run", str(p), "--out", str(tmp_path / "out"), "--dry-run", "--sizes", "10,20"]) == 0
     out = capsys.readouterr().out
@@ -122,8 +136,19 @@ def test_dry_run_plan(tmp_path, capsys):
 def test_demo_dry_run_plans_every_stage(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "demo"), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for stage in ("import", "generate", "retrieve", "judge", "agreement", "groups", "train", "rerank", "evaluate",
-                  "ablation", "report"):
+    for stage in (
+        "import",
+        "generate",
+        "retrieve",
+        "judge",
+        "agreement",
+        "groups",
+        "train",
+        "rerank",
+        "evaluate",
+        "ablation",
+        "report",
+    ):
         assert stage in out
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # the demo never touches a model hub
     assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").iterdir())

@@ -59,8 +59,19 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
     ce = CrossEncoder(str(out / m["reranker_model"]))
     assert len(ce.predict([("a question", "a document")])) == 1
     done = {k for k, v in m["stages"].items() if v["status"] == "done"}
-    assert done == {"import", "generate", "retrieve", "judge", "agreement", "groups", "train", "rerank", "evaluate",
-                    "ablation", "report"}
+    assert done == {
+        "import",
+        "generate",
+        "retrieve",
+        "judge",
+        "agreement",
+        "groups",
+        "train",
+        "rerank",
+        "evaluate",
+        "ablation",
+        "report",
+    }
     assert m["stages"]["generate"]["llm_tokens"]["completion"] > 0
     assert all(m["stages"][s]["wall_s"] > 0 for s in done)
     assert (out / "report.html").stat().st_size > 10_000
@@ -70,7 +81,9 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
     assert set(agree) == {"judge", "minilm_cosine"} and agree["judge"]["n"] == 8
     ab = json.loads((out / "ablation.json").read_text())
     assert [r["size"] for r in ab["rows"]] == [2, m["stages"]["groups"]["counts"]["judged_groups"]]
-    assert ab["rows"][1]["nDCG@10"] == round(metrics["aggregates"]["judged"]["nDCG@10"], 4)  # reused, not retrained
+    assert ab["rows"][1]["nDCG@10"] == round(
+        metrics["aggregates"]["judged"]["nDCG@10"], 4
+    )  # reused, not retrained
     assert "BM25" in ab["reference"]
     assert "report:" in printed and "Wall time per stage" in printed
 
@@ -108,9 +121,14 @@ def _stage_status(out: Path, stage: str) -> str | None:
 @pytest.mark.slow
 def test_sigkill_during_judge_then_resume(tmp_path, tiny_llm_dir):
     # batch size 1 and ~100 pairs make the judge stage long enough to be killed in the middle
-    cfg = tiny_config(tiny_llm_dir, data={"max_docs": 80}, generate={"select": {"sample": 12}},
-                      retrieve={"top_k": 20, "mining": {"rank_min": 1, "num_negatives": 8}},
-                      judge={"batch_size": 1, "agreement": {"enabled": False}}, llm={"batch_size": 1})
+    cfg = tiny_config(
+        tiny_llm_dir,
+        data={"max_docs": 80},
+        generate={"select": {"sample": 12}},
+        retrieve={"top_k": 20, "mining": {"rank_min": 1, "num_negatives": 8}},
+        judge={"batch_size": 1, "agreement": {"enabled": False}},
+        llm={"batch_size": 1},
+    )
     path = _write(tmp_path / "tiny.yaml", cfg)
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "relforge", "run", str(path), "--out", str(out), "--to", "judge"]
@@ -145,7 +163,11 @@ def test_sigkill_during_judge_then_resume(tmp_path, tiny_llm_dir):
 
     # the same job, never interrupted, writes identical files
     ref = tmp_path / "ref"
-    assert subprocess.run([*cmd[:-4], "--out", str(ref), "--to", "judge"], env=env,
-                          capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            [*cmd[:-4], "--out", str(ref), "--to", "judge"], env=env, capture_output=True
+        ).returncode
+        == 0
+    )
     for rel in ("generate/queries.jsonl", "retrieve/negatives.json", "judge/judgments.jsonl"):
         assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel

@@ -30,8 +30,13 @@ class Toy:
                 ctx.path(f"{name}.txt").write_text(text)
                 return {"chars": len(text)}
 
-            return Stage(name, run, inputs=lambda cfg: [src] if src else [], outputs=lambda cfg: [f"{name}.txt"],
-                         config=lambda cfg: cfg[name])
+            return Stage(
+                name,
+                run,
+                inputs=lambda cfg: [src] if src else [],
+                outputs=lambda cfg: [f"{name}.txt"],
+                config=lambda cfg: cfg[name],
+            )
 
         return [mk("a", None), mk("b", "a.txt"), mk("c", "b.txt")]
 
@@ -127,13 +132,20 @@ def test_from_and_only(tmp_path):
     toy.calls.clear()
     items = plan(toy.stages(), toy.cfg, tmp_path, from_stage="b")
     assert [(i.action, i.reason) for i in items] == [
-        ("skip", "before --from b"), ("run", "--from b"), ("run", "--from b")]
+        ("skip", "before --from b"),
+        ("run", "--from b"),
+        ("run", "--from b"),
+    ]
     toy.run(from_stage="b")
     assert toy.calls == ["b", "c"]
     toy.calls.clear()
     toy.run(only="a")
     assert toy.calls == ["a"]
-    assert [i.action for i in plan(toy.stages(), toy.cfg, tmp_path, only="c")] == ["not selected", "not selected", "run"]
+    assert [i.action for i in plan(toy.stages(), toy.cfg, tmp_path, only="c")] == [
+        "not selected",
+        "not selected",
+        "run",
+    ]
     with pytest.raises(UsageError, match="unknown stage 'zz'; stages: a, b, c"):
         toy.run(from_stage="zz")
 
@@ -167,8 +179,11 @@ def test_to_stops_after_the_named_stage(tmp_path):
     toy.run(to_stage="b")
     assert toy.calls == ["a", "b"]
     items = plan(toy.stages(), toy.cfg, tmp_path, to_stage="a")
-    assert [(i.action, i.reason) for i in items] == [("skip", "up to date"), ("not selected", "after --to a"),
-                                                     ("not selected", "after --to a")]
+    assert [(i.action, i.reason) for i in items] == [
+        ("skip", "up to date"),
+        ("not selected", "after --to a"),
+        ("not selected", "after --to a"),
+    ]
     toy.calls.clear()
     toy.run()
     assert toy.calls == ["c"]

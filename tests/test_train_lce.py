@@ -20,8 +20,15 @@ def tiny_ce_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny-ce")
     tok = AutoTokenizer.from_pretrained(resolve_model("minilm"))
     torch.manual_seed(0)
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=128, num_labels=1)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
     BertForSequenceClassification(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
@@ -51,12 +58,18 @@ def test_lce_equals_hand_computation_on_2x3_logits(tiny_ce):
     from relforge.train.losses import LCELoss
 
     logits = torch.tensor([[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]])
-    hand = (-(1.0 - math.log(math.e**1 + math.e**2 + math.e**3))
-            - (0.5 - math.log(math.e**0.5 + 1.0 + math.e**-1))) / 2
+    hand = (
+        -(1.0 - math.log(math.e**1 + math.e**2 + math.e**3))
+        - (0.5 - math.log(math.e**0.5 + 1.0 + math.e**-1))
+    ) / 2
     assert LCELoss(tiny_ce).loss_from_logits(logits).item() == pytest.approx(hand, abs=1e-6)
-    hand_t2 = (-(0.5 - math.log(math.e**0.5 + math.e**1 + math.e**1.5))
-               - (0.25 - math.log(math.e**0.25 + 1.0 + math.e**-0.5))) / 2
-    assert LCELoss(tiny_ce, temperature=2.0).loss_from_logits(logits).item() == pytest.approx(hand_t2, abs=1e-6)
+    hand_t2 = (
+        -(0.5 - math.log(math.e**0.5 + math.e**1 + math.e**1.5))
+        - (0.25 - math.log(math.e**0.25 + 1.0 + math.e**-0.5))
+    ) / 2
+    assert LCELoss(tiny_ce, temperature=2.0).loss_from_logits(logits).item() == pytest.approx(
+        hand_t2, abs=1e-6
+    )
 
 
 def test_lce_forward_scores_groups_query_major(tiny_ce):
@@ -64,8 +77,12 @@ def test_lce_forward_scores_groups_query_major(tiny_ce):
 
     loss_fn = LCELoss(tiny_ce)
     logits = loss_fn.group_logits([Q, POS, N1, N2])
-    direct = torch.tensor(tiny_ce.predict([(q, d) for i, q in enumerate(Q) for d in (POS[i], N1[i], N2[i])],
-                                          activation_fn=torch.nn.Identity())).view(2, 3)
+    direct = torch.tensor(
+        tiny_ce.predict(
+            [(q, d) for i, q in enumerate(Q) for d in (POS[i], N1[i], N2[i])],
+            activation_fn=torch.nn.Identity(),
+        )
+    ).view(2, 3)
     torch.testing.assert_close(logits, direct, rtol=0, atol=1e-5)
     expected = torch.nn.functional.cross_entropy(direct, torch.zeros(2, dtype=torch.long))
     torch.testing.assert_close(loss_fn([Q, POS, N1, N2], None), expected, rtol=0, atol=1e-5)
@@ -105,12 +122,18 @@ def test_lce_errors_have_exact_messages(tiny_ce):
 
     from relforge.train.losses import LCELoss
 
-    with pytest.raises(ValueError, match=re.escape(
-            "LCELoss expects at least 3 columns (query, positive, negative_1, ...), but got 2 columns.")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "LCELoss expects at least 3 columns (query, positive, negative_1, ...), but got 2 columns."
+        ),
+    ):
         LCELoss(tiny_ce)([Q, POS], None)
     two = SimpleNamespace(num_labels=2)  # only the label count is checked
-    with pytest.raises(ValueError, match=re.escape(
-            "LCELoss expects a model with 1 output label, but got a model with 2 output labels.")):
+    with pytest.raises(
+        ValueError,
+        match=re.escape("LCELoss expects a model with 1 output label, but got a model with 2 output labels."),
+    ):
         LCELoss(two)
     with pytest.raises(ValueError, match="temperature must be > 0, got 0"):
         LCELoss(tiny_ce, temperature=0)
@@ -121,9 +144,13 @@ def test_loss_registry_errors_are_built_from_the_registry():
     from relforge.train.trainer import LOSSES, check_loss
 
     assert sorted(LOSSES) == ["bce", "lambda", "lce", "listnet", "mnrl"]
-    with pytest.raises(UsageError, match=re.escape("loss 'foo' is not one of bce, lambda, lce, listnet, mnrl (set --loss)")):
+    with pytest.raises(
+        UsageError, match=re.escape("loss 'foo' is not one of bce, lambda, lce, listnet, mnrl (set --loss)")
+    ):
         check_loss("foo", "cross")
-    with pytest.raises(UsageError, match=re.escape("loss 'lce' does not train kind 'bi'; for bi use one of mnrl")):
+    with pytest.raises(
+        UsageError, match=re.escape("loss 'lce' does not train kind 'bi'; for bi use one of mnrl")
+    ):
         check_loss("lce", "bi")
 
 
@@ -132,10 +159,16 @@ def test_group_formats_for_pointwise_and_listwise_losses():
 
     from relforge.train.trainer import to_format
 
-    groups = datasets.Dataset.from_dict({
-        "qid": ["q1"], "query": ["q"], "positive": ["p"], "negative_1": ["n1"], "negative_2": ["n2"],
-        "labels": [[3.0, 1.0, 0.0]],
-    })
+    groups = datasets.Dataset.from_dict(
+        {
+            "qid": ["q1"],
+            "query": ["q"],
+            "positive": ["p"],
+            "negative_1": ["n1"],
+            "negative_2": ["n2"],
+            "labels": [[3.0, 1.0, 0.0]],
+        }
+    )
     assert to_format(groups, "group").column_names == ["query", "positive", "negative_1", "negative_2"]
     assert to_format(groups, "group", kind="bi").column_names[0] == "anchor"
     assert to_format(groups, "group", negatives=1).column_names == ["query", "positive", "negative_1"]

@@ -9,8 +9,20 @@ import pytest
 
 from relforge.types import Document, Query
 
-TOPICS = ["gout", "asthma", "anemia", "glaucoma", "psoriasis", "measles", "rickets", "scurvy", "tetanus", "rabies",
-          "malaria", "cholera"]
+TOPICS = [
+    "gout",
+    "asthma",
+    "anemia",
+    "glaucoma",
+    "psoriasis",
+    "measles",
+    "rickets",
+    "scurvy",
+    "tetanus",
+    "rabies",
+    "malaria",
+    "cholera",
+]
 ASPECTS = [("causes", "is caused by"), ("symptoms", "shows symptoms such as")]
 
 
@@ -56,8 +68,13 @@ def trained(groups, task, tmp_path_factory):
     before = _mrr(load_cross_encoder("minilm", 24), groups)
     out = tmp_path_factory.mktemp("lce") / "model"
     dev_q = list(queries)[:4]
-    dev = DevSet(corpus, queries, {q: qrels[q] for q in dev_q},
-                 {q: {d: float(d in qrels[q]) * 0.5 + (d < "b") for d in corpus} for q in dev_q}, top_k=4)
+    dev = DevSet(
+        corpus,
+        queries,
+        {q: qrels[q] for q in dev_q},
+        {q: {d: float(d in qrels[q]) * 0.5 + (d < "b") for d in corpus} for q in dev_q},
+        top_k=4,
+    )
     cfg = TrainConfig(max_length=24, batch_groups=6, lr=2e-4, warmup_ratio=0.0, logging_steps=1, eval_steps=2)
     summary = train_cross_encoder(groups, out, cfg, dev=dev)
     return out, summary, before
@@ -80,8 +97,7 @@ def test_one_epoch_lce_improves_training_ranking_and_reloads(trained, groups):
 
 
 def test_onnx_rerank_equals_torch_rerank(trained, task):
-    from relforge.train import rerank
-    from relforge.train.rerank import OnnxCrossEncoder, load_cross_encoder, torch_logits
+    from relforge.train.rerank import OnnxCrossEncoder, load_cross_encoder, rerank, torch_logits
 
     out, _, _ = trained
     corpus, queries, qrels, run = task
@@ -91,7 +107,9 @@ def test_onnx_rerank_equals_torch_rerank(trained, task):
     assert (out / "onnx" / "model.onnx").exists()  # cached beside the model
     for q in sub:
         assert len(r_onnx[q]) == 10
-        assert sorted(r_onnx[q], key=lambda d: (-r_onnx[q][d], d)) == sorted(r_torch[q], key=lambda d: (-r_torch[q][d], d))
+        assert sorted(r_onnx[q], key=lambda d: (-r_onnx[q][d], d)) == sorted(
+            r_torch[q], key=lambda d: (-r_torch[q][d], d)
+        )
         assert max(abs(r_onnx[q][d] - r_torch[q][d]) for d in r_torch[q]) < 1e-4
     # length-sorted batching returns scores in input order, equal to CrossEncoder.predict's logits
     ce = load_cross_encoder(str(out))
@@ -105,7 +123,7 @@ def test_onnx_rerank_equals_torch_rerank(trained, task):
 
 def test_rerank_bi_encoder_and_argument_errors(task):
     from relforge.errors import DataError, UsageError
-    from relforge.train import rerank
+    from relforge.train.rerank import rerank
 
     corpus, queries, qrels, run = task
     sub = {q: run[q] for q in list(run)[:3]}
@@ -120,7 +138,7 @@ def test_rerank_bi_encoder_and_argument_errors(task):
         rerank("minilm", corpus, queries, {q0: {"nope": 1.0}}, kind="bi")
 
 
-def test_cli_dataset_train_rerank(task, tmp_path, trained):
+def test_cli_dataset_train_rerank(task, tmp_path):
     from relforge.cli import main
     from relforge.data import read_run, write_corpus, write_qrels, write_queries, write_run
 
@@ -130,23 +148,100 @@ def test_cli_dataset_train_rerank(task, tmp_path, trained):
     write_qrels(tmp_path / "qrels.tsv", qrels)
     sub = {q: run[q] for q in list(run)[:4]}
     write_run(tmp_path / "run.trec", sub)
-    (tmp_path / "j.jsonl").write_text("".join(json.dumps({"qid": q, "docid": d, "grade": 3}) + "\n"
-                                              for q in qrels for d in qrels[q]))
-    assert main(["dataset", "build", "--queries", str(tmp_path / "q.jsonl"), "--positives", str(tmp_path / "qrels.tsv"),
-                 "--run", str(tmp_path / "run.trec"), "--corpus", str(tmp_path / "c.jsonl"),
-                 "--judgments", str(tmp_path / "j.jsonl"), "--group-size", "4", "--out", str(tmp_path / "g")]) == 0
-    assert json.loads((tmp_path / "g" / "summary.json").read_text())["groups"] == 4
-    assert main(["dataset", "build", "--queries", str(tmp_path / "q.jsonl"), "--positives", str(tmp_path / "qrels.tsv"),
-                 "--run", str(tmp_path / "run.trec"), "--corpus", str(tmp_path / "c.jsonl"), "--mix", "hard,bogus",
-                 "--out", str(tmp_path / "g2")]) == 2
-    assert main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "nope"]) == 2
-    assert main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "lambda",
-                 "--max-length", "16", "--max-steps", "1", "--batch-groups", "4"]) == 0
+    (tmp_path / "j.jsonl").write_text(
+        "".join(json.dumps({"qid": q, "docid": d, "grade": 3}) + "\n" for q in qrels for d in qrels[q])
+    )
+    assert (
+        main(
+            [
+                "dataset",
+                "build",
+                "--queries",
+                str(tmp_path / "q.jsonl"),
+                "--positives",
+                str(tmp_path / "qrels.tsv"),
+                "--run",
+                str(tmp_path / "run.trec"),
+                "--corpus",
+                str(tmp_path / "c.jsonl"),
+                "--judgments",
+                str(tmp_path / "j.jsonl"),
+                "--group-size",
+                "4",
+                "--out",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads((tmp_path / "g" / "summary.json").read_text())
+    assert summary["groups"] == 24 and summary["candidates"]["unjudged"] == 4 * 23  # 4 queries in the run
+    assert (
+        main(
+            [
+                "dataset",
+                "build",
+                "--queries",
+                str(tmp_path / "q.jsonl"),
+                "--positives",
+                str(tmp_path / "qrels.tsv"),
+                "--run",
+                str(tmp_path / "run.trec"),
+                "--corpus",
+                str(tmp_path / "c.jsonl"),
+                "--mix",
+                "hard,bogus",
+                "--out",
+                str(tmp_path / "g2"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "nope"]) == 2
+    )
+    assert (
+        main(
+            [
+                "train",
+                "--groups",
+                str(tmp_path / "g"),
+                "--out",
+                str(tmp_path / "m"),
+                "--loss",
+                "lambda",
+                "--max-length",
+                "16",
+                "--max-steps",
+                "1",
+                "--batch-groups",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "m" / "training_summary.json").exists()
     out_run = tmp_path / "re.trec"
-    model_dir, _, _ = trained
-    assert main(["rerank", "--model", str(model_dir), "--corpus", str(tmp_path / "c.jsonl"), "--queries",
-                 str(tmp_path / "q.jsonl"), "--run", str(tmp_path / "run.trec"), "--out", str(out_run),
-                 "--top-k", "5"]) == 0
+    model_dir = tmp_path / "m"  # the listwise model just trained by the CLI
+    assert (
+        main(
+            [
+                "rerank",
+                "--model",
+                str(model_dir),
+                "--corpus",
+                str(tmp_path / "c.jsonl"),
+                "--queries",
+                str(tmp_path / "q.jsonl"),
+                "--run",
+                str(tmp_path / "run.trec"),
+                "--out",
+                str(out_run),
+                "--top-k",
+                "5",
+            ]
+        )
+        == 0
+    )
     got = read_run(out_run)
     assert sorted(got) == sorted(sub) and all(len(v) == 5 for v in got.values())

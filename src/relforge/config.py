@@ -95,7 +95,9 @@ class RetrieveSection(RetrieveConfig):  # type: ignore[misc, valid-type]
     """First-stage retrieval: ``RetrieveConfig`` (``method`` = candidates to judge) + what else to run."""
 
     #: first-stage runs computed for the evaluation questions (all are compared in the report)
-    methods: list[Literal["bm25", "dense", "hybrid"]] = Field(default_factory=lambda: ["bm25", "dense", "hybrid"])
+    methods: list[Literal["bm25", "dense", "hybrid"]] = Field(
+        default_factory=lambda: ["bm25", "dense", "hybrid"]
+    )
     #: hard-negative mining of the synthetic queries' candidates
     mining: MiningConfig = Field(default_factory=MiningConfig)  # type: ignore[valid-type]
 
@@ -211,13 +213,19 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _consistency(self) -> PipelineConfig:
         if self.judge.adapter == "finetune" and not self.judge_finetune.enabled:
-            raise ValueError("judge.adapter is 'finetune' but judge_finetune.enabled is false; enable it or "
-                             "set judge.adapter to 'shipped', a folder or null")
+            raise ValueError(
+                "judge.adapter is 'finetune' but judge_finetune.enabled is false; enable it or "
+                "set judge.adapter to 'shipped', a folder or null"
+            )
         if self.rerank.first_stage not in self.retrieve.methods:
-            raise ValueError(f"rerank.first_stage {self.rerank.first_stage!r} is not in retrieve.methods "
-                             f"{self.retrieve.methods}; add it there")
+            raise ValueError(
+                f"rerank.first_stage {self.rerank.first_stage!r} is not in retrieve.methods "
+                f"{self.retrieve.methods}; add it there"
+            )
         if "judged" in self.train.variants and not self.judge.enabled:
-            raise ValueError("train.variants has 'judged' but judge.enabled is false; remove 'judged' or enable the judge")
+            raise ValueError(
+                "train.variants has 'judged' but judge.enabled is false; remove 'judged' or enable the judge"
+            )
         return self
 
     def llm_for(self, stage: Literal["generate", "judge"]) -> str:
@@ -241,7 +249,9 @@ def _allowed_keys(model: type[BaseModel], loc: tuple) -> list[str] | None:
     return None
 
 
-def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] = PipelineConfig) -> str:
+def format_validation_error(
+    err: ValidationError, source: str, model: type[BaseModel] = PipelineConfig
+) -> str:
     """One line per problem: ``source: section.key: message (got value)``."""
     lines = []
     for e in err.errors():
@@ -254,7 +264,7 @@ def format_validation_error(err: ValidationError, source: str, model: type[BaseM
         else:
             msg = e["msg"]
             if msg.startswith("Value error, "):
-                msg = msg[len("Value error, "):]
+                msg = msg[len("Value error, ") :]
             if typ not in ("missing",) and "input" in e and not isinstance(e["input"], dict):
                 msg += f" (got {e['input']!r})"
         lines.append(f"{source}: {where}: {msg}")
@@ -266,7 +276,9 @@ def parse_config(raw: dict[str, Any] | None, source: str = "config") -> Pipeline
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise DataError(f"the configuration must be a mapping of sections, got {type(raw).__name__}", path=source)
+        raise DataError(
+            f"the configuration must be a mapping of sections, got {type(raw).__name__}", path=source
+        )
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as e:
@@ -297,8 +309,11 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise DataError(f"invalid YAML: {getattr(e, 'problem', e)}", path=p,
-                        line=(mark.line + 1) if mark is not None else None) from None
+        raise DataError(
+            f"invalid YAML: {getattr(e, 'problem', e)}",
+            path=p,
+            line=(mark.line + 1) if mark is not None else None,
+        ) from None
     raw = raw or {}
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)

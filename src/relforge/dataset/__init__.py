@@ -13,6 +13,14 @@ from relforge.dataset.groups import (
 )
 
 __all__ = [
-    "BUCKETS", "GroupConfig", "bucket_query", "build_groups", "doc_text", "group_rows", "judgment_grades",
-    "load_groups", "sample_negatives", "write_groups",
+    "BUCKETS",
+    "GroupConfig",
+    "bucket_query",
+    "build_groups",
+    "doc_text",
+    "group_rows",
+    "judgment_grades",
+    "load_groups",
+    "sample_negatives",
+    "write_groups",
 ]

@@ -34,7 +34,9 @@ def register(app: typer.Typer) -> None:
         run: Path = typer.Option(..., help="candidate run (TREC)."),
         corpus: Path = typer.Option(..., help="corpus.jsonl (BEIR)."),
         out: Path = typer.Option(..., help="output folder (dataset/, groups.jsonl, summary.json)."),
-        judgments: Path | None = typer.Option(None, help="judgments JSONL; omit for the unlabelled baseline."),
+        judgments: Path | None = typer.Option(
+            None, help="judgments JSONL; omit for the unlabelled baseline."
+        ),
         group_size: int = typer.Option(_D.group_size, help="documents per group (1 positive + n negatives)."),
         mix: str = typer.Option(",".join(_D.mix), help="buckets in draw order, e.g. 'hard:4,soft,random'."),
         sampling: str = typer.Option(_D.sampling, help="inside a bucket: rank | random."),
@@ -53,13 +55,29 @@ def register(app: typer.Typer) -> None:
         from relforge.errors import UsageError
 
         try:
-            cfg = GroupConfig(group_size=group_size, mix=[m for m in mix.split(",") if m.strip()], sampling=sampling,
-                              depth=depth, false_negatives=false_negatives, unjudged=unjudged, seed=seed)
+            cfg = GroupConfig(
+                group_size=group_size,
+                mix=[m for m in mix.split(",") if m.strip()],
+                sampling=sampling,
+                depth=depth,
+                false_negatives=false_negatives,
+                unjudged=unjudged,
+                seed=seed,
+            )
         except ValidationError as e:
-            raise UsageError("; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())) from None
+            raise UsageError(
+                "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+            ) from None
         js = _read_judgments(judgments) if judgments else None
-        ds, summary = build_groups(read_queries(queries), read_qrels(positives), read_run(run),
-                                   read_corpus(corpus), js, cfg)
+        ds, summary = build_groups(
+            read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
+        )
         write_groups(ds, summary, out)
-        typer.echo(json.dumps({k: summary[k] for k in ("groups", "queries_kept", "dropped_queries",
-                                                       "candidates", "negatives_drawn")}))
+        typer.echo(
+            json.dumps(
+                {
+                    k: summary[k]
+                    for k in ("groups", "queries_kept", "dropped_queries", "candidates", "negatives_drawn")
+                }
+            )
+        )

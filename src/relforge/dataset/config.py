@@ -58,14 +58,18 @@ def parse_mix(mix: list[str]) -> list[tuple[str, int | None]]:
         name, _, cap = str(entry).partition(":")
         name = name.strip().lower()
         if name not in BUCKETS:
-            raise ValueError(f"mix entry {entry!r}: unknown bucket {name!r}; allowed: {', '.join(BUCKETS)} (setting: mix)")
+            raise ValueError(
+                f"mix entry {entry!r}: unknown bucket {name!r}; allowed: {', '.join(BUCKETS)} (setting: mix)"
+            )
         if name in seen:
             raise ValueError(f"mix entry {entry!r}: bucket {name!r} is listed twice (setting: mix)")
         seen.add(name)
         limit = None
         if cap:
             if not cap.strip().isdigit():
-                raise ValueError(f"mix entry {entry!r}: the cap after ':' must be a whole number (setting: mix)")
+                raise ValueError(
+                    f"mix entry {entry!r}: the cap after ':' must be a whole number (setting: mix)"
+                )
             limit = int(cap)
         out.append((name, limit))
     if not out:

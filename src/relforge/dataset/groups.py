@@ -76,7 +76,10 @@ class QueryBuckets:
 
 
 def bucket_query(
-    qid: str, source: dict[str, int], ranked: list[str], grades: dict[tuple[str, str], int | None] | None,
+    qid: str,
+    source: dict[str, int],
+    ranked: list[str],
+    grades: dict[tuple[str, str], int | None] | None,
     config: GroupConfig,
 ) -> QueryBuckets:
     """Sort one query's source positives and top-``depth`` candidates into buckets.
@@ -156,15 +159,24 @@ def _random_docs(corpus_ids: list[str], exclude: set[str], k: int, rng: random.R
     return picked
 
 
-def group_rows(query: Query, pos: tuple[str, int], negs: list[tuple[str, str, int]],
-               corpus: dict[str, Document], config: GroupConfig) -> dict[str, Any]:
+def group_rows(
+    query: Query,
+    pos: tuple[str, int],
+    negs: list[tuple[str, str, int]],
+    corpus: dict[str, Document],
+    config: GroupConfig,
+) -> dict[str, Any]:
     """One dataset row: texts for LCE (``query, positive, negative_1..n``) plus ids, buckets and grades.
 
     ``labels`` (for listwise losses) is the positive's grade, then each negative's grade with
     unjudged/random negatives at 0.
     """
-    row: dict[str, Any] = {"qid": query.id, "pos_id": pos[0], "query": query.text,
-                           "positive": doc_text(corpus[pos[0]])}
+    row: dict[str, Any] = {
+        "qid": query.id,
+        "pos_id": pos[0],
+        "query": query.text,
+        "positive": doc_text(corpus[pos[0]]),
+    }
     for i, (docid, _, _) in enumerate(negs, start=1):
         row[f"negative_{i}"] = doc_text(corpus[docid])
     row["doc_ids"] = [pos[0]] + [d for d, _, _ in negs]
@@ -181,8 +193,14 @@ def _percentiles(values: list[int]) -> dict[str, float]:
         return {}
     a = np.asarray(values, dtype=float)
     p10, p50, p90 = np.percentile(a, [10, 50, 90])
-    return {"min": float(a.min()), "p10": float(p10), "p50": float(p50), "p90": float(p90),
-            "max": float(a.max()), "mean": round(float(a.mean()), 3)}
+    return {
+        "min": float(a.min()),
+        "p10": float(p10),
+        "p50": float(p50),
+        "p90": float(p90),
+        "max": float(a.max()),
+        "mean": round(float(a.mean()), 3),
+    }
 
 
 def build_groups(
@@ -232,7 +250,9 @@ def build_groups(
             raise DataError(f"positives name query {qid!r}, which is not in the queries")
         for docid in positives[qid]:
             if docid not in corpus:
-                raise DataError(f"positives name document {docid!r} (query {qid!r}), which is not in the corpus")
+                raise DataError(
+                    f"positives name document {docid!r} (query {qid!r}), which is not in the corpus"
+                )
         ranked = [d for d, _ in sorted_ranking(run.get(qid, {}))]
         for d in ranked[: config.depth]:
             if d not in corpus:
@@ -271,7 +291,9 @@ def build_groups(
         "judged": grades is not None,
         "dropped_queries": {k: len(v) for k, v in dropped.items()},
         "dropped_qids": {k: v[:100] for k, v in dropped.items()},
-        "candidates": {k: int(cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")},
+        "candidates": {
+            k: int(cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")
+        },
         "per_query": {k: _percentiles(v) for k, v in per_query.items()},
         "negatives_drawn": {k: int(drawn[k]) for k in BUCKETS},
         "positives": {k: int(pos_counts[k]) for k in ("source", "promoted", "unjudged")},
@@ -317,4 +339,6 @@ def load_groups(path: str | Path):
         return datasets.load_from_disk(str(p))
     if (p / "groups.jsonl").exists():
         return datasets.Dataset.from_json(str(p / "groups.jsonl"))
-    raise MissingInputError(f"{p}: no groups found (expected a folder from `relforge dataset build` or a groups.jsonl)")
+    raise MissingInputError(
+        f"{p}: no groups found (expected a folder from `relforge dataset build` or a groups.jsonl)"
+    )

@@ -559,6 +559,11 @@ def finetune_judge(
         m["_probs"] = probs
         return m
 
+    def save_adapter() -> None:
+        model.save_pretrained(out)
+        if cfg.adapter_dtype == "float16":
+            _cast_safetensors(out / "adapter_model.safetensors", torch.float16)
+
     rows: list[dict[str, Any]] = []
     best: dict[str, Any] | None = None
     best_state: dict[str, Any] | None = None
@@ -584,6 +589,7 @@ def finetune_judge(
             best_state = {
                 k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k
             }
+            save_adapter()  # a usable adapter exists as soon as one epoch is done (interrupt-safe)
 
     if val:
         record(evaluate(0, 0.0))
@@ -654,9 +660,7 @@ def finetune_judge(
     # ---- save the best adapter
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
-    model.save_pretrained(out)
-    if cfg.adapter_dtype == "float16":
-        _cast_safetensors(out / "adapter_model.safetensors", torch.float16)
+    save_adapter()
     adapter_bytes = sum(f.stat().st_size for f in out.glob("adapter_model.*"))
     best_epoch = best["epoch"] if best else 0
     by_epoch = {r["epoch"]: r for r in rows}

@@ -86,7 +86,8 @@ def read_pairs(path: str | Path, *, top_k: int | None = None) -> list[Pair]:
     Accepted: a BEIR qrels TSV (``query-id corpus-id score``, header optional), a TREC qrels
     file (``qid 0 docid rel``), a TREC run (``qid Q0 docid rank score tag``; the top ``top_k`` of
     each query by score, relforge's tie policy), or a pairs TSV (``qid docid``, header optional).
-    Grades in qrels are ignored. Duplicate pairs are kept once.
+    Grades in qrels are ignored. Duplicate pairs are returned as
+    they are (:func:`judge_pairs` judges each once and counts the duplicates).
 
     Args:
         path: the file.
@@ -137,7 +138,7 @@ def read_pairs(path: str | Path, *, top_k: int | None = None) -> list[Pair]:
         for qid, scores in run.items():
             ranked = sorted_ranking(scores)
             pairs.extend((qid, d) for d, _ in (ranked[:top_k] if top_k else ranked))
-    return list(dict.fromkeys(pairs))
+    return pairs
 
 
 def check_pairs(

@@ -178,7 +178,7 @@ class HFBackend:
         self.min_prefix_tokens = int(min_prefix_tokens)
         self.progress = progress
         self.stats = CacheStats()
-        self._prefix_memo: tuple[tuple[int, ...], Any] | None = None
+        self._prefix_memo: tuple[Any, Any] | None = None
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
             eos = tokenizer.eos_token_id
@@ -413,7 +413,9 @@ class HFBackend:
 
     # ------------------------------------------------------------------ prefill scoring
     def _prefix_cache(self, prefix: list[int]):
-        key = tuple(prefix)
+        # keyed by the tokens AND the parameters' in-place version counters: a model being fine-tuned
+        # (from_model) gets a fresh prefix KV cache after every optimizer step
+        key = (tuple(prefix), sum(p._version for p in self.model.parameters()))
         if self._prefix_memo is not None and self._prefix_memo[0] == key:
             return self._prefix_memo[1]
         import torch

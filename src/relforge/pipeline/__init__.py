@@ -9,6 +9,15 @@ from relforge.pipeline.api import DEMO_CONFIG, demo_config_path, plan_pipeline, 
 from relforge.pipeline.runner import PlanItem, Stage, StageContext, hash_path, plan, read_manifest, run_stages
 
 __all__ = [
-    "DEMO_CONFIG", "PlanItem", "Stage", "StageContext", "demo_config_path", "hash_path", "plan", "plan_pipeline",
-    "read_manifest", "run_pipeline", "run_stages",
+    "DEMO_CONFIG",
+    "PlanItem",
+    "Stage",
+    "StageContext",
+    "demo_config_path",
+    "hash_path",
+    "plan",
+    "plan_pipeline",
+    "read_manifest",
+    "run_pipeline",
+    "run_stages",
 ]

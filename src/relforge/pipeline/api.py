@@ -12,8 +12,12 @@ from relforge.config import PipelineConfig, load_config, parse_config
 from relforge.pipeline.runner import PlanItem, Runner, plan
 
 DEMO_CONFIG = "demo.yaml"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-               "TOKENIZERS_PARALLELISM": "false"}
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
 
 
 def demo_config_path() -> Path:
@@ -47,9 +51,15 @@ def _as_config(config: PipelineConfig | str | os.PathLike | dict, sizes: list[in
     return cfg
 
 
-def plan_pipeline(config: PipelineConfig | str | os.PathLike | dict, out_dir: str | os.PathLike, *,
-                  from_stage: str | None = None, only: str | None = None, to_stage: str | None = None,
-                  sizes: list[int] | None = None) -> list[PlanItem]:
+def plan_pipeline(
+    config: PipelineConfig | str | os.PathLike | dict,
+    out_dir: str | os.PathLike,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    to_stage: str | None = None,
+    sizes: list[int] | None = None,
+) -> list[PlanItem]:
     """What ``run_pipeline`` would run or skip, and why (``--dry-run``)."""
     from relforge.pipeline.stages import build_stages
 
@@ -57,9 +67,16 @@ def plan_pipeline(config: PipelineConfig | str | os.PathLike | dict, out_dir: st
     return plan(build_stages(cfg), cfg, out_dir, from_stage=from_stage, only=only, to_stage=to_stage)
 
 
-def run_pipeline(config: PipelineConfig | str | os.PathLike | dict, out_dir: str | os.PathLike, *,
-                 from_stage: str | None = None, only: str | None = None, to_stage: str | None = None,
-                 sizes: list[int] | None = None, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def run_pipeline(
+    config: PipelineConfig | str | os.PathLike | dict,
+    out_dir: str | os.PathLike,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    to_stage: str | None = None,
+    sizes: list[int] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Run the pipeline in ``out_dir`` (created); unchanged stages are skipped, interrupted ones resumed.
 
     Args:

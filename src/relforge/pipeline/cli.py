@@ -21,7 +21,9 @@ def _parse_sizes(text: str | None) -> list[int] | None:
     try:
         sizes = [int(s) for s in text.replace(" ", "").split(",") if s]
     except ValueError:
-        raise UsageError(f"--sizes must be comma-separated whole numbers, e.g. 100,200,400; got {text!r}") from None
+        raise UsageError(
+            f"--sizes must be comma-separated whole numbers, e.g. 100,200,400; got {text!r}"
+        ) from None
     if not sizes or any(s < 1 for s in sizes):
         raise UsageError(f"--sizes must list positive numbers of groups, got {text!r}")
     return sizes
@@ -56,41 +58,64 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
         from relforge.evaluate import EvalResult
 
         res = EvalResult.from_json(metrics)
-        con.print(res.to_table(title="Held-out human questions: " + ", ".join(
-            f"{k} = {SYSTEMS.get(k, k)}" for k in res.runs if k in SYSTEMS and k not in ("bm25",))))
+        con.print(
+            res.to_table(
+                title="Held-out human questions: "
+                + ", ".join(
+                    f"{k} = {SYSTEMS.get(k, k)}" for k in res.runs if k in SYSTEMS and k not in ("bm25",)
+                )
+            )
+        )
         if res.pairwise:
             con.print(res.pairwise_table())
     agree = out_dir / "judge" / "agreement.json"
     if agree.exists():
         a = json.loads(agree.read_text())
         first = next(iter(a.values()), {})
-        t = Table(title=f"Judge vs held-out human labels ({first.get('pairs')} pairs, "
-                        f"{len(first.get('queries', []))} queries)")
+        t = Table(
+            title=f"Judge vs held-out human labels ({first.get('pairs')} pairs, "
+            f"{len(first.get('queries', []))} queries)"
+        )
         for c in ("scorer", "pair tau_b", "per-query tau_b", "weighted kappa", "accuracy"):
             t.add_column(c)
-        labels = {"judge_zero_shot": "judge zero-shot", "judge": "judge" + (" + adapter" if a.get("judge", {}).get(
-            "adapter") else ""), "minilm_cosine": "MiniLM cosine"}
+        labels = {
+            "judge_zero_shot": "judge zero-shot",
+            "judge": "judge" + (" + adapter" if a.get("judge", {}).get("adapter") else ""),
+            "minilm_cosine": "MiniLM cosine",
+        }
         for key, label in labels.items():
             if key in a:
                 al = a[key]
-                t.add_row(label, _f(al.get("tau_b")), _f(al.get("per_query_tau_b")), _f(al.get("weighted_kappa")),
-                          _f(al.get("accuracy")))
+                t.add_row(
+                    label,
+                    _f(al.get("tau_b")),
+                    _f(al.get("per_query_tau_b")),
+                    _f(al.get("weighted_kappa")),
+                    _f(al.get("accuracy")),
+                )
         con.print(t)
     t = Table(title="Wall time per stage")
     t.add_column("stage")
     t.add_column("status")
-    t.add_column("seconds", justify="right")
+    t.add_column("wall s", justify="right")
+    t.add_column("CPU s", justify="right")
     t.add_column("LLM calls (cached)", justify="right")
-    total = 0.0
+    total = cpu_total = 0.0
     for name in manifest.get("stage_order", []):
         rec = manifest["stages"].get(name, {})
         w = rec.get("wall_s") or 0.0
+        c = rec.get("cpu_s") or 0.0
         total += w
+        cpu_total += c
         llm = rec.get("llm") or {}
-        calls = f"{llm.get('cache_misses', 0) + llm.get('cache_hits', 0)} ({llm.get('cache_hits', 0)})" if llm else ""
+        calls = (
+            f"{llm.get('cache_misses', 0) + llm.get('cache_hits', 0)} ({llm.get('cache_hits', 0)})"
+            if llm
+            else ""
+        )
         status = rec.get("status", "-") + (" (skipped)" if rec.get("skipped_last_run") else "")
-        t.add_row(name, status, f"{w:.1f}", calls)
-    t.add_row("total", "", f"{total:.1f}", "")
+        t.add_row(name, status, f"{w:.1f}", f"{c:.1f}", calls)
+    t.add_row("total", "", f"{total:.1f}", f"{cpu_total:.1f}", "")
     con.print(t)
     if manifest.get("reranker_model"):
         con.print(f"reranker: {out_dir / manifest['reranker_model']}")
@@ -110,11 +135,20 @@ def _run(config, out: Path, from_stage, only, to_stage, dry_run, sizes, quiet: b
 
     sz = _parse_sizes(sizes)
     if dry_run:
-        print_plan(plan_pipeline(config, out, from_stage=from_stage, only=only, to_stage=to_stage, sizes=sz), out)
+        print_plan(
+            plan_pipeline(config, out, from_stage=from_stage, only=only, to_stage=to_stage, sizes=sz), out
+        )
         return
     err = Console(stderr=True)
-    manifest = run_pipeline(config, out, from_stage=from_stage, only=only, to_stage=to_stage, sizes=sz,
-                            log=None if quiet else (lambda m: err.print(f"[dim]{m}[/]")))
+    manifest = run_pipeline(
+        config,
+        out,
+        from_stage=from_stage,
+        only=only,
+        to_stage=to_stage,
+        sizes=sz,
+        log=None if quiet else (lambda m: err.print(f"[dim]{m}[/]")),
+    )
     print_summary(out, manifest)
 
 

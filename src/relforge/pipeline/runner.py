@@ -63,7 +63,9 @@ def hash_path(path: str | os.PathLike) -> str | None:
         h = hashlib.blake2b(digest_size=16)
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
             rel = f.relative_to(p).as_posix()
-            if (f.name.endswith(".tmp") and f.name.startswith(".")) or f.relative_to(p).parts[0] in HASH_IGNORE_DIRS:
+            if (f.name.endswith(".tmp") and f.name.startswith(".")) or f.relative_to(p).parts[
+                0
+            ] in HASH_IGNORE_DIRS:
                 continue
             h.update(rel.encode() + b"\0")
             _hash_file(f, h)
@@ -157,7 +159,9 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
         # the manifest is always written atomically, so this is a hand edit: say so and start over
         from relforge.errors import DataError
 
-        raise DataError(f"manifest is not valid JSON ({e.msg}); delete it to rerun every stage", path=p) from None
+        raise DataError(
+            f"manifest is not valid JSON ({e.msg}); delete it to rerun every stage", path=p
+        ) from None
     data.setdefault("stages", {})
     return data
 
@@ -189,7 +193,9 @@ def stage_status(stage: Stage, cfg: Any, out_dir: Path, manifest: dict[str, Any]
     if rec is None:
         return False, "never run"
     if rec.get("status") != "done":
-        return False, f"last run {rec.get('status', 'unknown')}" + (f": {rec['error']}" if rec.get("error") else "")
+        return False, f"last run {rec.get('status', 'unknown')}" + (
+            f": {rec['error']}" if rec.get("error") else ""
+        )
     if rec.get("config_hash") != stage.config_hash(cfg):
         return False, "configuration changed"
     recorded_in = rec.get("inputs", {})
@@ -217,8 +223,13 @@ def _check_names(stages: list[Stage], *names: str | None) -> None:
 
 
 def plan(
-    stages: list[Stage], cfg: Any, out_dir: str | os.PathLike, *, from_stage: str | None = None,
-    only: str | None = None, to_stage: str | None = None,
+    stages: list[Stage],
+    cfg: Any,
+    out_dir: str | os.PathLike,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    to_stage: str | None = None,
 ) -> list[PlanItem]:
     """What :func:`run_stages` would do, and why, without running anything."""
     out_dir = Path(out_dir)
@@ -248,8 +259,10 @@ def plan(
         elif from_stage is not None:
             action, reason = "skip", f"before --from {from_stage}"
         else:
-            upstream = next((f"input {p} is rewritten by {will_change[p]}" for p in st.inputs(cfg) if p in will_change),
-                            None)
+            upstream = next(
+                (f"input {p} is rewritten by {will_change[p]}" for p in st.inputs(cfg) if p in will_change),
+                None,
+            )
             if upstream:
                 action, reason = "run", upstream
             else:
@@ -268,8 +281,15 @@ def plan(
 class Runner:
     """Holds the manifest and the shared LLMs of one pipeline run."""
 
-    def __init__(self, stages: list[Stage], cfg: Any, out_dir: str | os.PathLike, *, log: Callable[[str], None] | None = None,
-                 llm_loader: Callable[..., Any] | None = None):
+    def __init__(
+        self,
+        stages: list[Stage],
+        cfg: Any,
+        out_dir: str | os.PathLike,
+        *,
+        log: Callable[[str], None] | None = None,
+        llm_loader: Callable[..., Any] | None = None,
+    ):
         self.stages = stages
         self.cfg = cfg
         self.out_dir = Path(out_dir)
@@ -332,7 +352,10 @@ class Runner:
             )
         inputs = hash_many(out, st.inputs(cfg))
         rec: dict[str, Any] = {
-            "status": "running", "reason": reason, "config_hash": st.config_hash(cfg), "inputs": inputs,
+            "status": "running",
+            "reason": reason,
+            "config_hash": st.config_hash(cfg),
+            "inputs": inputs,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         self.manifest["stages"][st.name] = rec
@@ -340,7 +363,7 @@ class Runner:
         self._clear_outputs(st)
         before = self._llm_stats()
         ctx = StageContext(cfg=cfg, out_dir=out, stage=st.name, runner=self)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         self.log(f"[{st.name}] running ({reason})")
         try:
             result = st.run(ctx) or {}
@@ -360,8 +383,12 @@ class Runner:
             self.save()
             raise RuntimeError(f"stage {st.name!r} finished without writing {', '.join(missing_out)} (a bug)")
         rec.update(
-            status="done", wall_s=round(wall, 3), llm=llm if any(llm.values()) else None,
-            counts={**ctx.counts, **result}, outputs=hash_many(out, st.outputs(cfg)),
+            status="done",
+            wall_s=round(wall, 3),
+            cpu_s=round(time.process_time() - c0, 3),  # this process's CPU time (all threads)
+            llm=llm if any(llm.values()) else None,
+            counts={**ctx.counts, **result},
+            outputs=hash_many(out, st.outputs(cfg)),
             finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         )
         if any(llm.values()):  # the report's keys (relforge.report contract)
@@ -373,8 +400,9 @@ class Runner:
         self.log(f"[{st.name}] done in {wall:.1f}s")
         return rec
 
-    def run(self, *, from_stage: str | None = None, only: str | None = None,
-            to_stage: str | None = None) -> dict[str, Any]:
+    def run(
+        self, *, from_stage: str | None = None, only: str | None = None, to_stage: str | None = None
+    ) -> dict[str, Any]:
         _check_names(self.stages, from_stage, only, to_stage)
         past_end = False
         self.manifest["stage_order"] = [s.name for s in self.stages if s.enabled(self.cfg)]
@@ -416,17 +444,30 @@ class Runner:
             self.manifest["stages"][st.name].pop("skipped_last_run", None)
         self.manifest["last_run_wall_s"] = round(time.perf_counter() - t0, 3)
         self.manifest["total_stage_wall_s"] = round(
-            sum(r.get("wall_s", 0) or 0 for r in self.manifest["stages"].values() if r.get("status") == "done"), 3)
+            sum(
+                r.get("wall_s", 0) or 0 for r in self.manifest["stages"].values() if r.get("status") == "done"
+            ),
+            3,
+        )
         self.save()
         return self.manifest
 
 
-def run_stages(stages: list[Stage], cfg: Any, out_dir: str | os.PathLike, *, from_stage: str | None = None,
-               only: str | None = None, to_stage: str | None = None, log: Callable[[str], None] | None = None,
-               llm_loader: Callable[..., Any] | None = None) -> dict[str, Any]:
+def run_stages(
+    stages: list[Stage],
+    cfg: Any,
+    out_dir: str | os.PathLike,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    to_stage: str | None = None,
+    log: Callable[[str], None] | None = None,
+    llm_loader: Callable[..., Any] | None = None,
+) -> dict[str, Any]:
     """Run ``stages`` in order in ``out_dir``; returns the manifest (also written to ``manifest.json``).
 
     ``from_stage`` forces that stage and the later ones; ``only`` runs one stage; ``to_stage`` stops after it.
     """
     return Runner(stages, cfg, out_dir, log=log, llm_loader=llm_loader).run(
-        from_stage=from_stage, only=only, to_stage=to_stage)
+        from_stage=from_stage, only=only, to_stage=to_stage
+    )

@@ -77,8 +77,10 @@ def resolve_data_source(source: str) -> Path:
         return Path(sample_path(source.split(":", 1)[1]))
     p = Path(source).expanduser()
     if not p.exists():
-        raise MissingInputError(f"data source {source!r} does not exist; set data.source to sample:medquad, a "
-                                f"MedQuAD .tar.xz / folder, or a BEIR folder")
+        raise MissingInputError(
+            f"data source {source!r} does not exist; set data.source to sample:medquad, a "
+            f"MedQuAD .tar.xz / folder, or a BEIR folder"
+        )
     return p.resolve()
 
 
@@ -113,9 +115,14 @@ def _adapter_abs(ctx: StageContext, adapter: str | None) -> str | None:
     p = Path(adapter)
     p = p if p.is_absolute() else ctx.out_dir / p
     if not p.exists():
-        hint = ("the shipped adapter is missing from the installed package; reinstall relforge or set "
-                "judge.adapter to null (zero-shot) or a folder") if SHIPPED_ADAPTER in str(p) else \
-            "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
+        hint = (
+            (
+                "the shipped adapter is missing from the installed package; reinstall relforge or set "
+                "judge.adapter to null (zero-shot) or a folder"
+            )
+            if SHIPPED_ADAPTER in str(p)
+            else "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
+        )
         raise MissingInputError(f"judge adapter {p} does not exist; {hint}")
     return str(p)
 
@@ -169,13 +176,16 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
     for split in [x.strip() for x in cfg.data.test_split.split(",") if x.strip()]:
         qrels_file = beir / "qrels" / f"{split}.tsv"
         if not qrels_file.exists():
-            raise MissingInputError(f"{qrels_file}: no such qrels split; set data.test_split to one or more "
-                                    f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}")
+            raise MissingInputError(
+                f"{qrels_file}: no such qrels split; set data.test_split to one or more "
+                f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}"
+            )
         for q, docs in read_qrels(qrels_file).items():
             qrels.setdefault(q, {}).update(docs)
     rng = random.Random(cfg.data.seed)
-    eligible = sorted(q for q, docs in qrels.items() if q in queries and any(
-        g > 0 and d in corpus for d, g in docs.items()))
+    eligible = sorted(
+        q for q, docs in qrels.items() if q in queries and any(g > 0 and d in corpus for d, g in docs.items())
+    )
     test_qids = eligible
     if cfg.data.test_queries is not None and len(eligible) > cfg.data.test_queries:
         test_qids = sorted(rng.sample(eligible, cfg.data.test_queries))
@@ -190,9 +200,14 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
     write_corpus(ctx.path("data/corpus.jsonl"), docs)
     write_queries(ctx.path("data/test-queries.jsonl"), [queries[q] for q in test_qids])
     write_qrels(ctx.path("data/test-qrels.tsv"), test_qrels)
-    summary.update(documents=len(docs), documents_in_source=len(corpus), test_queries=len(test_qids),
-                   test_queries_eligible=len(eligible), test_split=cfg.data.test_split,
-                   test_judgments=sum(len(v) for v in test_qrels.values()))
+    summary.update(
+        documents=len(docs),
+        documents_in_source=len(corpus),
+        test_queries=len(test_qids),
+        test_queries_eligible=len(eligible),
+        test_split=cfg.data.test_split,
+        test_judgments=sum(len(v) for v in test_qrels.values()),
+    )
     _write_json(ctx.path("data/summary.json"), summary)
     return {"documents": len(docs), "test_queries": len(test_qids)}
 
@@ -214,8 +229,10 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     res = generate_queries(llm, docs, gc, corpus=corpus)
     write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
     if not res.queries:
-        raise UsageError(f"query generation kept no query (summary: {res.summary}); loosen generate.filters or "
-                         f"use a stronger generate.llm")
+        raise UsageError(
+            f"query generation kept no query (summary: {res.summary}); loosen generate.filters or "
+            f"use a stronger generate.llm"
+        )
     write_queries(ctx.path("generate/queries.jsonl"), res.queries)
     write_qrels(ctx.path("generate/qrels.tsv"), res.qrels)
     _write_json(ctx.path("generate/summary.json"), res.summary)
@@ -244,11 +261,19 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
         need |= {"bm25", "dense"}
     runs: dict[str, Any] = {}
     if "bm25" in need:
-        runs["bm25"] = bm25_search(corpus, both, rc.top_k, str(ctx.path("retrieve/cache/bm25-index")),
-                                   stemmer=rc.stemmer)
+        runs["bm25"] = bm25_search(
+            corpus, both, rc.top_k, str(ctx.path("retrieve/cache/bm25-index")), stemmer=rc.stemmer
+        )
     if "dense" in need:
-        runs["dense"] = dense_search(corpus, both, rc.top_k, rc.model, str(ctx.path("retrieve/cache/embeddings")),
-                                     batch_size=rc.batch_size, use_faiss=rc.use_faiss)
+        runs["dense"] = dense_search(
+            corpus,
+            both,
+            rc.top_k,
+            rc.model,
+            str(ctx.path("retrieve/cache/embeddings")),
+            batch_size=rc.batch_size,
+            use_faiss=rc.use_faiss,
+        )
     if "hybrid" in need:
         runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
@@ -259,10 +284,16 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     negs = mine_negatives(cand, positives, rc.mining, corpus_ids=list(corpus), stats=stats)
     _write_json(ctx.path("retrieve/negatives.json"), negs)
-    _write_json(ctx.path("retrieve/summary.json"), {"mining": stats, "methods": rc.methods, "candidates": rc.method,
-                                                    "top_k": rc.top_k})
-    return {"synthetic_queries": len(synth), "test_queries": len(test), "queries_with_negatives": len(negs),
-            "negatives": sum(len(v) for v in negs.values())}
+    _write_json(
+        ctx.path("retrieve/summary.json"),
+        {"mining": stats, "methods": rc.methods, "candidates": rc.method, "top_k": rc.top_k},
+    )
+    return {
+        "synthetic_queries": len(synth),
+        "test_queries": len(test),
+        "queries_with_negatives": len(negs),
+        "negatives": sum(len(v) for v in negs.values()),
+    }
 
 
 # --------------------------------------------------------------------------- judge fine-tuning (optional)
@@ -279,8 +310,9 @@ def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
     corpus, queries, qrels = _read_labelled(folder)
     del read_beir
     base = ft.base or cfg.llm_for("judge")
-    res = finetune_judge(base, corpus, queries, qrels, str(ctx.path("judge_finetune")),
-                         stage_part(ft, FinetuneConfig))
+    res = finetune_judge(
+        base, corpus, queries, qrels, str(ctx.path("judge_finetune")), stage_part(ft, FinetuneConfig)
+    )
     _write_json(ctx.path("judge_finetune/summary.json"), res)
     return {k: v for k, v in (res or {}).items() if isinstance(v, (int, float, str))}
 
@@ -303,16 +335,32 @@ def _judge_llm(ctx: StageContext, adapter: str | None):
     return ctx.llm(cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options)
 
 
-def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict) -> list:
+def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
+    """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
     from relforge.judge.judge import judge_pairs
     from relforge.judge.prompt import JudgeTemplate
 
     jc = ctx.cfg.judge
     template = JudgeTemplate.load(jc.template)
-    return judge_pairs(llm, template, queries, corpus, pairs, mode=jc.mode, thresholds=jc.thresholds,
-                       batch_size=jc.batch_size, max_doc_tokens=jc.max_doc_tokens, on_missing=jc.on_missing,
-                       max_new_tokens=jc.max_new_tokens, retry_temperature=jc.retry_temperature, seed=jc.seed,
-                       stats=stats)
+    max_doc_tokens = (
+        jc.max_doc_tokens if jc.max_doc_tokens is not None else _adapter_meta(adapter).get("max_doc_tokens")
+    )
+    return judge_pairs(
+        llm,
+        template,
+        queries,
+        corpus,
+        pairs,
+        mode=jc.mode,
+        thresholds=jc.thresholds,
+        batch_size=jc.batch_size,
+        max_doc_tokens=max_doc_tokens,
+        on_missing=jc.on_missing,
+        max_new_tokens=jc.max_new_tokens,
+        retry_temperature=jc.retry_temperature,
+        seed=jc.seed,
+        stats=stats,
+    )
 
 
 def stage_judge(ctx: StageContext) -> dict[str, Any]:
@@ -332,7 +380,7 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     adapter = _adapter_abs(ctx, judge_adapter(cfg))
     llm = _judge_llm(ctx, adapter)
     stats: dict[str, Any] = {}
-    js = _judge(ctx, llm, queries, corpus, pairs, stats)
+    js = _judge(ctx, llm, queries, corpus, pairs, stats, adapter)
     write_judgments(ctx.path("judge/judgments.jsonl"), js)
     write_judgment_qrels(ctx.path("judge/qrels.tsv"), js)
     stats.update(adapter=adapter, llm=cfg.llm_for("judge"))
@@ -362,16 +410,22 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
         pairs = sorted(random.Random(cfg.seed).sample(pairs, ac.max_pairs))
     sub = {q: {d: human[q][d] for qq, d in pairs if qq == q} for q in qids}
     sub = {q: v for q, v in sub.items() if v}
-    meta = {"human": ac.human, "queries": sorted(sub), "queries_from": chosen_by, "pairs": len(pairs),
-            "llm": cfg.llm_for("judge")}
+    meta = {
+        "human": ac.human,
+        "queries": sorted(sub),
+        "queries_from": chosen_by,
+        "pairs": len(pairs),
+        "llm": cfg.llm_for("judge"),
+    }
     stats: dict[str, Any] = {}
-    js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats)
+    js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats, adapter)
     out: dict[str, Any] = {}
     if ac.zero_shot and adapter is not None:
-        zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {})
+        zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {}, adapter)
         out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
-    out["judge"] = flat_agreement(agreement(sub, js), {**meta, "adapter": adapter,
-                                                        "pairs_per_s": stats.get("pairs_per_s")})
+    out["judge"] = flat_agreement(
+        agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
+    )
     out["minilm_cosine"] = {**cosine_agreement(sub, queries, corpus, pairs), **meta}
     for key in ("judge", "judge_zero_shot"):
         conf = out.get(key, {}).get("confusion")
@@ -382,8 +436,12 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
                 ctx.log(f"confusion plot failed: {e}")
     _write_json(ctx.path("judge/agreement.json"), out)
     _copy_adapter_curves(ctx, adapter)
-    res = {"pairs": len(pairs), "queries": len(sub), "judge_tau_b": out["judge"].get("tau_b"),
-           "minilm_tau_b": out["minilm_cosine"].get("tau_b")}
+    res = {
+        "pairs": len(pairs),
+        "queries": len(sub),
+        "judge_tau_b": out["judge"].get("tau_b"),
+        "minilm_tau_b": out["minilm_cosine"].get("tau_b"),
+    }
     if "judge_zero_shot" in out:
         res["zero_shot_tau_b"] = out["judge_zero_shot"].get("tau_b")
     return res
@@ -393,13 +451,21 @@ def flat_agreement(rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]
     """``agreement()`` output in the report's keys (``tau_b``, ``kappa``, ``weighted_kappa``...), full detail kept."""
     al = rep.get("all", {})
     return {
-        "n": al.get("n"), "tau_b": al.get("kendall_tau_b"), "per_query_tau_b": al.get("per_query_tau_b"),
-        "kappa": al.get("cohen_kappa"), "weighted_kappa": al.get("quadratic_kappa"),
-        "alpha": al.get("krippendorff_alpha"), "accuracy": al.get("accuracy"), "macro_f1": al.get("macro_f1"),
-        "labels": [str(v) for v in rep.get("values", [0, 1, 2, 3])], "confusion": al.get("confusion"),
-        "per_class": al.get("per_class"), "rerank": rep.get("rerank"),
+        "n": al.get("n"),
+        "tau_b": al.get("kendall_tau_b"),
+        "per_query_tau_b": al.get("per_query_tau_b"),
+        "kappa": al.get("cohen_kappa"),
+        "weighted_kappa": al.get("quadratic_kappa"),
+        "alpha": al.get("krippendorff_alpha"),
+        "accuracy": al.get("accuracy"),
+        "macro_f1": al.get("macro_f1"),
+        "labels": [str(v) for v in rep.get("values", [0, 1, 2, 3])],
+        "confusion": al.get("confusion"),
+        "per_class": al.get("per_class"),
+        "rerank": rep.get("rerank"),
         "balanced": {k: v for k, v in (rep.get("balanced") or {}).items() if k != "confusion"},
-        "counts": rep.get("counts"), **extra,
+        "counts": rep.get("counts"),
+        **extra,
     }
 
 
@@ -430,10 +496,22 @@ def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> di
     enc = load_encoder(model)
     qids = sorted({q for q, _ in pairs})
     dids = sorted({d for _, d in pairs})
-    qe = dict(zip(qids, enc.encode([queries[q].text for q in qids], normalize_embeddings=True,
-                                   show_progress_bar=False), strict=True))
-    de = dict(zip(dids, enc.encode([doc_text(corpus[d]) for d in dids], normalize_embeddings=True,
-                                   show_progress_bar=False), strict=True))
+    qe = dict(
+        zip(
+            qids,
+            enc.encode([queries[q].text for q in qids], normalize_embeddings=True, show_progress_bar=False),
+            strict=True,
+        )
+    )
+    de = dict(
+        zip(
+            dids,
+            enc.encode(
+                [doc_text(corpus[d]) for d in dids], normalize_embeddings=True, show_progress_bar=False
+            ),
+            strict=True,
+        )
+    )
     cos = [float(np.dot(qe[q], de[d])) for q, d in pairs]
     hum = [human[q][d] for q, d in pairs]
     tau = kendalltau(hum, cos, variant="b").statistic if len(set(hum)) > 1 else float("nan")
@@ -447,9 +525,14 @@ def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> di
     for (q, d), s in zip(pairs, cos, strict=True):
         run.setdefault(q, {})[d] = s
     rnd = lambda x: None if x is None or np.isnan(x) else round(float(x), 4)  # noqa: E731
-    return {"model": model, "n": len(pairs), "tau_b": rnd(tau),
-            "per_query_tau_b": rnd(np.mean(per_q)) if per_q else None, "per_query_n": len(per_q),
-            "rerank": evaluate_run(human, run, ["nDCG@10"])}
+    return {
+        "model": model,
+        "n": len(pairs),
+        "tau_b": rnd(tau),
+        "per_query_tau_b": rnd(np.mean(per_q)) if per_q else None,
+        "per_query_n": len(per_q),
+        "rerank": evaluate_run(human, run, ["nDCG@10"]),
+    }
 
 
 # --------------------------------------------------------------------------- groups / train
@@ -489,8 +572,10 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
         js = read_judgments(ctx.path("judge/judgments.jsonl")) if variant == "judged" else None
         ds, summary = build_groups(queries, positives, run, corpus, js, gc)
         if len(ds) == 0:
-            raise UsageError(f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
-                             f"lower groups.group_size or groups.min_positive_grade, or generate more queries")
+            raise UsageError(
+                f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
+                f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
+            )
         write_groups(ds, summary, ctx.path(f"dataset/{variant}"))
         res[f"{variant}_groups"] = len(ds)
         summaries[variant] = summary
@@ -515,8 +600,10 @@ def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
 
 
 def _group_variants(cfg: PipelineConfig) -> list[str]:
-    return sorted(set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
-                  key=["plain", "judged"].index)
+    return sorted(
+        set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
+        key=["plain", "judged"].index,
+    )
 
 
 def _train(ctx: StageContext, groups, out_rel: str) -> dict[str, Any]:
@@ -568,8 +655,16 @@ def _rerank(ctx: StageContext, model: str, kind: str = "cross") -> dict:
     corpus = read_corpus(ctx.path("data/corpus.jsonl"))
     queries = read_queries(ctx.path("data/test-queries.jsonl"))
     run = read_run(ctx.path(f"retrieve/test-{rr.first_stage}.trec"))
-    return rerank(model, corpus, queries, run, top_k=rr.top_k, kind=kind, batch_size=rr.batch_size,
-                  max_length=rr.max_length)
+    return rerank(
+        model,
+        corpus,
+        queries,
+        run,
+        top_k=rr.top_k,
+        kind=kind,
+        batch_size=rr.batch_size,
+        max_length=rr.max_length,
+    )
 
 
 def stage_rerank(ctx: StageContext) -> dict[str, Any]:
@@ -602,8 +697,11 @@ def run_names(cfg: PipelineConfig) -> dict[str, str]:
 
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
     ec = stage_part(cfg.evaluate, EvalConfig)
-    kw = {k: getattr(ec, k) for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
-          if hasattr(ec, k)}
+    kw = {
+        k: getattr(ec, k)
+        for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
+        if hasattr(ec, k)
+    }
     kw["baseline"] = baseline
     return kw
 
@@ -618,7 +716,9 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     baseline = cfg.evaluate.baseline or ("bm25" if "bm25" in runs else next(iter(runs)))
     # the question the comparison answers: what did the judge's labels buy over plain mined negatives?
     pairs = [("judged", "plain")] if {"judged", "plain"} <= set(runs) else []
-    result = evaluate(read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline), pairs=pairs)
+    result = evaluate(
+        read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline), pairs=pairs
+    )
     result.to_json(ctx.path("eval/metrics.json"))
     result.to_csv(ctx.path("eval/metrics.csv"))
     first = result.measures[0]
@@ -673,18 +773,33 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
                 run = _rerank(ctx, str(ctx.path(rel)))
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
-                agg, p = ev.aggregates["reranker"], _p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
+                agg, p = (
+                    ev.aggregates["reranker"],
+                    _p_value(ev.significance.get("reranker", {}).get("nDCG@10")),
+                )
                 row["train_seconds"] = info.get("train_seconds") or info.get("seconds")
                 shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
             row.update({k: round(float(v), 4) for k, v in agg.items()})
             row[f"p_vs_{first}"] = p
             rows.append(row)
             ctx.log(f"{variant} n={n}: nDCG@10 {row.get('nDCG@10')}")
-    reference = {SYSTEMS.get(name, name): round(float(main.aggregates[name]["nDCG@10"]), 4)
-                 for name in main.runs if "nDCG@10" in main.aggregates[name]
-                 and name in ("bm25", first, "backbone", "plain") and not (name == "plain" and "plain" in ab.variants)}
-    _write_json(ctx.path("ablation.json"), {"rows": rows, "reference": reference, "x": "training groups",
-                                            "variants": ab.variants, "seed": ab.seed})
+    reference = {
+        SYSTEMS.get(name, name): round(float(main.aggregates[name]["nDCG@10"]), 4)
+        for name in main.runs
+        if "nDCG@10" in main.aggregates[name]
+        and name in ("bm25", first, "backbone", "plain")
+        and not (name == "plain" and "plain" in ab.variants)
+    }
+    _write_json(
+        ctx.path("ablation.json"),
+        {
+            "rows": rows,
+            "reference": reference,
+            "x": "training groups",
+            "variants": ab.variants,
+            "seed": ab.seed,
+        },
+    )
     return {"points": len(rows)}
 
 
@@ -706,7 +821,11 @@ def stage_report(ctx: StageContext) -> dict[str, Any]:
 
     ctx.runner.save()  # the report reads the manifest's timings
     path = render_report(ctx.out_dir)
-    return {"report": str(Path(path).relative_to(ctx.out_dir)) if Path(path).is_relative_to(ctx.out_dir) else str(path)}
+    return {
+        "report": str(Path(path).relative_to(ctx.out_dir))
+        if Path(path).is_relative_to(ctx.out_dir)
+        else str(path)
+    }
 
 
 # --------------------------------------------------------------------------- the stage list
@@ -725,73 +844,167 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     judge_on = lambda k: k.judge.enabled  # noqa: E731
 
     stages = [
-        Stage("import", stage_import, inputs=lambda k: _external_inputs(k),
-              outputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"],
-              config=data_cfg, description="read the documents and pick the held-out human questions"),
-        Stage("generate", stage_generate, inputs=lambda k: ["data/corpus.jsonl"],
-              outputs=lambda k: ["generate/queries.jsonl", "generate/qrels.tsv"],
-              config=lambda k: {"generate": _dump(k.generate), "llm": k.llm_for("generate"),
-                                "options": k.llm.options},
-              enabled=lambda k: k.generate.enabled, description="LLM writes queries for documents"),
-        Stage("retrieve", stage_retrieve,
-              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "generate/queries.jsonl",
-                                "generate/qrels.tsv"],
-              outputs=lambda k: ["retrieve/candidates.trec", "retrieve/negatives.json"]
-              + [f"retrieve/test-{m}.trec" for m in k.retrieve.methods],
-              config=lambda k: {"retrieve": _dump(k.retrieve)}, description="BM25 / dense / hybrid + mining"),
-        Stage("judge_finetune", stage_judge_finetune,
-              inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data))],
-              outputs=lambda k: ["judge_finetune"],
-              config=lambda k: {"ft": _dump(k.judge_finetune), "base": k.judge_finetune.base or k.llm_for("judge")},
-              enabled=lambda k: k.judge.enabled and k.judge_finetune.enabled,
-              description="LoRA fine-tuning of the judge on human labels"),
-        Stage("judge", stage_judge,
-              inputs=lambda k: ["data/corpus.jsonl", "generate/queries.jsonl", "generate/qrels.tsv",
-                                "retrieve/negatives.json"] + _adapter_inputs(k),
-              outputs=lambda k: ["judge/judgments.jsonl", "judge/qrels.tsv"],
-              config=lambda k: {"judge": _dump(k.judge.model_copy(update={"agreement": None})),
-                                "llm": k.llm_for("judge"), "options": k.llm.options},
-              enabled=judge_on, description="LLM judge grades positives and candidates"),
-        Stage("agreement", stage_agreement,
-              inputs=lambda k: [str(resolve_data_source(k.judge.agreement.human))] + _adapter_inputs(k),
-              outputs=lambda k: ["judge/agreement.json"],
-              config=lambda k: {"judge": _dump(k.judge), "llm": k.llm_for("judge"), "seed": k.seed},
-              enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
-              description="judge vs held-out human labels, next to MiniLM cosine"),
-        Stage("groups", stage_groups,
-              inputs=lambda k: ["data/corpus.jsonl", "generate/queries.jsonl", "generate/qrels.tsv",
-                                "retrieve/candidates.trec", "retrieve/negatives.json"]
-              + (["judge/judgments.jsonl"] if "judged" in _group_variants(k) else []),
-              outputs=lambda k: variants_outputs("dataset", k, _group_variants(k)) + ["dataset/summary.json"],
-              config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
-              description="re-bucket hard negatives into LCE groups (plain and judged)"),
-        Stage("train", stage_train,
-              inputs=lambda k: [f"dataset/{v}" for v in k.train.variants],
-              outputs=lambda k: variants_outputs("train", k, k.train.variants),
-              config=lambda k: {"train": _dump(k.train)}, description="cross-encoder with LCE, per variant"),
-        Stage("rerank", stage_rerank,
-              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl",
-                                f"retrieve/test-{k.rerank.first_stage}.trec"]
-              + [f"train/{v}" for v in k.train.variants],
-              outputs=lambda k: [rel for name, rel in run_names(k).items() if rel.startswith("rerank/")],
-              config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
-              description="rerank the held-out questions' candidates"),
-        Stage("evaluate", stage_evaluate,
-              inputs=lambda k: ["data/test-qrels.tsv"] + list(run_names(k).values()),
-              outputs=lambda k: ["eval/metrics.json", "eval/metrics.csv"],
-              config=lambda k: {"evaluate": _dump(k.evaluate)}, description="metrics + significance vs BM25"),
-        Stage("ablation", stage_ablation,
-              inputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv",
-                                f"retrieve/test-{k.rerank.first_stage}.trec", "eval/metrics.json"]
-              + [f"dataset/{v}" for v in k.ablation.variants],
-              outputs=lambda k: ["ablation.json"],
-              config=lambda k: {"ablation": _dump(k.ablation), "train": _dump(k.train), "rerank": _dump(k.rerank),
-                                "evaluate": _dump(k.evaluate)},
-              enabled=lambda k: bool(k.ablation.sizes), description="dataset-size ablation"),
-        Stage("report", stage_report,
-              inputs=lambda k: _report_inputs(k),
-              outputs=lambda k: ["report.html"], config=lambda k: {"report": _dump(k.report)},
-              enabled=lambda k: k.report.enabled, description="report.html", version="1"),
+        Stage(
+            "import",
+            stage_import,
+            inputs=lambda k: _external_inputs(k),
+            outputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"],
+            config=data_cfg,
+            description="read the documents and pick the held-out human questions",
+        ),
+        Stage(
+            "generate",
+            stage_generate,
+            inputs=lambda k: ["data/corpus.jsonl"],
+            outputs=lambda k: ["generate/queries.jsonl", "generate/qrels.tsv"],
+            config=lambda k: {
+                "generate": _dump(k.generate),
+                "llm": k.llm_for("generate"),
+                "options": k.llm.options,
+            },
+            enabled=lambda k: k.generate.enabled,
+            description="LLM writes queries for documents",
+        ),
+        Stage(
+            "retrieve",
+            stage_retrieve,
+            inputs=lambda k: [
+                "data/corpus.jsonl",
+                "data/test-queries.jsonl",
+                "generate/queries.jsonl",
+                "generate/qrels.tsv",
+            ],
+            outputs=lambda k: (
+                ["retrieve/candidates.trec", "retrieve/negatives.json"]
+                + [f"retrieve/test-{m}.trec" for m in k.retrieve.methods]
+            ),
+            config=lambda k: {"retrieve": _dump(k.retrieve)},
+            description="BM25 / dense / hybrid + mining",
+        ),
+        Stage(
+            "judge_finetune",
+            stage_judge_finetune,
+            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data))],
+            outputs=lambda k: ["judge_finetune"],
+            config=lambda k: {
+                "ft": _dump(k.judge_finetune),
+                "base": k.judge_finetune.base or k.llm_for("judge"),
+            },
+            enabled=lambda k: k.judge.enabled and k.judge_finetune.enabled,
+            description="LoRA fine-tuning of the judge on human labels",
+        ),
+        Stage(
+            "judge",
+            stage_judge,
+            inputs=lambda k: (
+                [
+                    "data/corpus.jsonl",
+                    "generate/queries.jsonl",
+                    "generate/qrels.tsv",
+                    "retrieve/negatives.json",
+                ]
+                + _adapter_inputs(k)
+            ),
+            outputs=lambda k: ["judge/judgments.jsonl", "judge/qrels.tsv"],
+            config=lambda k: {
+                "judge": _dump(k.judge.model_copy(update={"agreement": None})),
+                "llm": k.llm_for("judge"),
+                "options": k.llm.options,
+            },
+            enabled=judge_on,
+            description="LLM judge grades positives and candidates",
+        ),
+        Stage(
+            "agreement",
+            stage_agreement,
+            inputs=lambda k: [str(resolve_data_source(k.judge.agreement.human))] + _adapter_inputs(k),
+            outputs=lambda k: ["judge/agreement.json"],
+            config=lambda k: {
+                "judge": _dump(k.judge),
+                "llm": k.llm_for("judge"),
+                "seed": k.seed,
+                "options": k.llm.options,
+            },
+            enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
+            description="judge vs held-out human labels, next to MiniLM cosine",
+        ),
+        Stage(
+            "groups",
+            stage_groups,
+            inputs=lambda k: (
+                [
+                    "data/corpus.jsonl",
+                    "generate/queries.jsonl",
+                    "generate/qrels.tsv",
+                    "retrieve/candidates.trec",
+                    "retrieve/negatives.json",
+                ]
+                + (["judge/judgments.jsonl"] if "judged" in _group_variants(k) else [])
+            ),
+            outputs=lambda k: variants_outputs("dataset", k, _group_variants(k)) + ["dataset/summary.json"],
+            config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
+            description="re-bucket hard negatives into LCE groups (plain and judged)",
+        ),
+        Stage(
+            "train",
+            stage_train,
+            inputs=lambda k: [f"dataset/{v}" for v in k.train.variants],
+            outputs=lambda k: variants_outputs("train", k, k.train.variants),
+            config=lambda k: {"train": _dump(k.train)},
+            description="cross-encoder with LCE, per variant",
+        ),
+        Stage(
+            "rerank",
+            stage_rerank,
+            inputs=lambda k: (
+                ["data/corpus.jsonl", "data/test-queries.jsonl", f"retrieve/test-{k.rerank.first_stage}.trec"]
+                + [f"train/{v}" for v in k.train.variants]
+            ),
+            outputs=lambda k: [rel for name, rel in run_names(k).items() if rel.startswith("rerank/")],
+            config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
+            description="rerank the held-out questions' candidates",
+        ),
+        Stage(
+            "evaluate",
+            stage_evaluate,
+            inputs=lambda k: ["data/test-qrels.tsv"] + list(run_names(k).values()),
+            outputs=lambda k: ["eval/metrics.json", "eval/metrics.csv"],
+            config=lambda k: {"evaluate": _dump(k.evaluate)},
+            description="metrics + significance vs BM25",
+        ),
+        Stage(
+            "ablation",
+            stage_ablation,
+            inputs=lambda k: (
+                [
+                    "data/corpus.jsonl",
+                    "data/test-queries.jsonl",
+                    "data/test-qrels.tsv",
+                    f"retrieve/test-{k.rerank.first_stage}.trec",
+                    "eval/metrics.json",
+                ]
+                + [f"dataset/{v}" for v in k.ablation.variants]
+            ),
+            outputs=lambda k: ["ablation.json"],
+            config=lambda k: {
+                "ablation": _dump(k.ablation),
+                "train": _dump(k.train),
+                "rerank": _dump(k.rerank),
+                "evaluate": _dump(k.evaluate),
+            },
+            enabled=lambda k: bool(k.ablation.sizes),
+            description="dataset-size ablation",
+        ),
+        Stage(
+            "report",
+            stage_report,
+            inputs=lambda k: _report_inputs(k),
+            outputs=lambda k: ["report.html"],
+            config=lambda k: {"report": _dump(k.report)},
+            enabled=lambda k: k.report.enabled,
+            description="report.html",
+            version="1",
+        ),
     ]
     del c
     return stages

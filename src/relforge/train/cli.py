@@ -31,8 +31,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train")
     def train(
-        groups: Path = typer.Option(..., help="groups from `relforge dataset build` (folder or groups.jsonl)."),
-        out: Path = typer.Option(..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."),
+        groups: Path = typer.Option(
+            ..., help="groups from `relforge dataset build` (folder or groups.jsonl)."
+        ),
+        out: Path = typer.Option(
+            ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
+        ),
         base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
         loss: str = typer.Option(_D.loss, help="lce | bce | lambda | listnet (cross); mnrl (cross or bi)."),
         kind: str = typer.Option(_D.kind, help="cross | bi."),
@@ -51,7 +55,9 @@ def register(app: typer.Typer) -> None:
         dev_qrels: Path | None = typer.Option(None, help="dev qrels (graded)."),
         dev_run: Path | None = typer.Option(None, help="dev first-stage run (TREC) to rerank."),
         dev_top_k: int = typer.Option(_D.dev_top_k, help="dev run depth reranked."),
-        eval_steps: int | None = typer.Option(_D.eval_steps, help="evaluate every N steps (default 4x per run)."),
+        eval_steps: int | None = typer.Option(
+            _D.eval_steps, help="evaluate every N steps (default 4x per run)."
+        ),
     ) -> None:
         """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
         from pydantic import ValidationError
@@ -63,21 +69,44 @@ def register(app: typer.Typer) -> None:
             loss = "mnrl"
         check_loss(loss, kind)
         try:
-            cfg = TrainConfig(base=base, kind=kind, loss=loss, max_length=max_length, lr=lr, warmup_ratio=warmup_ratio,
-                              epochs=epochs, batch_groups=batch_groups, max_steps=max_steps, seed=seed,
-                              temperature=temperature, negatives=negatives, precision=precision,
-                              eval_steps=eval_steps, dev_top_k=dev_top_k)
+            cfg = TrainConfig(
+                base=base,
+                kind=kind,
+                loss=loss,
+                max_length=max_length,
+                lr=lr,
+                warmup_ratio=warmup_ratio,
+                epochs=epochs,
+                batch_groups=batch_groups,
+                max_steps=max_steps,
+                seed=seed,
+                temperature=temperature,
+                negatives=negatives,
+                precision=precision,
+                eval_steps=eval_steps,
+                dev_top_k=dev_top_k,
+            )
         except ValidationError as e:
-            raise UsageError("; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())) from None
+            raise UsageError(
+                "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+            ) from None
         dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
         fn = train_bi_encoder if kind == "bi" else train_cross_encoder
         summary = fn(groups, out, cfg, dev=dev)
-        typer.echo(json.dumps({k: summary[k] for k in ("model_dir", "steps", "train_time_s", "pairs_per_s",
-                                                        "best_dev_ndcg@10")}))
+        typer.echo(
+            json.dumps(
+                {
+                    k: summary[k]
+                    for k in ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10")
+                }
+            )
+        )
 
     @app.command("rerank")
     def rerank_cmd(
-        model: str = typer.Option(..., help="model folder (trained by relforge or any CrossEncoder), or minilm."),
+        model: str = typer.Option(
+            ..., help="model folder (trained by relforge or any CrossEncoder), or minilm."
+        ),
         corpus: Path = typer.Option(..., help="corpus.jsonl."),
         queries: Path = typer.Option(..., help="queries.jsonl."),
         run: Path = typer.Option(..., help="first-stage run (TREC)."),
@@ -92,7 +121,16 @@ def register(app: typer.Typer) -> None:
         from relforge.data import read_corpus, read_queries, read_run, write_run
         from relforge.train.rerank import rerank
 
-        result = rerank(model, read_corpus(corpus), read_queries(queries), read_run(run), top_k=top_k, kind=kind,
-                        backend=backend, batch_size=batch_size, max_length=max_length)
+        result = rerank(
+            model,
+            read_corpus(corpus),
+            read_queries(queries),
+            read_run(run),
+            top_k=top_k,
+            kind=kind,
+            backend=backend,
+            batch_size=batch_size,
+            max_length=max_length,
+        )
         n = write_run(out, result, tag=f"relforge-{kind}")
         typer.echo(f"wrote {n} lines for {len(result)} queries to {out}")

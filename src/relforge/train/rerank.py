@@ -140,7 +140,7 @@ def export_onnx(model, path: str | Path) -> Path:
             self.inner = inner
 
         def forward(self, *args):
-            return self.inner(**dict(zip(names, args))).logits
+            return self.inner(**dict(zip(names, args, strict=True))).logits
 
     probe = [("what is the probe query", "a probe document with a few more words in it"), ("short", "pair")]
     batch = model.tokenizer([q for q, _ in probe], [d for _, d in probe], padding=True, return_tensors="pt")
@@ -152,8 +152,16 @@ def export_onnx(model, path: str | Path) -> Path:
     axes["logits"] = {0: "batch"}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python bools in HF masking code
-        torch.onnx.export(_Logits(hf).eval(), args, str(tmp), input_names=names, output_names=["logits"],
-                          dynamic_axes=axes, opset_version=ONNX_OPSET, dynamo=False)
+        torch.onnx.export(
+            _Logits(hf).eval(),
+            args,
+            str(tmp),
+            input_names=names,
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
     os.replace(tmp, path)
     hf.eval()  # the exporter restores the wrapper's mode recursively: keep the model in eval mode
     sess = _session(path)
@@ -163,8 +171,10 @@ def export_onnx(model, path: str | Path) -> Path:
     diff = float(np.abs(got - want).max())
     if diff > ONNX_TOLERANCE:
         path.unlink(missing_ok=True)
-        raise RelforgeError(f"ONNX export of the reranker differs from torch by {diff:.2e} (> {ONNX_TOLERANCE}); "
-                            "use --backend torch")
+        raise RelforgeError(
+            f"ONNX export of the reranker differs from torch by {diff:.2e} (> {ONNX_TOLERANCE}); "
+            "use --backend torch"
+        )
     return path
 
 
@@ -209,19 +219,26 @@ class OnnxCrossEncoder:
             try:
                 cand.mkdir(parents=True, exist_ok=True)
                 path = export_onnx(model, cand / "model.onnx")
-                (cand / "relforge-onnx.json").write_text(json.dumps(
-                    {"fingerprint": fp, "opset": ONNX_OPSET, "inputs": model_names(model)}, indent=2))
+                (cand / "relforge-onnx.json").write_text(
+                    json.dumps(
+                        {"fingerprint": fp, "opset": ONNX_OPSET, "inputs": model_names(model)}, indent=2
+                    )
+                )
                 return path
             except PermissionError:
                 continue
-        raise RelforgeError(f"cannot write the ONNX export to {candidates[0]} nor {candidates[1]}; "
-                            "set RELFORGE_CACHE to a writable folder")
+        raise RelforgeError(
+            f"cannot write the ONNX export to {candidates[0]} nor {candidates[1]}; "
+            "set RELFORGE_CACHE to a writable folder"
+        )
 
     def predict(self, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
         """Raw logits for ``pairs`` (the same numbers as the torch model's, within 1e-4)."""
         encoded, order = encode_sorted(self.tokenizer, pairs, self.max_length)
-        out = [self.session.run(["logits"], {n: b[n].astype(np.int64) for n in self.names})[0][:, 0]
-               for b in _batches(self.tokenizer, encoded, batch_size)]
+        out = [
+            self.session.run(["logits"], {n: b[n].astype(np.int64) for n in self.names})[0][:, 0]
+            for b in _batches(self.tokenizer, encoded, batch_size)
+        ]
         return _unsort(np.concatenate(out) if out else np.zeros(0, np.float32), order)
 
 
@@ -266,7 +283,9 @@ def rerank(
     _check_choice("kind", kind, KINDS, "kind / --kind")
     _check_choice("backend", backend, BACKENDS, "backend / --backend")
     if kind == "bi" and backend == "onnx":
-        raise UsageError("backend 'onnx' is only implemented for kind 'cross'; use --backend torch for bi-encoders")
+        raise UsageError(
+            "backend 'onnx' is only implemented for kind 'cross'; use --backend torch for bi-encoders"
+        )
     if top_k < 1:
         raise UsageError(f"top_k must be >= 1, got {top_k} (set --top-k)")
     if batch_size < 1:
@@ -281,19 +300,23 @@ def rerank(
             if d not in corpus:
                 raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
     if kind == "bi":
-        return _rerank_bi(model if model is not None else model_dir, corpus, queries, lists, batch_size, max_length)
+        return _rerank_bi(
+            model if model is not None else model_dir, corpus, queries, lists, batch_size, max_length
+        )
     pairs = [(queries[q].text, doc_text(corpus[d])) for q, ds in lists.items() for d in ds]
     ce = model if model is not None else load_cross_encoder(model_dir, max_length)
     if backend == "onnx":
         from relforge.models import resolve_model
 
-        scores = OnnxCrossEncoder(ce, resolve_model(model_dir) if model is None else None).predict(pairs, batch_size)
+        scores = OnnxCrossEncoder(ce, resolve_model(model_dir) if model is None else None).predict(
+            pairs, batch_size
+        )
     else:
         scores = torch_logits(ce, pairs, batch_size)
     out: Run = {}
     i = 0
     for qid, ds in lists.items():
-        out[qid] = {d: float(s) for d, s in zip(ds, scores[i : i + len(ds)])}
+        out[qid] = {d: float(s) for d, s in zip(ds, scores[i : i + len(ds)], strict=True)}
         i += len(ds)
     return out
 
@@ -311,14 +334,22 @@ def _rerank_bi(model, corpus, queries, lists, batch_size, max_length) -> Run:
         model.max_seq_length = max_length
     qids = list(lists)
     dids = sorted({d for ds in lists.values() for d in ds})
-    qv = model.encode([queries[q].text for q in qids], batch_size=batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True)
-    dv = model.encode([doc_text(corpus[d]) for d in dids], batch_size=batch_size, normalize_embeddings=True,
-                      convert_to_numpy=True)
+    qv = model.encode(
+        [queries[q].text for q in qids],
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+    )
+    dv = model.encode(
+        [doc_text(corpus[d]) for d in dids],
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+    )
     didx = {d: i for i, d in enumerate(dids)}
     out: Run = {}
     for qi, qid in enumerate(qids):
         idx = [didx[d] for d in lists[qid]]
         sims = dv[idx] @ qv[qi]
-        out[qid] = {d: float(s) for d, s in zip(lists[qid], sims)}
+        out[qid] = {d: float(s) for d, s in zip(lists[qid], sims, strict=True)}
     return out

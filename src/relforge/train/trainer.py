@@ -58,10 +58,18 @@ def _mnrl(model, cfg):
 #: the loss registry: ``--loss`` choices and their error messages come from here
 LOSSES: dict[str, LossSpec] = {
     "lce": LossSpec(("cross",), "group", _lce, "exact LCE: softmax CE over the query's own group"),
-    "bce": LossSpec(("cross",), "pairs", _ce_loss("BinaryCrossEntropyLoss"), "pointwise BCE, positive=1 negatives=0"),
-    "lambda": LossSpec(("cross",), "list", _ce_loss("LambdaLoss"), "listwise LambdaLoss on the judge's grades"),
-    "listnet": LossSpec(("cross",), "list", _ce_loss("ListNetLoss"), "listwise ListNet on the judge's grades"),
-    "mnrl": LossSpec(("cross", "bi"), "group", _mnrl, "multiple-negatives ranking (in-batch + the group's negatives)"),
+    "bce": LossSpec(
+        ("cross",), "pairs", _ce_loss("BinaryCrossEntropyLoss"), "pointwise BCE, positive=1 negatives=0"
+    ),
+    "lambda": LossSpec(
+        ("cross",), "list", _ce_loss("LambdaLoss"), "listwise LambdaLoss on the judge's grades"
+    ),
+    "listnet": LossSpec(
+        ("cross",), "list", _ce_loss("ListNetLoss"), "listwise ListNet on the judge's grades"
+    ),
+    "mnrl": LossSpec(
+        ("cross", "bi"), "group", _mnrl, "multiple-negatives ranking (in-batch + the group's negatives)"
+    ),
 }
 
 
@@ -74,7 +82,9 @@ def check_loss(loss: str, kind: str) -> LossSpec:
     spec = LOSSES[loss]
     if kind not in spec.kinds:
         ok = sorted(k for k, s in LOSSES.items() if kind in s.kinds)
-        raise UsageError(f"loss {loss!r} does not train kind {kind!r}; for {kind} use one of {', '.join(ok)} (set --loss)")
+        raise UsageError(
+            f"loss {loss!r} does not train kind {kind!r}; for {kind} use one of {', '.join(ok)} (set --loss)"
+        )
     return spec
 
 
@@ -95,11 +105,15 @@ def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross
     negs = negative_columns(cols)
     missing = [c for c in ("query", "positive") if c not in cols]
     if missing or not negs:
-        raise DataError(f"groups lack column(s) {missing or ['negative_1']}; got {cols} — "
-                        "build them with `relforge dataset build`")
+        raise DataError(
+            f"groups lack column(s) {missing or ['negative_1']}; got {cols} — "
+            "build them with `relforge dataset build`"
+        )
     if negatives is not None:
         if negatives > len(negs):
-            raise UsageError(f"negatives={negatives} but the groups have {len(negs)} (set --negatives <= {len(negs)})")
+            raise UsageError(
+                f"negatives={negatives} but the groups have {len(negs)} (set --negatives <= {len(negs)})"
+            )
         negs = negs[:negatives]
     if fmt == "group":
         out = groups.select_columns(["query", "positive", *negs])
@@ -114,13 +128,17 @@ def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross
         return datasets.Dataset.from_dict({"query": q, "doc": d, "label": y})
     if fmt == "list":
         if "labels" not in cols:
-            raise DataError(f"listwise losses need the 'labels' column of `relforge dataset build`; got {cols}")
+            raise DataError(
+                f"listwise losses need the 'labels' column of `relforge dataset build`; got {cols}"
+            )
         rows = groups.select_columns(["query", "positive", *negs, "labels"])
-        return datasets.Dataset.from_dict({
-            "query": rows["query"],
-            "docs": [[r["positive"], *(r[c] for c in negs)] for r in rows],
-            "labels": [r["labels"][: 1 + len(negs)] for r in rows],
-        })
+        return datasets.Dataset.from_dict(
+            {
+                "query": rows["query"],
+                "docs": [[r["positive"], *(r[c] for c in negs)] for r in rows],
+                "labels": [r["labels"][: 1 + len(negs)] for r in rows],
+            }
+        )
     raise ValueError(f"unknown format {fmt!r}")
 
 
@@ -145,8 +163,17 @@ def dev_ndcg(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str =
 
     qids = [q for q in dev.run if q in dev.qrels]
     run = {q: dev.run[q] for q in qids}
-    reranked = rerank("", dev.corpus, dev.queries, run, top_k=dev.top_k, kind=kind, backend="torch",
-                      batch_size=batch_size, model=model)
+    reranked = rerank(
+        "",
+        dev.corpus,
+        dev.queries,
+        run,
+        top_k=dev.top_k,
+        kind=kind,
+        backend="torch",
+        batch_size=batch_size,
+        model=model,
+    )
     res = evaluate(dev.qrels, {"model": reranked}, measures=[measure], permutation_rounds=0)
     return float(res.aggregates["model"][measure])
 
@@ -205,16 +232,35 @@ def _args(cls, cfg: TrainConfig, ckpt: Path, n_rows: int, dev: DevSet | None, **
     total = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     eval_steps = cfg.eval_steps or max(1, total // 4)
     kw: dict[str, Any] = dict(
-        output_dir=str(ckpt), num_train_epochs=cfg.epochs, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_groups, per_device_eval_batch_size=cfg.batch_groups,
-        learning_rate=cfg.lr, warmup_steps=int(round(cfg.warmup_ratio * total)), seed=cfg.seed, data_seed=cfg.seed,
-        logging_steps=cfg.logging_steps, report_to="none", save_strategy="no", eval_strategy="no",
-        dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False, **_precision(cfg), **extra,
+        output_dir=str(ckpt),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_groups,
+        per_device_eval_batch_size=cfg.batch_groups,
+        learning_rate=cfg.lr,
+        warmup_steps=int(round(cfg.warmup_ratio * total)),
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=False,
+        **_precision(cfg),
+        **extra,
     )
     if dev is not None:
-        kw.update(eval_strategy="steps", eval_steps=eval_steps, save_strategy="steps", save_steps=eval_steps,
-                  save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="eval_dev_ndcg@10",
-                  greater_is_better=True)
+        kw.update(
+            eval_strategy="steps",
+            eval_steps=eval_steps,
+            save_strategy="steps",
+            save_steps=eval_steps,
+            save_total_limit=1,
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_dev_ndcg@10",
+            greater_is_better=True,
+        )
     return cls(**kw), total
 
 
@@ -225,19 +271,33 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
 
     hist = trainer.state.log_history
     loss_curve = [{"step": h["step"], "loss": h["loss"]} for h in hist if "loss" in h]
-    dev_curve = [{"step": h["step"], "ndcg@10": h["eval_dev_ndcg@10"]} for h in hist if "eval_dev_ndcg@10" in h]
+    dev_curve = [
+        {"step": h["step"], "ndcg@10": h["eval_dev_ndcg@10"]} for h in hist if "eval_dev_ndcg@10" in h
+    ]
     steps = trainer.state.global_step
     return {
-        "kind": cfg.kind, "loss": cfg.loss, "base": cfg.base, "groups": n_rows, "group_size": group_size,
-        "steps": steps, "train_time_s": round(seconds, 2),
+        "kind": cfg.kind,
+        "loss": cfg.loss,
+        "base": cfg.base,
+        "groups": n_rows,
+        "group_size": group_size,
+        "steps": steps,
+        "train_time_s": round(seconds, 2),
         "pairs_per_s": round(steps * cfg.batch_groups * group_size / seconds, 2) if seconds else None,
-        "loss_curve": loss_curve, "dev_curve": dev_curve,
+        "loss_curve": loss_curve,
+        "dev_curve": dev_curve,
         "best_dev_ndcg@10": trainer.state.best_metric if dev is not None else None,
-        "best_checkpoint_step": (int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
-                                 if dev is not None and trainer.state.best_model_checkpoint else None),
+        "best_checkpoint_step": (
+            int(Path(trainer.state.best_model_checkpoint).name.split("-")[-1])
+            if dev is not None and trainer.state.best_model_checkpoint
+            else None
+        ),
         "config": cfg.model_dump(),
-        "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
-                     "sentence_transformers": sentence_transformers.__version__},
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+        },
     }
 
 
@@ -252,8 +312,9 @@ def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
     return summary
 
 
-def train_cross_encoder(groups, out_dir: str | Path, config: TrainConfig | None = None,
-                        dev: DevSet | None = None) -> dict:
+def train_cross_encoder(
+    groups, out_dir: str | Path, config: TrainConfig | None = None, dev: DevSet | None = None
+) -> dict:
     """Fine-tune a CrossEncoder (num_labels=1) on relforge groups.
 
     Args:
@@ -285,16 +346,22 @@ def train_cross_encoder(groups, out_dir: str | Path, config: TrainConfig | None 
     transformers.set_seed(cfg.seed)
     model = load_cross_encoder(cfg.base, cfg.max_length)
     args, _ = _args(CrossEncoderTrainingArguments, cfg, ckpt, len(ds), dev)
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=train, loss=spec.build(model, cfg),
-                                  evaluator=make_evaluator(dev, "cross") if dev is not None else None)
+    trainer = CrossEncoderTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        loss=spec.build(model, cfg),
+        evaluator=make_evaluator(dev, "cross") if dev is not None else None,
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, len(ds), group_size, seconds, dev))
 
 
-def train_bi_encoder(groups, out_dir: str | Path, config: TrainConfig | None = None,
-                     dev: DevSet | None = None) -> dict:
+def train_bi_encoder(
+    groups, out_dir: str | Path, config: TrainConfig | None = None, dev: DevSet | None = None
+) -> dict:
     """Fine-tune a SentenceTransformer (dense reranker/retriever) on the same groups with
     MultipleNegativesRankingLoss: in-batch negatives plus each group's hard negatives.
 
@@ -328,8 +395,13 @@ def train_bi_encoder(groups, out_dir: str | Path, config: TrainConfig | None = N
     model = SentenceTransformer(resolve_model(cfg.base))
     model.max_seq_length = cfg.max_length
     args, _ = _args(Args, cfg, ckpt, len(ds), dev, batch_sampler=BatchSamplers.NO_DUPLICATES)
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=train, loss=spec.build(model, cfg),
-                                         evaluator=make_evaluator(dev, "bi") if dev is not None else None)
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        loss=spec.build(model, cfg),
+        evaluator=make_evaluator(dev, "bi") if dev is not None else None,
+    )
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0

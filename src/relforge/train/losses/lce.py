@@ -76,7 +76,9 @@ class LCELoss(nn.Module):
         self.model = model
         self.temperature = float(temperature)
 
-    def group_logits(self, inputs: list[list[str]], prompt: str | None = None, task: str | None = None) -> Tensor:
+    def group_logits(
+        self, inputs: list[list[str]], prompt: str | None = None, task: str | None = None
+    ) -> Tensor:
         """Score the ``(B, 1 + n)`` pairs query-major in one forward pass; returns float32 logits."""
         from sentence_transformers.util import batch_to_device
 
@@ -91,8 +93,13 @@ class LCELoss(nn.Module):
         features = batch_to_device(self.model.preprocess(pairs, prompt=prompt, task=task), self.model.device)
         return self.model(features)["scores"].view(len(queries), width).float()
 
-    def forward(self, inputs: list[list[str]], labels: Tensor | None = None, prompt: str | None = None,
-                task: str | None = None) -> Tensor:
+    def forward(
+        self,
+        inputs: list[list[str]],
+        labels: Tensor | None = None,
+        prompt: str | None = None,
+        task: str | None = None,
+    ) -> Tensor:
         logits = self.group_logits(inputs, prompt=prompt, task=task)
         return self.loss_from_logits(logits)
 
