@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from relforge.cli import main
+from relforge.pipeline import plan_pipeline
 
 
 def tiny_config(llm_dir: str, **over) -> dict:
@@ -96,9 +97,12 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
 
     # a changed training setting reruns train and what depends on it, not the LLM stages
     changed = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir, train={"lr": 1e-4}))
-    assert main(["run", str(changed), "--out", str(out), "--dry-run"]) == 0
-    plan_text = capsys.readouterr().out
-    assert "configuration changed" in plan_text
+    acts = {i.stage: (i.action, i.reason) for i in plan_pipeline(changed, out, sizes=[2, 1000])}
+    assert acts["train"] == ("run", "configuration changed")
+    assert acts["rerank"][0] == "run" and acts["ablation"][0] == "run"
+    assert all(
+        acts[s][0] == "skip" for s in ("import", "generate", "retrieve", "judge", "agreement", "groups")
+    )
 
 
 def _score_rows(db: Path) -> int:

@@ -334,6 +334,7 @@ def finetune_judge(
     config: FinetuneConfig | None = None,
     *,
     progress: bool = True,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """LoRA fine-tune an LLM judge on human grades, evaluating every epoch on held-out queries.
 
@@ -346,6 +347,7 @@ def finetune_judge(
             ``metrics.jsonl``, ``metrics.png``, ``val_predictions.jsonl`` and, with ``merge``, ``merged/``.
         config: settings (defaults: :class:`FinetuneConfig`).
         progress: show progress bars.
+        command: the command line that ran this (recorded in the README).
 
     Returns:
         The summary also written to ``out_dir/relforge.json``.
@@ -771,6 +773,7 @@ def finetune_judge(
     with (out / (META_FILE + ".tmp")).open("w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     (out / (META_FILE + ".tmp")).replace(out / META_FILE)
+    write_adapter_readme(out, command=command)
     return summary
 
 
@@ -940,3 +943,88 @@ def shipped_adapter_dir(name: str = "smollm2-liveqa") -> Path:
     from importlib import resources
 
     return Path(str(resources.files("relforge.judge") / "adapters" / name))
+
+
+def write_adapter_readme(
+    adapter_dir: str | Path, *, command: str | None = None, extra: str = "", title: str | None = None
+) -> Path:
+    """Write ``README.md`` of an adapter folder from its ``relforge.json`` (replaces PEFT's generic card).
+
+    Args:
+        adapter_dir: the folder written by :func:`finetune_judge`.
+        command: the command that reproduces it.
+        extra: markdown appended at the end (e.g. data attribution, recipes tried).
+        title: first heading (default: the folder name).
+
+    Returns:
+        The README path.
+    """
+    d = Path(adapter_dir)
+    meta = read_adapter_meta(d)
+    zs, best = meta.get("zero_shot") or {}, meta.get("best") or {}
+
+    def f(x: Any) -> str:
+        return "—" if x is None else (f"{x:.3f}" if isinstance(x, float) else str(x))
+
+    rows = [
+        ("Kendall τ_b (pairs, expected grade)", "kendall_tau_b"),
+        ("mean per-query τ_b", "per_query_tau_b"),
+        ("quadratic-weighted κ", "quadratic_kappa"),
+        ("Cohen κ", "cohen_kappa"),
+        ("Krippendorff α (ordinal)", "krippendorff_alpha"),
+        ("accuracy", "accuracy"),
+        ("macro F1", "macro_f1"),
+    ]
+    lines = [
+        f"# {title or d.name}",
+        "",
+        f"A LoRA adapter for the relforge LLM judge, trained by `relforge judge finetune` on human graded "
+        f"relevance labels. Base model: `{meta['base_model']}` ({meta.get('base_model_file')}); judge template "
+        f"`{meta['template']['id']}` (hash `{meta['template']['hash']}`); documents truncated to "
+        f"{meta.get('max_doc_tokens')} model tokens; grades {', '.join(meta['labels'])}.",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"relforge judge --llm {meta['base_model']} --adapter {d} --max-doc-tokens {meta.get('max_doc_tokens')} \\",
+        "  --corpus corpus.jsonl --queries queries.jsonl --pairs pairs.tsv --out judgments.jsonl",
+        "```",
+        "",
+        "Judge with the same `--max-doc-tokens` as training (recorded in `relforge.json`).",
+        "",
+    ]
+    if command:
+        lines += ["## Reproduce", "", "```bash", command, "```", ""]
+    split, counts = meta.get("split", {}), meta.get("class_counts", {})
+    lines += [
+        f"## Validation (held-out queries, best epoch {meta.get('best_epoch')} by τ_b)",
+        "",
+        f"Split by query (hash, seed {split.get('seed')}): {len(split.get('train_queries', []))} training queries, "
+        f"{len(split.get('val_queries', []))} validation queries ({split.get('val_pairs')} pairs, grades "
+        f"{counts.get('validation')}). Training pairs used (class balanced): {counts.get('train_used')} of "
+        f"{counts.get('train_available')}. Validation query ids are in `relforge.json` (`val_queries`).",
+        "",
+        "| metric | zero-shot (epoch 0) | tuned |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {f(zs.get(k))} | {f(best.get(k))} |" for name, k in rows]
+    for lab in meta["labels"]:
+        a = (zs.get("per_class") or {}).get(lab, {})
+        b = (best.get("per_class") or {}).get(lab, {})
+        lines.append(
+            f"| F1 grade {lab} (P / R) | {f(a.get('f1'))} ({f(a.get('precision'))} / {f(a.get('recall'))}) "
+            f"| {f(b.get('f1'))} ({f(b.get('precision'))} / {f(b.get('recall'))}) |"
+        )
+    t = meta.get("timing", {})
+    lines += [
+        "",
+        f"Per-epoch curves: `{meta.get('metrics_file')}`, `{meta.get('plot_file')}`; per-pair probabilities "
+        f"(zero-shot and tuned): `{PREDICTIONS_FILE}`. Training time per epoch (s): {t.get('epoch_seconds')} "
+        f"on {meta.get('device')}.",
+        "",
+    ]
+    if extra:
+        lines += [extra.strip(), ""]
+    path = d / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path

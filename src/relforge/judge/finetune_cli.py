@@ -59,6 +59,8 @@ def register_finetune(judge_app: typer.Typer) -> None:
     ) -> None:
         """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
         import json
+        import shlex
+        import sys
 
         from pydantic import ValidationError
 
@@ -66,6 +68,8 @@ def register_finetune(judge_app: typer.Typer) -> None:
         from relforge.errors import MissingInputError, UsageError
         from relforge.judge.finetune import finetune_judge
 
+        argv = sys.argv[1:]
+        ctx_args = argv[argv.index("judge") :] if "judge" in argv else ["judge", "finetune", "..."]
         for flag, p in (("--corpus", corpus), ("--queries", queries), ("--qrels", qrels)):
             if not p.exists():
                 raise MissingInputError(f"{flag} {p} does not exist")
@@ -103,6 +107,7 @@ def register_finetune(judge_app: typer.Typer) -> None:
             out,
             cfg,
             progress=not no_progress,
+            command="relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args),
         )
         zs, best = summary.get("zero_shot") or {}, summary.get("best") or {}
         typer.echo(

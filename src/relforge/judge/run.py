@@ -133,6 +133,7 @@ def run_judge(
     console.print(
         f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
         f"({cfg.mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
+        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
     )
     console.print(
         f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
