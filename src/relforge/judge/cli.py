@@ -44,7 +44,9 @@ def judge(
     ),
     out: Path = typer.Option(None, "--out", help="Output judgments.jsonl."),
     adapter: Path = typer.Option(
-        None, "--adapter", help="LoRA adapter folder (e.g. from `relforge judge finetune`)."
+        None,
+        "--adapter",
+        help="LoRA adapter folder (e.g. from `relforge judge finetune`), or `auto` for the adapter shipped with relforge.",
     ),
     mode: str = typer.Option(
         _D.mode, "--mode", help="probs (distribution over grades) or generate (decode and parse)."

@@ -52,6 +52,26 @@ def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None,
     return load_llm(spec, adapter=str(adapter) if adapter else None, batch_size=batch_size, **kw)
 
 
+def resolve_adapter(adapter: Path | str | None, cfg: JudgeConfig) -> tuple[Path | None, JudgeConfig]:
+    """``auto``/``shipped`` -> the adapter shipped in the package; an adapter's ``relforge.json`` supplies
+    ``max_doc_tokens`` when the config leaves it unset, so a tuned judge sees documents cut as in training."""
+    import json
+
+    if adapter is None:
+        return None, cfg
+    if str(adapter) in ("auto", "shipped"):
+        from relforge.judge.finetune import shipped_adapter_dir
+
+        adapter = shipped_adapter_dir()
+    adapter = Path(adapter)
+    meta_file = adapter / "relforge.json"
+    if cfg.max_doc_tokens is None and meta_file.exists():
+        budget = json.loads(meta_file.read_text(encoding="utf-8")).get("max_doc_tokens")
+        if budget:
+            cfg = cfg.model_copy(update={"max_doc_tokens": int(budget)})
+    return adapter, cfg
+
+
 def run_judge(
     cfg: JudgeConfig,
     *,
@@ -82,6 +102,7 @@ def run_judge(
     if calibrate_on is not None and cfg.mode != "probs":
         raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
     template = JudgeTemplate.load(cfg.template, reasoning=True if cfg.reasoning else None)
+    adapter, cfg = resolve_adapter(adapter, cfg)
     docs = read_corpus(corpus)
     qs = read_queries(queries)
     todo = read_pairs(pairs, top_k=cfg.top_k)

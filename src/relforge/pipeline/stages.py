@@ -444,6 +444,13 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
     }
     if "judge_zero_shot" in out:
         res["zero_shot_tau_b"] = out["judge_zero_shot"].get("tau_b")
+    jt, mt = res["judge_tau_b"], res["minilm_tau_b"]
+    if jt is not None and mt is not None and jt < mt:
+        res["warning"] = "judge agrees with humans less than MiniLM cosine"
+        ctx.log(
+            f"WARNING: on held-out human labels the judge's tau_b ({jt:.3f}) is below MiniLM cosine's "
+            f"({mt:.3f}): its re-bucketing may hurt; compare the 'judged' and 'plain' rerankers in the report"
+        )
     return res
 
 
