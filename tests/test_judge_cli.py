@@ -153,3 +153,23 @@ def test_cli_errors(beir, tiny_llm_dir, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_adapter_auto_resolves_shipped_adapter_and_its_truncation(tmp_path):
+    import json
+
+    from relforge.judge.config import JudgeConfig
+    from relforge.judge.finetune import shipped_adapter_dir
+    from relforge.judge.run import resolve_adapter
+
+    shipped = shipped_adapter_dir()
+    trained_budget = json.loads((shipped / "relforge.json").read_text())["max_doc_tokens"]
+    adapter, cfg = resolve_adapter("auto", JudgeConfig())
+    assert adapter == shipped and cfg.max_doc_tokens == trained_budget
+    # an explicit budget wins over the adapter's
+    _, cfg = resolve_adapter("auto", JudgeConfig(max_doc_tokens=trained_budget + 7))
+    assert cfg.max_doc_tokens == trained_budget + 7
+    # a folder without relforge.json leaves the config alone
+    adapter, cfg = resolve_adapter(tmp_path, JudgeConfig())
+    assert adapter == tmp_path and cfg.max_doc_tokens is None
+    assert resolve_adapter(None, JudgeConfig()) == (None, JudgeConfig())
