@@ -339,12 +339,11 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
     """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
     from relforge.judge.judge import judge_pairs
     from relforge.judge.prompt import JudgeTemplate
+    from relforge.judge.run import resolve_adapter
 
-    jc = ctx.cfg.judge
+    _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
     template = JudgeTemplate.load(jc.template)
-    max_doc_tokens = (
-        jc.max_doc_tokens if jc.max_doc_tokens is not None else _adapter_meta(adapter).get("max_doc_tokens")
-    )
+    max_doc_tokens = jc.max_doc_tokens
     return judge_pairs(
         llm,
         template,
