@@ -151,52 +151,28 @@ def test_cli_dataset_train_rerank(task, tmp_path):
     (tmp_path / "j.jsonl").write_text(
         "".join(json.dumps({"qid": q, "docid": d, "grade": 3}) + "\n" for q in qrels for d in qrels[q])
     )
+
+    def build(*extra: str) -> int:
+        files = [
+            "--queries",
+            "q.jsonl",
+            "--positives",
+            "qrels.tsv",
+            "--run",
+            "run.trec",
+            "--corpus",
+            "c.jsonl",
+        ]
+        args = [str(tmp_path / a) if a.endswith((".jsonl", ".tsv", ".trec")) else a for a in files]
+        return main(["dataset", "build", *args, *extra])
+
     assert (
-        main(
-            [
-                "dataset",
-                "build",
-                "--queries",
-                str(tmp_path / "q.jsonl"),
-                "--positives",
-                str(tmp_path / "qrels.tsv"),
-                "--run",
-                str(tmp_path / "run.trec"),
-                "--corpus",
-                str(tmp_path / "c.jsonl"),
-                "--judgments",
-                str(tmp_path / "j.jsonl"),
-                "--group-size",
-                "4",
-                "--out",
-                str(tmp_path / "g"),
-            ]
-        )
+        build("--judgments", str(tmp_path / "j.jsonl"), "--group-size", "4", "--out", str(tmp_path / "g"))
         == 0
     )
     summary = json.loads((tmp_path / "g" / "summary.json").read_text())
     assert summary["groups"] == 24 and summary["candidates"]["unjudged"] == 4 * 23  # 4 queries in the run
-    assert (
-        main(
-            [
-                "dataset",
-                "build",
-                "--queries",
-                str(tmp_path / "q.jsonl"),
-                "--positives",
-                str(tmp_path / "qrels.tsv"),
-                "--run",
-                str(tmp_path / "run.trec"),
-                "--corpus",
-                str(tmp_path / "c.jsonl"),
-                "--mix",
-                "hard,bogus",
-                "--out",
-                str(tmp_path / "g2"),
-            ]
-        )
-        == 2
-    )
+    assert build("--mix", "hard,bogus", "--out", str(tmp_path / "g2")) == 2
     assert (
         main(["train", "--groups", str(tmp_path / "g"), "--out", str(tmp_path / "m"), "--loss", "nope"]) == 2
     )

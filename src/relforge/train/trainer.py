@@ -312,6 +312,16 @@ def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
     return summary
 
 
+def _train_and_finish(
+    trainer, model, out: Path, ckpt: Path, cfg: TrainConfig, n_rows: int, group_size: int, dev
+) -> dict:
+    """Train (timed), keep the best checkpoint, write the model and its summary: shared by both kinds."""
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, n_rows, group_size, seconds, dev))
+
+
 def train_cross_encoder(
     groups, out_dir: str | Path, config: TrainConfig | None = None, dev: DevSet | None = None
 ) -> dict:
@@ -353,10 +363,7 @@ def train_cross_encoder(
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "cross") if dev is not None else None,
     )
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, len(ds), group_size, seconds, dev))
+    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev)
 
 
 def train_bi_encoder(
@@ -402,7 +409,4 @@ def train_bi_encoder(
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "bi") if dev is not None else None,
     )
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, len(ds), group_size, seconds, dev))
+    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev)
