@@ -23,3 +23,16 @@ def test_smollm2_generates_and_prefers_yes(smollm2_gguf):
     )[0]
     assert math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9)
     assert probs["yes"] > probs["no"]
+
+
+def test_unconverted_gguf_is_a_plain_fp32_model(smollm2_gguf):
+    """A GGUF loaded without the converted folder (first run, or convert=False) must accept
+    `.float()` and dtype moves: fine-tuning calls them on a fresh machine."""
+    import torch
+
+    from relforge.llm.hf import load_gguf
+
+    model, _, out = load_gguf(smollm2_gguf, convert=False)
+    assert out is None
+    assert model.float().dtype == torch.float32
+    assert not model.is_quantized

@@ -193,6 +193,7 @@ def load_base(spec: str, *, qlora: bool = False, device: str = "cpu") -> tuple[A
         raise UsageError(f"cannot load base model {spec!r} from {path}: {e}") from None
     if gguf_file:  # dequantised GGUF: a plain fp32 model from here on (saving/merging needs this)
         model.hf_quantizer = None
+        model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
     if not qlora:

@@ -99,6 +99,7 @@ def load_gguf(gguf_path: str | os.PathLike, *, convert: bool = True):
     model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name)
     # the dequantised weights are plain fp32: drop the GGUF quantizer so save/load treat it as a normal model
     model.hf_quantizer = None
+    model.is_quantized = False  # else `.float()`/`.to(dtype)` refuse the (already fp32) model
     if getattr(model.config, "quantization_config", None) is not None:
         delattr(model.config, "quantization_config")
     if out is None:
