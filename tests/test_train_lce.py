@@ -149,9 +149,9 @@ def test_loss_registry_errors_are_built_from_the_registry():
     ):
         check_loss("foo", "cross")
     with pytest.raises(
-        UsageError, match=re.escape("loss 'lce' does not train kind 'bi'; for bi use one of mnrl")
+        UsageError, match=re.escape("loss 'bce' does not train kind 'bi'; for bi use one of lce, mnrl")
     ):
-        check_loss("lce", "bi")
+        check_loss("bce", "bi")
 
 
 def test_group_formats_for_pointwise_and_listwise_losses():
@@ -176,3 +176,23 @@ def test_group_formats_for_pointwise_and_listwise_losses():
     assert pairs["doc"] == ["p", "n1", "n2"] and pairs["label"] == [1.0, 0.0, 0.0]
     lst = to_format(groups, "list")
     assert lst[0] == {"query": "q", "docs": ["p", "n1", "n2"], "labels": [3.0, 1.0, 0.0]}
+
+
+def test_dense_lce_equals_hand_computation():
+    from relforge.train.losses import DenseLCELoss
+
+    q = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    pos = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    neg = torch.tensor([[0.0, 1.0], [0.0, 3.0]])
+    logits = DenseLCELoss(model=None, scale=10.0).group_logits([q, pos, neg])
+    # cosines: query 0 -> (1, 0); query 1 -> (1/sqrt(2), 1)
+    want = torch.tensor([[10.0, 0.0], [10 / math.sqrt(2), 10.0]])
+    torch.testing.assert_close(logits, want)
+    loss = torch.nn.functional.cross_entropy(logits, torch.zeros(2, dtype=torch.long))
+    hand = (
+        -math.log(math.exp(10) / (math.exp(10) + 1))
+        - math.log(math.exp(10 / math.sqrt(2)) / (math.exp(10 / math.sqrt(2)) + math.exp(10)))
+    ) / 2
+    assert abs(float(loss) - hand) < 1e-5
+    with pytest.raises(ValueError, match="at least 3 columns"):
+        DenseLCELoss(model=None).group_logits([q, pos])

@@ -111,6 +111,13 @@ def test_onnx_rerank_equals_torch_rerank(trained, task):
             r_torch[q], key=lambda d: (-r_torch[q][d], d)
         )
         assert max(abs(r_onnx[q][d] - r_torch[q][d]) for d in r_torch[q]) < 1e-4
+    # int8: cached beside the fp32 export, smaller, approximately the same scores
+    r_int8 = rerank(str(out), corpus, queries, sub, top_k=10, backend="onnx-int8")
+    q8, f32 = out / "onnx" / "model-int8.onnx", out / "onnx" / "model.onnx"
+    assert q8.exists() and q8.stat().st_size < 0.75 * f32.stat().st_size  # embeddings stay fp32
+    a = [r_torch[q][d] for q in sub for d in r_torch[q]]
+    b = [r_int8[q][d] for q in sub for d in r_torch[q]]
+    assert np.corrcoef(a, b)[0, 1] > 0.95 and 0 < max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1.0
     # length-sorted batching returns scores in input order, equal to CrossEncoder.predict's logits
     ce = load_cross_encoder(str(out))
     pairs = [("causes of gout?", "gout is caused by many things " * k) for k in (1, 5, 2, 9)]
@@ -130,7 +137,7 @@ def test_rerank_bi_encoder_and_argument_errors(task):
     r = rerank("minilm", corpus, queries, sub, top_k=5, kind="bi")
     q0 = next(iter(sub))
     assert len(r[q0]) == 5 and all(-1.0 <= s <= 1.0 for s in r[q0].values())
-    with pytest.raises(UsageError, match="backend 'gpu' is not one of auto, onnx, torch"):
+    with pytest.raises(UsageError, match="backend 'gpu' is not one of auto, onnx, onnx-int8, torch"):
         rerank("minilm", corpus, queries, sub, backend="gpu")
     with pytest.raises(UsageError, match="backend 'onnx' is only implemented for kind 'cross'"):
         rerank("minilm", corpus, queries, sub, kind="bi", backend="onnx")
@@ -221,3 +228,39 @@ def test_cli_dataset_train_rerank(task, tmp_path):
     )
     got = read_run(out_run)
     assert sorted(got) == sorted(sub) and all(len(v) == 5 for v in got.values())
+
+
+def _dense_lce(model, ds) -> float:
+    """Mean dense-LCE loss of the groups under ``model`` (no gradient)."""
+    import torch
+
+    from relforge.train.losses import DenseLCELoss
+
+    cols = ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    with torch.no_grad():
+        emb = [model.encode(ds[c], convert_to_tensor=True) for c in cols]
+        logits = DenseLCELoss(model).group_logits(emb)
+    return float(torch.nn.functional.cross_entropy(logits, torch.zeros(len(ds), dtype=torch.long)))
+
+
+def test_dense_lce_training_lowers_group_loss_and_reloads(task, tmp_path):
+    from sentence_transformers import SentenceTransformer
+
+    from relforge.dataset import GroupConfig, build_groups
+    from relforge.models import resolve_model
+    from relforge.train import TrainConfig, train_bi_encoder
+
+    corpus, queries, qrels, run = task
+    # a mapping MiniLM does not know: each question's positive is the topic's OTHER aspect
+    flipped = {q: {f"{d[:-1]}{1 - int(d[-1])}": 1 for d in rel} for q, rel in qrels.items()}
+    groups, _ = build_groups(
+        queries, flipped, run, corpus, None, GroupConfig(group_size=4, sampling="random")
+    )
+    before = _dense_lce(SentenceTransformer(resolve_model("minilm")), groups)
+    cfg = TrainConfig(
+        kind="bi", max_length=24, batch_groups=6, lr=1e-4, epochs=2, warmup_ratio=0.0, logging_steps=1
+    )
+    summary = train_bi_encoder(groups, tmp_path / "bi", cfg)
+    assert summary["kind"] == "bi" and summary["loss"] == "lce" and summary["steps"] == 8
+    after = _dense_lce(SentenceTransformer(str(tmp_path / "bi")), groups)
+    assert after < before - 0.1, (before, after)

@@ -613,14 +613,16 @@ def _group_variants(cfg: PipelineConfig) -> list[str]:
 
 
 def _train(ctx: StageContext, groups, out_rel: str) -> dict[str, Any]:
-    from relforge.train import train_cross_encoder
+    from relforge.train import train_bi_encoder, train_cross_encoder
 
     cfg: PipelineConfig = ctx.cfg
-    return train_cross_encoder(groups, str(ctx.path(out_rel)), stage_part(cfg.train, TrainConfig)) or {}
+    tc = stage_part(cfg.train, TrainConfig)
+    fn = train_bi_encoder if tc.kind == "bi" else train_cross_encoder
+    return fn(groups, str(ctx.path(out_rel)), tc) or {}
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
-    """One cross-encoder per variant, same backbone and settings."""
+    """One reranker (cross-encoder, or bi-encoder with ``train.kind: bi``) per variant, same settings."""
     from relforge.dataset import load_groups
 
     cfg: PipelineConfig = ctx.cfg
@@ -684,7 +686,7 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
         write_run(ctx.path("rerank/backbone.trec"), run, tag="backbone")
         res["backbone"] = len(run)
     for v in cfg.train.variants:
-        run = _rerank(ctx, str(ctx.path(f"train/{v}")))
+        run = _rerank(ctx, str(ctx.path(f"train/{v}")), kind=cfg.train.kind)
         write_run(ctx.path(f"rerank/{v}.trec"), run, tag=v)
         res[v] = len(run)
     return {"queries": res}
@@ -776,14 +778,14 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
             else:
                 rel = f"ablation/{variant}-{n}"
                 info = _train(ctx, groups.select(idx), rel)
-                run = _rerank(ctx, str(ctx.path(rel)))
+                run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind)
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
                 agg, p = (
                     ev.aggregates["reranker"],
                     _p_value(ev.significance.get("reranker", {}).get("nDCG@10")),
                 )
-                row["train_seconds"] = info.get("train_seconds") or info.get("seconds")
+                row["train_seconds"] = info.get("train_time_s")
                 shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
             row.update({k: round(float(v), 4) for k, v in agg.items()})
             row[f"p_vs_{first}"] = p

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
             ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
         ),
         base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
-        loss: str = typer.Option(_D.loss, help="lce | bce | lambda | listnet (cross); mnrl (cross or bi)."),
+        loss: str = typer.Option(_D.loss, help="lce | mnrl (cross or bi); bce | lambda | listnet (cross)."),
         kind: str = typer.Option(_D.kind, help="cross | bi."),
         epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
         lr: float = typer.Option(_D.lr, help="peak learning rate."),
@@ -65,8 +65,6 @@ def register(app: typer.Typer) -> None:
         from relforge.errors import UsageError
         from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
 
-        if kind == "bi" and loss == _D.loss:
-            loss = "mnrl"
         check_loss(loss, kind)
         try:
             cfg = TrainConfig(
@@ -113,7 +111,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., help="reranked run to write (TREC)."),
         top_k: int = typer.Option(100, help="documents per query to rerank."),
         kind: str = typer.Option("cross", help="cross | bi."),
-        backend: str = typer.Option("auto", help="auto (onnx for cross, torch for bi) | onnx | torch."),
+        backend: str = typer.Option(
+            "auto",
+            help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
+        ),
         batch_size: int = typer.Option(32, help="pairs per forward pass."),
         max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
     ) -> None:

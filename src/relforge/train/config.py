@@ -13,7 +13,7 @@ class TrainConfig(BaseModel):
     Attributes:
         base: backbone: a named default (``minilm``), a local folder or a hub id.
         kind: ``cross`` (CrossEncoder, num_labels=1) or ``bi`` (SentenceTransformer).
-        loss: a key of :data:`relforge.train.trainer.LOSSES` (``lce`` for cross, ``mnrl`` for bi).
+        loss: a key of :data:`relforge.train.trainer.LOSSES` (``lce`` trains both kinds).
         max_length: token limit of a (query, document) pair (cross) or of one text (bi).
         lr: peak learning rate (AdamW, linear decay).
         warmup_ratio: fraction of steps spent warming up.
@@ -21,7 +21,8 @@ class TrainConfig(BaseModel):
         batch_groups: groups (queries) per optimizer step; a step scores ``batch_groups * group_size`` pairs.
         max_steps: stop after this many steps (-1 = run the epochs).
         seed: seed of the head init, shuffling and dropout.
-        temperature: LCE temperature (1.0 = exact LCE).
+        temperature: cross-encoder LCE temperature (1.0 = exact LCE).
+        scale: bi-encoder LCE: cosine similarities are multiplied by this (inverse temperature).
         negatives: use the first ``negatives`` negatives of each group (None = all).
         precision: ``auto`` = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU.
         eval_steps: evaluate on the dev set every this many steps (None = 4 times per run).
@@ -42,6 +43,7 @@ class TrainConfig(BaseModel):
     max_steps: int = -1
     seed: int = 0
     temperature: float = Field(1.0, gt=0)
+    scale: float = Field(20.0, gt=0)
     negatives: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_steps: int | None = Field(None, ge=1)

@@ -33,8 +33,10 @@ class LossSpec:
 
 
 def _lce(model, cfg):
-    from relforge.train.losses import LCELoss
+    from relforge.train.losses import DenseLCELoss, LCELoss
 
+    if cfg.kind == "bi":
+        return DenseLCELoss(model, scale=cfg.scale)
     return LCELoss(model, temperature=cfg.temperature)
 
 
@@ -57,7 +59,12 @@ def _mnrl(model, cfg):
 
 #: the loss registry: ``--loss`` choices and their error messages come from here
 LOSSES: dict[str, LossSpec] = {
-    "lce": LossSpec(("cross",), "group", _lce, "exact LCE: softmax CE over the query's own group"),
+    "lce": LossSpec(
+        ("cross", "bi"),
+        "group",
+        _lce,
+        "exact LCE: softmax CE over the query's own group (no in-batch negatives)",
+    ),
     "bce": LossSpec(
         ("cross",), "pairs", _ce_loss("BinaryCrossEntropyLoss"), "pointwise BCE, positive=1 negatives=0"
     ),
@@ -369,13 +376,14 @@ def train_cross_encoder(
 def train_bi_encoder(
     groups, out_dir: str | Path, config: TrainConfig | None = None, dev: DevSet | None = None
 ) -> dict:
-    """Fine-tune a SentenceTransformer (dense reranker/retriever) on the same groups with
-    MultipleNegativesRankingLoss: in-batch negatives plus each group's hard negatives.
+    """Fine-tune a SentenceTransformer (dense reranker/retriever) on the same groups: dense LCE
+    (softmax over the query's own group, cosine × ``scale``) or MultipleNegativesRankingLoss
+    (``mnrl``: in-batch negatives plus each group's hard negatives).
 
     Args:
         groups: a ``datasets.Dataset`` from :func:`relforge.dataset.build_groups` or its folder.
         out_dir: where the model goes; ``SentenceTransformer(out_dir)`` loads it.
-        config: :class:`TrainConfig` with ``kind="bi"`` (loss ``mnrl``).
+        config: :class:`TrainConfig` with ``kind="bi"`` (loss ``lce`` or ``mnrl``).
         dev: optional :class:`DevSet` (cosine rerank of the dev run, nDCG@10, best checkpoint kept).
 
     Returns:
@@ -388,11 +396,9 @@ def train_bi_encoder(
 
     from relforge.models import resolve_model
 
-    cfg = (config or TrainConfig(kind="bi", loss="mnrl")).model_copy()
+    cfg = (config or TrainConfig(kind="bi")).model_copy()
     if cfg.kind != "bi":
         cfg = cfg.model_copy(update={"kind": "bi"})
-    if cfg.loss == "lce":  # the cross default; the dense model's loss is MNRL
-        cfg = cfg.model_copy(update={"loss": "mnrl"})
     spec = check_loss(cfg.loss, "bi")
     ds = _load(groups)
     train = to_format(ds, spec.fmt, cfg.negatives, kind="bi")
