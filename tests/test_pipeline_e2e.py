@@ -104,6 +104,21 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
         acts[s][0] == "skip" for s in ("import", "generate", "retrieve", "judge", "agreement", "groups")
     )
 
+    # the demo's setting: the same groups train a bi-encoder with dense LCE, reranked and evaluated as such
+    bi = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir, train={"kind": "bi", "loss": "lce"}))
+    assert main(["run", str(bi), "--out", str(out), "--sizes", "2,1000"]) == 0
+    m3 = json.loads((out / "manifest.json").read_text())
+    assert m3["stages"]["judge"].get("skipped_last_run") and not m3["stages"]["train"].get("skipped_last_run")
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(out / m3["reranker_model"]))
+    assert st.encode(["a question"]).shape == (1, 384)
+    assert (out / m3["reranker_model"] / "1_Pooling").is_dir()  # a SentenceTransformer, not a CrossEncoder
+    metrics3 = json.loads((out / "eval" / "metrics.json").read_text())
+    assert list(metrics3["aggregates"]) == ["bm25", "dense", "hybrid", "backbone", "plain", "judged"]
+    ab3 = json.loads((out / "ablation.json").read_text())
+    assert ab3["rows"][1]["nDCG@10"] == round(metrics3["aggregates"]["judged"]["nDCG@10"], 4)
+
 
 def _score_rows(db: Path) -> int:
     if not db.exists():

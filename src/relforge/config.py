@@ -144,7 +144,7 @@ class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
 
 
 class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
-    """Cross-encoder training (``TrainConfig``), once per variant.
+    """Reranker training (``TrainConfig``: cross-encoder, or bi-encoder with ``kind: bi``), once per variant.
 
     ``plain``: mined negatives without judge labels (the baseline); ``judged``: the judge's re-bucketed
     groups. Both start from the same backbone with the same settings.

@@ -12,7 +12,8 @@ Artifacts layout (relative to the run folder)::
     judge_finetune/           (optional) the LoRA adapter trained inside the pipeline + metrics.jsonl
     judge/                    judgments.jsonl, qrels.tsv, summary.json, agreement.json, confusion PNGs
     dataset/{plain,judged}/   LCE groups (HF dataset + groups.jsonl + summary.json); dataset/summary.json
-    train/{plain,judged}/     CrossEncoder folders; manifest key ``reranker_model`` names the final one
+    train/{plain,judged}/     reranker folders (CrossEncoder, or SentenceTransformer with train.kind bi);
+                              manifest key ``reranker_model`` names the final one
     rerank/*.trec             the held-out questions' first-stage candidates reranked
     eval/                     metrics.json, metrics.csv
     ablation/ + ablation.json (optional) dataset-size ablation
@@ -959,7 +960,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             inputs=lambda k: [f"dataset/{v}" for v in k.train.variants],
             outputs=lambda k: variants_outputs("train", k, k.train.variants),
             config=lambda k: {"train": _dump(k.train)},
-            description="cross-encoder with LCE, per variant",
+            description="reranker with LCE (cross- or bi-encoder), per variant",
         ),
         Stage(
             "rerank",
