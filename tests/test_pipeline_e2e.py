@@ -190,3 +190,34 @@ def test_sigkill_during_judge_then_resume(tmp_path, tiny_llm_dir):
     )
     for rel in ("generate/queries.jsonl", "retrieve/negatives.json", "judge/judgments.jsonl"):
         assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
+
+
+def test_human_train_split_replaces_generation_without_an_llm(tmp_path):
+    from relforge.data import read_corpus, read_qrels, read_queries
+    from relforge.data.samples import sample_path
+
+    cfg = {
+        "name": "human",
+        "llm": {"spec": f"hf:{tmp_path / 'no-such-model'}"},  # never loaded: no LLM stage runs
+        "data": {
+            "source": "sample:medquad",
+            "max_docs": 60,
+            "test_queries": 5,
+            "train_split": "train",
+            "train_queries": 12,
+        },
+    }
+    path = _write(tmp_path / "human.yaml", cfg)
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out), "--to", "generate"]) == 0
+    queries = read_queries(out / "generate" / "queries.jsonl")
+    qrels = read_qrels(out / "generate" / "qrels.tsv")
+    test = read_queries(out / "data" / "test-queries.jsonl")
+    corpus = read_corpus(out / "data" / "corpus.jsonl")
+    src_train = read_qrels(Path(sample_path("medquad")) / "qrels" / "train.tsv")
+    assert len(queries) == 12 and set(qrels) == set(queries)
+    assert set(queries) <= set(src_train) and not set(queries) & set(test)
+    assert all(d in corpus and g > 0 for docs in qrels.values() for d, g in docs.items())
+    assert len(corpus) == 60  # the training questions' answers are kept inside the corpus cap
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stages"]["generate"]["llm"] is None and m["stages"]["generate"]["counts"]["queries"] == 12

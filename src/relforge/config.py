@@ -70,7 +70,22 @@ class DataSection(Strict):
     #: many of them (None: all). No human question is ever used for training: only synthetic queries are.
     test_split: str = "test"
     test_queries: int | None = Field(100, ge=1)
+    #: use the source's human questions of this split (e.g. ``train``) as the training queries instead of
+    #: generating them (no LLM): the "what would real queries buy" stand-in. Never an evaluation split.
+    train_split: str | None = None
+    #: how many of those questions (None: all), sampled with ``seed``
+    train_queries: int | None = Field(None, ge=1)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _train_not_test(self) -> DataSection:
+        test = {x.strip() for x in self.test_split.split(",") if x.strip()}
+        if self.train_split is not None and self.train_split.strip() in test:
+            raise ValueError(
+                f"train_split {self.train_split!r} is also an evaluation split (test_split "
+                f"{self.test_split!r}); pick another split"
+            )
+        return self
 
 
 class LLMSection(Strict):
@@ -164,6 +179,9 @@ class RerankSection(Strict):
     max_length: int | None = Field(None, ge=8)
     #: also rerank with the untrained backbone (as a bi-encoder: cosine of its embeddings)
     backbone: bool = True
+    #: trained cross-encoders: ``auto``/``onnx`` (ONNX Runtime, exact), ``onnx-int8`` (int8 weights:
+    #: ~2x faster, approximate) or ``torch``; bi-encoders always run on torch
+    backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
 
 
 class EvaluateSection(EvalConfig):  # type: ignore[misc, valid-type]
@@ -221,6 +239,11 @@ class PipelineConfig(Strict):
             raise ValueError(
                 f"rerank.first_stage {self.rerank.first_stage!r} is not in retrieve.methods "
                 f"{self.retrieve.methods}; add it there"
+            )
+        if self.rerank.backend.startswith("onnx") and self.train.kind == "bi":
+            raise ValueError(
+                f"rerank.backend {self.rerank.backend!r} is for cross-encoders but train.kind is 'bi'; "
+                "use backend auto or torch"
             )
         if "judged" in self.train.variants and not self.judge.enabled:
             raise ValueError(

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,27 +174,48 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         summary["medquad"] = {k: imp.get(k) for k in ("answered_pairs", "skipped_total", "splits")}
     corpus = read_corpus(beir / "corpus.jsonl")
     queries = read_queries(beir / "queries.jsonl")
-    qrels: dict[str, dict[str, int]] = {}
-    for split in [x.strip() for x in cfg.data.test_split.split(",") if x.strip()]:
-        qrels_file = beir / "qrels" / f"{split}.tsv"
-        if not qrels_file.exists():
-            raise MissingInputError(
-                f"{qrels_file}: no such qrels split; set data.test_split to one or more "
-                f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}"
-            )
-        for q, docs in read_qrels(qrels_file).items():
-            qrels.setdefault(q, {}).update(docs)
+
+    def split_qrels(splits: str, key: str) -> dict[str, dict[str, int]]:
+        qrels: dict[str, dict[str, int]] = {}
+        for split in [x.strip() for x in splits.split(",") if x.strip()]:
+            qrels_file = beir / "qrels" / f"{split}.tsv"
+            if not qrels_file.exists():
+                raise MissingInputError(
+                    f"{qrels_file}: no such qrels split; set data.{key} to one or more "
+                    f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}"
+                )
+            for q, docs in read_qrels(qrels_file).items():
+                qrels.setdefault(q, {}).update(docs)
+        return qrels
+
+    def eligible(qrels: dict[str, dict[str, int]], exclude: set[str] = frozenset()) -> list[str]:
+        return sorted(
+            q
+            for q, docs in qrels.items()
+            if q in queries and q not in exclude and any(g > 0 and d in corpus for d, g in docs.items())
+        )
+
+    qrels = split_qrels(cfg.data.test_split, "test_split")
     rng = random.Random(cfg.data.seed)
-    eligible = sorted(
-        q for q, docs in qrels.items() if q in queries and any(g > 0 and d in corpus for d, g in docs.items())
-    )
-    test_qids = eligible
-    if cfg.data.test_queries is not None and len(eligible) > cfg.data.test_queries:
-        test_qids = sorted(rng.sample(eligible, cfg.data.test_queries))
+    test_eligible = eligible(qrels)
+    test_qids = test_eligible
+    if cfg.data.test_queries is not None and len(test_eligible) > cfg.data.test_queries:
+        test_qids = sorted(rng.sample(test_eligible, cfg.data.test_queries))
     test_qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in test_qids}
+    train_qrels: dict[str, dict[str, int]] = {}
+    if cfg.data.train_split:
+        tq = split_qrels(cfg.data.train_split, "train_split")
+        train_qids = eligible(tq, exclude=set(test_qids))
+        if not train_qids:
+            raise UsageError(
+                f"data.train_split {cfg.data.train_split!r} has no question with a relevant document"
+            )
+        if cfg.data.train_queries is not None and len(train_qids) > cfg.data.train_queries:
+            train_qids = sorted(rng.sample(train_qids, cfg.data.train_queries))
+        train_qrels = {q: {d: g for d, g in tq[q].items() if d in corpus and g > 0} for q in train_qids}
     keep = set(corpus)
     if cfg.data.max_docs is not None and len(corpus) > cfg.data.max_docs:
-        needed = {d for docs in test_qrels.values() for d in docs}
+        needed = {d for docs in (*test_qrels.values(), *train_qrels.values()) for d in docs}
         rest = sorted(set(corpus) - needed)
         fill = max(0, cfg.data.max_docs - len(needed))
         keep = needed | set(rng.sample(rest, min(fill, len(rest))))
@@ -201,11 +223,15 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
     write_corpus(ctx.path("data/corpus.jsonl"), docs)
     write_queries(ctx.path("data/test-queries.jsonl"), [queries[q] for q in test_qids])
     write_qrels(ctx.path("data/test-qrels.tsv"), test_qrels)
+    if cfg.data.train_split:
+        write_queries(ctx.path("data/train-queries.jsonl"), [queries[q] for q in sorted(train_qrels)])
+        write_qrels(ctx.path("data/train-qrels.tsv"), train_qrels)
+        summary.update(train_split=cfg.data.train_split, train_queries=len(train_qrels))
     summary.update(
         documents=len(docs),
         documents_in_source=len(corpus),
         test_queries=len(test_qids),
-        test_queries_eligible=len(eligible),
+        test_queries_eligible=len(test_eligible),
         test_split=cfg.data.test_split,
         test_judgments=sum(len(v) for v in test_qrels.values()),
     )
@@ -222,6 +248,16 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     from relforge.generate import generate_queries, select_documents
 
     cfg: PipelineConfig = ctx.cfg
+    if cfg.data.train_split:  # human questions stand in for generated ones: no LLM
+        from relforge.data import read_qrels, read_queries
+
+        queries = read_queries(ctx.path("data/train-queries.jsonl"))
+        qrels = read_qrels(ctx.path("data/train-qrels.tsv"))
+        write_queries(ctx.path("generate/queries.jsonl"), list(queries.values()))
+        write_qrels(ctx.path("generate/qrels.tsv"), qrels)
+        summary = {"source": f"human questions, split {cfg.data.train_split!r}", "kept": len(queries)}
+        _write_json(ctx.path("generate/summary.json"), summary)
+        return {"queries": len(queries), "documents": len({d for v in qrels.values() for d in v})}
     corpus = read_corpus(ctx.path("data/corpus.jsonl"))
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
@@ -655,7 +691,7 @@ def _backbone(cfg: PipelineConfig) -> str:
 # --------------------------------------------------------------------------- rerank / evaluate
 
 
-def _rerank(ctx: StageContext, model: str, kind: str = "cross") -> dict:
+def _rerank(ctx: StageContext, model: str, kind: str = "cross", backend: str = "auto") -> dict:
     from relforge.data import read_corpus, read_queries, read_run
     from relforge.train.rerank import rerank
 
@@ -671,26 +707,36 @@ def _rerank(ctx: StageContext, model: str, kind: str = "cross") -> dict:
         run,
         top_k=rr.top_k,
         kind=kind,
+        backend=backend,
         batch_size=rr.batch_size,
         max_length=rr.max_length,
     )
 
 
 def stage_rerank(ctx: StageContext) -> dict[str, Any]:
-    """Rerank the held-out questions' first-stage top-k with the backbone and each trained model."""
+    """Rerank the held-out questions' first-stage top-k with the backbone and each trained model.
+
+    Counts: queries per system and pairs/s (wall time of the whole call, model loading included).
+    """
     from relforge.data import write_run
 
     cfg: PipelineConfig = ctx.cfg
-    res = {}
+    res: dict[str, int] = {}
+    speed: dict[str, float] = {}
+
+    def one(name: str, model: str, kind: str, backend: str = "auto") -> None:
+        t0 = time.perf_counter()
+        run = _rerank(ctx, model, kind=kind, backend=backend)
+        pairs = sum(len(docs) for docs in run.values())
+        speed[name] = round(pairs / max(time.perf_counter() - t0, 1e-9), 1)
+        write_run(ctx.path(f"rerank/{name}.trec"), run, tag=name)
+        res[name] = len(run)
+
     if cfg.rerank.backbone:
-        run = _rerank(ctx, _backbone(cfg), kind="bi")
-        write_run(ctx.path("rerank/backbone.trec"), run, tag="backbone")
-        res["backbone"] = len(run)
+        one("backbone", _backbone(cfg), "bi")
     for v in cfg.train.variants:
-        run = _rerank(ctx, str(ctx.path(f"train/{v}")), kind=cfg.train.kind)
-        write_run(ctx.path(f"rerank/{v}.trec"), run, tag=v)
-        res[v] = len(run)
-    return {"queries": res}
+        one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
+    return {"queries": res, "pairs_per_s": speed, "backend": cfg.rerank.backend}
 
 
 def run_names(cfg: PipelineConfig) -> dict[str, str]:
@@ -779,7 +825,7 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
             else:
                 rel = f"ablation/{variant}-{n}"
                 info = _train(ctx, groups.select(idx), rel)
-                run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind)
+                run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
                 agg, p = (
@@ -857,22 +903,28 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "import",
             stage_import,
             inputs=lambda k: _external_inputs(k),
-            outputs=lambda k: ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"],
+            outputs=lambda k: (
+                ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"]
+                + (["data/train-queries.jsonl", "data/train-qrels.tsv"] if k.data.train_split else [])
+            ),
             config=data_cfg,
             description="read the documents and pick the held-out human questions",
         ),
         Stage(
             "generate",
             stage_generate,
-            inputs=lambda k: ["data/corpus.jsonl"],
+            inputs=lambda k: (
+                ["data/corpus.jsonl"]
+                + (["data/train-queries.jsonl", "data/train-qrels.tsv"] if k.data.train_split else [])
+            ),
             outputs=lambda k: ["generate/queries.jsonl", "generate/qrels.tsv"],
-            config=lambda k: {
-                "generate": _dump(k.generate),
-                "llm": k.llm_for("generate"),
-                "options": k.llm.options,
-            },
+            config=lambda k: (
+                {"human_split": k.data.train_split}
+                if k.data.train_split
+                else {"generate": _dump(k.generate), "llm": k.llm_for("generate"), "options": k.llm.options}
+            ),
             enabled=lambda k: k.generate.enabled,
-            description="LLM writes queries for documents",
+            description="LLM writes queries for documents (or data.train_split's human questions)",
         ),
         Stage(
             "retrieve",
