@@ -264,3 +264,36 @@ def test_dense_lce_training_lowers_group_loss_and_reloads(task, tmp_path):
     assert summary["kind"] == "bi" and summary["loss"] == "lce" and summary["steps"] == 8
     after = _dense_lce(SentenceTransformer(str(tmp_path / "bi")), groups)
     assert after < before - 0.1, (before, after)
+
+
+@pytest.mark.parametrize(("kind", "loss"), [("cross", "bce"), ("cross", "listnet"), ("bi", "mnrl")])
+def test_other_losses_train_and_reload(kind, loss, groups, tmp_path):
+    """bce / listnet (cross-encoder) and MNRL (bi-encoder) run a real optimiser step and save loadable models."""
+    import math
+
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    from relforge.train import TrainConfig, train_bi_encoder, train_cross_encoder
+
+    cfg = TrainConfig(
+        kind=kind,
+        loss=loss,
+        max_length=24,
+        batch_groups=6,
+        lr=1e-4,
+        max_steps=2,
+        warmup_ratio=0.0,
+        logging_steps=1,
+    )
+    train = train_bi_encoder if kind == "bi" else train_cross_encoder
+    summary = train(groups, tmp_path / "m", cfg)
+    assert summary["loss"] == loss and summary["steps"] == 2
+    losses = [p["loss"] for p in summary["loss_curve"]]
+    assert len(losses) == 2 and all(math.isfinite(x) and x > 0 for x in losses)
+    model = SentenceTransformer(str(tmp_path / "m")) if kind == "bi" else CrossEncoder(str(tmp_path / "m"))
+    if kind == "bi":
+        assert model.encode(["gout"]).shape == (1, 384)
+    else:
+        assert model.num_labels == 1 and model.predict([("causes of gout?", "gout is caused by")]).shape == (
+            1,
+        )
