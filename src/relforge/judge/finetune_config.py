@@ -11,7 +11,8 @@ class FinetuneConfig(BaseModel):
     """LoRA fine-tuning of an LLM judge on human graded labels.
 
     The defaults are the recipe of the shipped ``smollm2-liveqa`` adapter (CPU friendly: LoRA on the
-    top layers only, so the frozen bottom is computed once and cached).
+    top 8 layers only, so the frozen bottom is computed once and cached; all pairs, class weights;
+    ~35 min for SmolLM2-135M on 2 CPU cores, held-out pair tau_b -0.096 -> 0.256).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -30,7 +31,7 @@ class FinetuneConfig(BaseModel):
     seed: int = 0
     balance: Literal["none", "downsample", "upsample", "weights"] = "weights"
     max_per_class: int | None = Field(
-        50, ge=1, description="cap on training examples per grade (sampled by seed)"
+        None, ge=1, description="cap on training examples per grade (sampled by seed)"
     )
     max_val_pairs: int | None = Field(None, ge=1, description="cap on validation pairs (None = all)")
 
@@ -42,18 +43,18 @@ class FinetuneConfig(BaseModel):
     )
 
     # ---- LoRA ----
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | str = Field("all-linear", description="PEFT target modules")
     lora_layers: int | None = Field(
-        4, ge=1, description="LoRA on the top N decoder layers only (None = all); the frozen bottom is cached"
+        8, ge=1, description="LoRA on the top N decoder layers only (None = all); the frozen bottom is cached"
     )
     cache_frozen: bool = Field(True, description="compute the frozen bottom layers once per example")
 
     # ---- optimisation ----
-    epochs: int = Field(3, ge=0)
-    lr: float = Field(1e-3, gt=0.0)
+    epochs: int = Field(5, ge=0)
+    lr: float = Field(2e-3, gt=0.0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
     weight_decay: float = 0.0
