@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from relforge.cli import main
@@ -137,7 +136,6 @@ def _stage_status(out: Path, stage: str) -> str | None:
         return None
 
 
-@pytest.mark.slow
 def test_sigkill_during_judge_then_resume(tmp_path, tiny_llm_dir):
     # batch size 1 and ~100 pairs make the judge stage long enough to be killed in the middle
     cfg = tiny_config(
