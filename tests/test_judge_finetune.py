@@ -144,6 +144,9 @@ def test_adapter_reloads_with_peft_and_changes_the_judge_scores(tiny_run, tiny_l
 
     out, summary, (corpus, queries, qrels) = tiny_run
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(
+        tiny_llm_dir
+    )
     peft_model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llm_dir), str(out))
     assert any("lora_B" in n and p.abs().sum() > 0 for n, p in peft_model.named_parameters())
 
@@ -260,4 +263,8 @@ def test_shipped_adapter_metadata_is_complete():
         meta["split"]["train_queries"]
     )
     assert (d / "adapter_config.json").exists() and (d / "README.md").exists()
+    # named by its spec, not by the conversion cache of the machine that trained it
+    assert (
+        json.loads((d / "adapter_config.json").read_text())["base_model_name_or_path"] == meta["base_model"]
+    )
     assert sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file()) < 10.5 * 2**20

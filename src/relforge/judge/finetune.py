@@ -326,6 +326,16 @@ def plot_metrics(rows: list[dict[str, Any]], path: Path, labels: list[str]) -> P
 
 
 # ---------------------------------------------------------------------------------------------- main
+def _record_base_spec(adapter_config: Path, spec: str) -> None:
+    """Name the base model by its spec in PEFT's ``adapter_config.json``, not by the folder it was loaded from.
+
+    For a GGUF base (SmolLM2) that folder is this machine's conversion cache, which no other machine has.
+    """
+    cfg = json.loads(adapter_config.read_text())
+    cfg["base_model_name_or_path"] = spec[3:] if spec.startswith("hf:") else spec
+    adapter_config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
 def finetune_judge(
     base: str,
     corpus: dict[str, Document],
@@ -564,6 +574,7 @@ def finetune_judge(
 
     def save_adapter() -> None:
         model.save_pretrained(out)
+        _record_base_spec(out / "adapter_config.json", base)
         if cfg.adapter_dtype == "float16":
             _cast_safetensors(out / "adapter_model.safetensors", torch.float16)
 
