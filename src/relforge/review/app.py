@@ -295,12 +295,12 @@ class ReviewApp:
         return self.redirect(f"/pair/{target}?queue={queue}")
 
     def pair_page(self, request: Request) -> Response:
-        who = self.annotator(request)
-        if who is None:
-            return self.redirect("/")
         p = self.store.pair(request.path_params["pair_id"])
         if p is None:
             raise HTTPError(404, f"no pair {request.path_params['pair_id']}")
+        who = self.annotator(request)
+        if who is None:
+            return self.redirect("/")
         queue = self.queue_of(request)
         snap = Snapshot.read(self.store, who)
         return self.render(

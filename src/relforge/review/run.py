@@ -188,14 +188,8 @@ def _load(cfg, store, scale, corpus, queries, pairs, judgments, qrels) -> dict[s
 def _prefill(store: Store, human: dict[str, dict[str, int]], annotator: str) -> int:
     ids = {(p.qid, p.docid): p.id for p in store.pairs()}
     have = store.last_events(annotator, ("label",))
-    n = 0
-    for q in human:
-        for d, g in human[q].items():
-            pid = ids[(q, d)]
-            if pid not in have:
-                store.add_event(pid, annotator, "label", grade=int(g), queue="prefill")
-                n += 1
-    return n
+    rows = [(ids[(q, d)], g) for q in human for d, g in human[q].items() if ids[(q, d)] not in have]
+    return store.add_labels(rows, annotator, "prefill")
 
 
 def serve(cfg: ReviewConfig, db: Path, *, echo=print) -> None:

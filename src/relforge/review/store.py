@@ -258,6 +258,20 @@ class Store:
             )
         return int(cur.lastrowid)
 
+    def add_labels(self, rows: Iterable[tuple[int, int]], annotator: str, queue: str) -> int:
+        """Append many ``(pair_id, grade)`` labels by one annotator in one transaction (the pre-fill)."""
+        rows = list(rows)
+        con = self.conn()
+        with con:
+            con.execute("BEGIN IMMEDIATE")
+            con.execute("INSERT OR IGNORE INTO annotators VALUES (?, ?)", (annotator, now()))
+            con.executemany(
+                "INSERT INTO events (pair_id, annotator, kind, grade, queue, created_at) "
+                "VALUES (?, ?, 'label', ?, ?, ?)",
+                ((pid, annotator, int(g), queue, now()) for pid, g in rows),
+            )
+        return len(rows)
+
     def events(self, *, pair_id: int | None = None, annotator: str | None = None) -> list[Event]:
         sql, args = "SELECT * FROM events WHERE 1=1", []
         if pair_id is not None:
