@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +193,14 @@ def _prefill(store: Store, human: dict[str, dict[str, int]], annotator: str) -> 
     return store.add_labels(rows, annotator, "prefill")
 
 
+def _warm_up() -> None:
+    """Import the agreement page's libraries (scipy, scikit-learn, krippendorff: ~2-3 s) in the background."""
+    import krippendorff  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+    import relforge.judge.agreement  # noqa: F401
+
+
 def serve(cfg: ReviewConfig, db: Path, *, echo=print) -> None:
     """Run the web app until Ctrl-C (uvicorn, one process)."""
     try:
@@ -200,6 +209,7 @@ def serve(cfg: ReviewConfig, db: Path, *, echo=print) -> None:
         raise UsageError("relforge review needs the web extra: pip install 'relforge[review]'") from None
     from relforge.review.app import create_app
 
+    threading.Thread(target=_warm_up, daemon=True).start()
     token = cfg.token or (secrets.token_urlsafe(18) if cfg.needs_token() else None)
     app = create_app(Store(db), cfg.model_copy(update={"token": token}))
     url = f"http://{cfg.host if ':' not in cfg.host else '[' + cfg.host + ']'}:{cfg.port}/"

@@ -28,8 +28,7 @@
     });
   }
 
-  // the start page: show the judge toggle state etc. Nothing else needs script there.
-  if (!main) return;
+  if (!main) { body.setAttribute("data-ready", "1"); return; }  // other pages need no script
 
   var pairId = parseInt(main.getAttribute("data-pair"), 10);
   var queue = main.getAttribute("data-queue");
