@@ -182,7 +182,7 @@ def test_balanced_queue_reaches_its_targets(browser, tmp_path):
 
 
 def test_screenshot_of_a_pair(browser, shared, tmp_path):
-    page = _page(browser, shared.url, "alice", viewport=(1280, 800))
+    page = _page(browser, shared.url, "alice", viewport=(1280, 880))
     store = Store(shared.db)
     pid = next(
         p.id

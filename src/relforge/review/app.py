@@ -126,6 +126,7 @@ class ReviewApp:
             loader=jinja2.PackageLoader("relforge.review", "templates"),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
+            auto_reload=False,
         )
         self.env.globals.update(queues=QUEUES, splits=SPLITS)
         self.static = {

@@ -29,7 +29,8 @@ def _config(cls, **kw):
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise UsageError(f"invalid review setting {loc}={err.get('input')!r}: {err['msg']}") from None
+        flag = {"default_queue": "queue", "annotators": "annotator"}.get(loc, loc).replace("_", "-")
+        raise UsageError(f"invalid --{flag} {err.get('input')!r}: {err['msg']}") from None
 
 
 @review_app.callback()

@@ -53,6 +53,7 @@ class Snapshot:
     flags: dict[int, set[str]]
     mine_done: set[int] = field(default_factory=set)  # skipped or flagged by the annotator
     recheck: dict[int, int] = field(default_factory=dict)
+    latest_grades: dict[int, int] | None = None
 
     @classmethod
     def read(cls, store: Store, annotator: str) -> Snapshot:
@@ -60,10 +61,14 @@ class Snapshot:
         flags = store.flags()
         skipped = set(store.last_events(annotator, ("skip",)))
         flagged = {p for p, who in flags.items() if annotator in who}
-        return cls(annotator, labels, flags, skipped | flagged, store.recheck_marks(annotator))
+        return cls(
+            annotator, labels, flags, skipped | flagged, store.recheck_marks(annotator), store.latest_labels()
+        )
 
     def latest(self, pair_id: int) -> int | None:
         """The pair's grade by its most recent label (anyone)."""
+        if self.latest_grades is not None:
+            return self.latest_grades.get(pair_id)
         got = self.labels.get(pair_id)
         return max(got.values(), key=lambda ge: ge[1])[0] if got else None
 

@@ -119,7 +119,10 @@ class Store:
     def __init__(self, path: str | Path, *, create: bool = False):
         self.path = Path(path)
         if not create and not self.path.exists():
-            raise MissingInputError(f"{self.path}: no such review database (start `relforge review` first)")
+            raise MissingInputError(
+                f"{self.path}: no such review database (create it: relforge review --db {self.path} "
+                "--corpus C --queries Q --pairs PAIRS)"
+            )
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
@@ -130,6 +133,7 @@ class Store:
         except sqlite3.DatabaseError as e:
             raise DataError(f"not a relforge review database ({e})", path=self.path) from None
         self._pairs: list[PairRow] | None = None
+        self._cache: dict[str, tuple[int, Any]] = {}
 
     def conn(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
@@ -280,8 +284,35 @@ class Store:
             sql, args = sql + " AND annotator=?", [*args, annotator]
         return [Event(*r) for r in self.conn().execute(sql + " ORDER BY id", args)]
 
+    def version(self) -> int:
+        """The id of the newest event (0 when there is none): any write changes it."""
+        return self.conn().execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+    def _cached(self, name: str, build):
+        """``build()`` cached until the next event (also one written by another process); read-only."""
+        v = self.version()
+        got = self._cache.get(name)
+        if got is None or got[0] != v:
+            got = (v, build())
+            self._cache[name] = got
+        return got[1]
+
     def current_labels(self) -> dict[int, dict[str, tuple[int, int]]]:
-        """``{pair_id: {annotator: (grade, event_id)}}``: each annotator's latest label of each pair."""
+        """``{pair_id: {annotator: (grade, event_id)}}``: each annotator's latest label of each pair
+        (cached until the next event: treat it as read-only)."""
+        return self._cached("labels", self._current_labels)
+
+    def latest_labels(self) -> dict[int, int]:
+        """``{pair_id: grade of its most recent label by anyone}`` (cached like :meth:`current_labels`)."""
+
+        def build() -> dict[int, int]:
+            return {
+                pid: max(who.values(), key=lambda ge: ge[1])[0] for pid, who in self.current_labels().items()
+            }
+
+        return self._cached("latest", build)
+
+    def _current_labels(self) -> dict[int, dict[str, tuple[int, int]]]:
         out: dict[int, dict[str, tuple[int, int]]] = {}
         rows = self.conn().execute(
             "SELECT e.pair_id, e.annotator, e.grade, e.id FROM events e JOIN ("
@@ -293,7 +324,10 @@ class Store:
         return out
 
     def flags(self) -> dict[int, set[str]]:
-        """``{pair_id: annotators whose latest flag/unflag event is a flag}``."""
+        """``{pair_id: annotators whose latest flag/unflag event is a flag}`` (cached; read-only)."""
+        return self._cached("flags", self._flags)
+
+    def _flags(self) -> dict[int, set[str]]:
         out: dict[int, set[str]] = {}
         rows = self.conn().execute(
             "SELECT e.pair_id, e.annotator, e.kind FROM events e JOIN ("
