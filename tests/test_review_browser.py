@@ -93,8 +93,18 @@ def test_keyboard_labels_survive_reload_and_sigkill(browser, tmp_path):
         for key in "21030":
             given.append((_pair_id(page), int(key)))
             _press(page, key)
+        odd = _pair_id(page)  # f flags (and stays), n + Enter saves a note, s skips to the next pair
+        page.keyboard.press("f")
+        page.wait_for_selector("#flag-state:text('flagged')")
+        page.keyboard.press("n")
+        page.keyboard.type("answer is about children, query about adults")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#status:text('note saved')")
+        _press(page, "s")
         page.reload()
         _ready(page)
+        kinds = [e.kind for e in Store(srv.db).events(pair_id=odd, annotator="alice")]
+        assert kinds == ["flag", "note", "skip"] and _pair_id(page) not in {odd, *(p for p, _ in given)}
         for pid, grade in given:  # every label is on its page after the reload
             page.goto(f"{srv.url}/pair/{pid}?queue=random")
             assert page.inner_text("#my-label") == f"your label: {grade}"
