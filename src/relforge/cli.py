@@ -32,6 +32,7 @@ STAGES = [
     "evaluate",
     "report",
     "pipeline",
+    "review",
 ]
 
 
