@@ -33,6 +33,7 @@ from relforge.llm.base import CacheStats, Chat, Completion, GenParams
 from relforge.llm.cache import relforge_home
 from relforge.llm.progress import progress_bar
 from relforge.models import NAMED_MODELS, resolve_model, split_gguf
+from relforge.precision import DTYPE_ALIASES, PrecisionPlan, apply_precision, model_precision, plan_precision
 
 OnResult = Callable[[int, Any, int, int], None]
 PLAIN = "plain"
@@ -121,19 +122,23 @@ def load_gguf(gguf_path: str | os.PathLike, *, convert: bool = True):
     return model, tok, out if (out / _CONVERTED_MARKER).is_file() else None
 
 
-def _auto_device_dtype(device: str, dtype: str):
+def _auto_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            dtype = "bfloat16"
-        elif device.startswith("cuda"):
-            dtype = "float16"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _plan(device: str, dtype: str, precision: str | None, autocast: bool) -> PrecisionPlan:
+    """``precision`` wins; without it the older ``dtype`` setting decides (``auto`` = bf16/fp16 on GPU, fp32
+    on CPU: relforge's behaviour before ``precision`` existed)."""
+    if precision is None:
+        if dtype == "auto":
+            precision = "auto" if device.startswith("cuda") else "fp32"
         else:
-            dtype = "float32"
-    return device, getattr(torch, dtype)
+            precision = DTYPE_ALIASES.get(dtype, dtype)
+    return plan_precision(precision, device, autocast=autocast)
 
 
 class HFBackend:
@@ -152,6 +157,8 @@ class HFBackend:
         prefix_sharing: run the prompt prefix shared by all chats of a ``score_choices`` call once.
         min_prefix_tokens: shorter shared prefixes are not worth it and are ignored.
         progress: draw a rich progress bar for calls longer than one batch.
+        precision: the :class:`~relforge.precision.PrecisionPlan` the model was put in (its autocast context
+            wraps every forward pass); None = observed from the weights, no autocast.
     """
 
     def __init__(
@@ -166,6 +173,7 @@ class HFBackend:
         prefix_sharing: bool = False,
         min_prefix_tokens: int = 16,
         progress: bool = True,
+        precision: PrecisionPlan | None = None,
     ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
@@ -179,6 +187,7 @@ class HFBackend:
         self.min_prefix_tokens = int(min_prefix_tokens)
         self.progress = progress
         self.stats = CacheStats()
+        self.precision = precision or plan_precision(model_precision(model), _device_of(model))
         self._prefix_memo: tuple[Any, Any] | None = None
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
@@ -206,6 +215,8 @@ class HFBackend:
         adapter: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        precision: str | None = None,
+        autocast: bool = False,
         convert_gguf: bool = True,
         **kw: Any,
     ) -> HFBackend:
@@ -215,41 +226,34 @@ class HFBackend:
             model: what to load.
             adapter: optional PEFT LoRA adapter folder; merged into the weights for fast inference.
             device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda:0``...
-            dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+            dtype: older setting, used when ``precision`` is None: ``auto`` (bf16 on GPU, fp32 on CPU),
+                ``float32``, ``bfloat16``, ``float16``.
+            precision: ``auto | fp32 | bf16 | fp16 | int8`` (see :mod:`relforge.precision`): ``auto`` is bf16
+                on a CPU with AVX-512 BF16/AMX. The model is loaded in fp32, the adapter merged, then cast or
+                quantised (int8: the merged Linear layers; ``lm_head`` stays float).
+            autocast: bf16/fp16 via ``torch.autocast`` over fp32 weights instead of casting the weights.
             convert_gguf: cache GGUF files as plain HF folders (see :func:`load_gguf`).
             **kw: passed to the constructor (batch_size, chat_template, prefix_sharing, progress...).
 
         Returns:
             The backend.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         named = model.lower() in NAMED_MODELS
         path = resolve_model(model)
-        device, torch_dtype = _auto_device_dtype(device, dtype)
-        folder, gguf = split_gguf(path)
-        try:
-            if gguf:
-                mdl, tok, _ = load_gguf(path, convert=convert_gguf)
-                if mdl.dtype != torch_dtype:
-                    mdl = mdl.to(torch_dtype)
-            else:
-                if path.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
-                    raise ModelNotFoundError(f"model folder not found: {path}")
-                tok = AutoTokenizer.from_pretrained(folder)
-                mdl = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
-        except OSError as e:
-            raise ModelNotFoundError(
-                f"cannot load model {model!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}). Use a "
-                f"local folder, a .gguf file, or a named model ({', '.join(NAMED_MODELS)}); hub ids need "
-                f"network access and HF_HUB_OFFLINE unset."
-            ) from e
+        device = _auto_device(device)
+        plan = _plan(device, dtype, precision, autocast)
+        # cast/quantise after loading and merging: fp32 on CPU (merging LoRA in bf16 would round the
+        # delta), the target dtype on GPU (big models)
+        load_dtype = plan.torch_dtype if device.startswith("cuda") and plan.resolved != "int8" else None
+        mdl, tok = _load_model(model, path, load_dtype, convert_gguf)
         ident = (
             f"hf:{model.lower()}"
             if named
             else f"hf:{os.path.abspath(path) if os.path.exists(path) else path}"
         )
-        cache_id = f"{ident}|{_fingerprint(path)}|{str(torch_dtype).replace('torch.', '')}"
+        cache_id = f"{ident}|{_fingerprint(path)}|{plan.dtype_name}"
+        if plan.key() not in ("fp32", "bf16", "fp16"):  # the weights' dtype alone does not say it
+            cache_id += f"|precision={plan.key()}"
         if adapter:
             mdl = _apply_adapter(mdl, adapter)
             ident += f"+lora:{os.path.abspath(adapter)}"
@@ -259,8 +263,9 @@ class HFBackend:
             cache_id += "|template=" + (
                 PLAIN if ct == PLAIN else hashlib.sha256(ct.encode()).hexdigest()[:12]
             )
-        mdl.to(device)
+        mdl, plan = apply_precision(mdl, plan, device=device)
         mdl.eval()
+        kw["precision"] = plan
         return cls(mdl, tok, name=ident, cache_id=cache_id, **kw)
 
     @classmethod
@@ -277,6 +282,11 @@ class HFBackend:
         return cls(model, tokenizer, name=name, **kw)
 
     # ------------------------------------------------------------------ helpers
+    def describe(self) -> dict[str, Any]:
+        """What outputs record about this backend: ``backend``, ``model``, ``device`` and the precision
+        (``precision``, ``precision_requested``, ``dtype``, ``autocast``)."""
+        return {"backend": "hf", "model": self.name, "device": str(self.device), **self.precision.metadata()}
+
     @property
     def device(self):
         return next(self.model.parameters()).device
@@ -319,7 +329,7 @@ class HFBackend:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.precision.context():
                 yield
         finally:
             if was_training:
@@ -538,6 +548,38 @@ class HFBackend:
 
         self._forward_rows(prompts, 1, consume, "logprobs")
         return out  # type: ignore[return-value]
+
+
+def _load_model(model: str, path: str, dtype: Any, convert_gguf: bool) -> tuple[Any, Any]:
+    """Model and tokenizer from a folder, hub id or GGUF file, in ``dtype`` (None = float32)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = dtype or torch.float32
+    folder, gguf = split_gguf(path)
+    try:
+        if gguf:
+            mdl, tok, _ = load_gguf(path, convert=convert_gguf)
+            if mdl.dtype != dtype:
+                mdl = mdl.to(dtype)
+            return mdl, tok
+        if path.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
+            raise ModelNotFoundError(f"model folder not found: {path}")
+        tok = AutoTokenizer.from_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), tok
+    except OSError as e:
+        raise ModelNotFoundError(
+            f"cannot load model {model!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}). Use a "
+            f"local folder, a .gguf file, or a named model ({', '.join(NAMED_MODELS)}); hub ids need "
+            f"network access and HF_HUB_OFFLINE unset."
+        ) from e
+
+
+def _device_of(model: Any) -> str:
+    try:
+        return next(model.parameters()).device.type
+    except (StopIteration, AttributeError):
+        return "cpu"
 
 
 def _apply_adapter(model: Any, adapter: str) -> Any:
