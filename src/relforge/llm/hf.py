@@ -291,10 +291,14 @@ class HFBackend:
     def device(self):
         return next(self.model.parameters()).device
 
-    def format_chat(self, chat: Chat) -> str:
-        """The exact prompt text for a chat, ending with the assistant turn opener."""
+    def format_chat(self, chat: Chat, *, continue_final: bool = False) -> str:
+        """The exact prompt text for a chat, ending with the assistant turn opener; with
+        ``continue_final=True`` the chat's last (assistant) message is left open instead, so the prompt ends
+        with its text (a prefilled reply, as vLLM's ``continue_final_message``)."""
         _check_chat(chat)
         if self.chat_template == PLAIN:
+            if continue_final:
+                return plain_chat(chat[:-1]) + chat[-1]["content"]
             return plain_chat(chat)
         if not self.chat_template and not getattr(self.tokenizer, "chat_template", None):
             raise RelforgeError(
@@ -302,12 +306,16 @@ class HFBackend:
                 f"chat_template='plain')) for a plain 'Role: text' prompt, or a Jinja template string."
             )
         return self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=True, chat_template=self.chat_template or None
+            chat,
+            tokenize=False,
+            add_generation_prompt=not continue_final,
+            continue_final_message=continue_final,
+            chat_template=self.chat_template or None,
         )
 
-    def encode_chat(self, chat: Chat) -> list[int]:
+    def encode_chat(self, chat: Chat, *, continue_final: bool = False) -> list[int]:
         """Token ids of :meth:`format_chat` (special tokens come from the template itself)."""
-        text = self.format_chat(chat)
+        text = self.format_chat(chat, continue_final=continue_final)
         ids = self.tokenizer(text, add_special_tokens=self.chat_template == PLAIN)["input_ids"]
         if self.max_positions and len(ids) >= self.max_positions:
             raise RelforgeError(
@@ -538,16 +546,44 @@ class HFBackend:
     def next_token_logprobs(self, chats: list[Chat], top_k: int = 20) -> list[list[tuple[str, int, float]]]:
         """The ``top_k`` most likely next tokens after each templated chat: ``(text, id, logprob)``
         (used by :mod:`relforge.llm.serve` to answer ``top_logprobs`` requests)."""
-        prompts = [self.encode_chat(c) for c in chats]
-        out: list[list[tuple[str, int, float]] | None] = [None] * len(prompts)
+        out: list[list[tuple[str, int, float]]] = []
+        for lp in self.next_token_logprob_vectors(chats):
+            vals, ids = lp.topk(top_k)
+            out.append(
+                [
+                    (self.tokenizer.decode([t]), t, v)
+                    for t, v in zip(ids.tolist(), vals.tolist(), strict=False)
+                ]
+            )
+        return out
+
+    def next_token_logprob_vectors(self, chats: list[Chat], *, continue_final: bool = False) -> list[Any]:
+        """The full next-token log-softmax (a float32 vector over the vocabulary) after each templated chat:
+        the same numbers ``score_choices`` reads for single-token choices. ``continue_final``: see
+        :meth:`format_chat`."""
+        prompts = [self.encode_chat(c, continue_final=continue_final) for c in chats]
+        out: list[Any] = [None] * len(prompts)
 
         def consume(idx: list[int], lp) -> None:
-            vals, ids = lp[:, -1, :].topk(top_k, dim=-1)
-            for i, v, t in zip(idx, vals.tolist(), ids.tolist(), strict=False):
-                out[i] = [(self.tokenizer.decode([tid]), tid, lv) for tid, lv in zip(t, v, strict=False)]
+            for i, row in zip(idx, lp[:, -1, :], strict=False):
+                out[i] = row.float().cpu()
 
         self._forward_rows(prompts, 1, consume, "logprobs")
-        return out  # type: ignore[return-value]
+        return out
+
+    def prompt_token_logprobs(self, ids: list[int]) -> list[float | None]:
+        """Log-prob of each prompt token given the ones before it (``None`` for the first): what a server
+        returns as ``prompt_logprobs``. One unpadded forward pass."""
+        import torch
+
+        if len(ids) < 2:
+            return [None] * len(ids)
+        with self._inference():
+            x = torch.tensor([ids], dtype=torch.long, device=self.device)
+            logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
+            target = x[0, 1:]
+            picked = logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        return [None, *picked.double().tolist()]
 
 
 def _load_model(model: str, path: str, dtype: Any, convert_gguf: bool) -> tuple[Any, Any]:
