@@ -297,7 +297,7 @@ class LLMServer:
             raise ClientError(400, "stream=true is not supported by relforge llm serve")
         if req.continue_final_message and req.messages[-1].role != "assistant":
             raise ClientError(400, "continue_final_message needs a final assistant message")
-        max_tokens = req.max_tokens or req.max_completion_tokens or 64
+        max_tokens = req.max_tokens or req.max_completion_tokens or min(64, self.max_tokens)
         if max_tokens > self.max_tokens:
             raise ClientError(
                 400, f"max_tokens {max_tokens} exceeds this server's cap of {self.max_tokens} (--max-tokens)"
