@@ -38,7 +38,15 @@ from urllib.parse import urlsplit, urlunsplit
 from relforge.errors import RelforgeError, UsageError
 from relforge.llm._util import check_chat, check_choices, logsumexp, probs_from_top_logprobs
 from relforge.llm.base import CacheStats, Chat, Completion, GenParams
-from relforge.llm.secrets import has_userinfo, redact_text, redact_url, strip_userinfo, url_identity
+from relforge.llm.secrets import (
+    has_userinfo,
+    redact_text,
+    redact_url,
+    scrub,
+    secret_values,
+    strip_userinfo,
+    url_identity,
+)
 from relforge.progress import progress, warn
 
 API_KEY_ENVS = ("RELFORGE_API_KEY", "OPENAI_API_KEY")
@@ -140,6 +148,7 @@ class OpenAIBackend:
         if score_method not in SCORE_METHODS:
             raise UsageError(f"score_method {score_method!r} is not one of {', '.join(SCORE_METHODS)}")
         url = normalize_base_url(base_url)
+        self._secrets = secret_values(url)
         if has_userinfo(url):
             warn(
                 f"credentials in the base URL {redact_url(url)} are not sent (they would go out as Basic auth); "
@@ -185,6 +194,10 @@ class OpenAIBackend:
             "approx": dict(self.stats.extra["approx"]),
         }
 
+    def _clean(self, text: Any) -> str:
+        """Text fit to show: URLs redacted and this backend's URL secrets scrubbed (servers echo them)."""
+        return scrub(text, self._secrets)
+
     def _api_key(self) -> str | None:
         for env in self.key_envs:
             if os.environ.get(env):
@@ -209,7 +222,7 @@ class OpenAIBackend:
                 f"{' or '.join(self.key_envs)}; relforge never reads keys from configs or flags."
             )
         raise RelforgeError(
-            f"HTTP {r.status_code} from {redact_url(url)} for model {self.model!r}: {redact_text(r.text[:300])}"
+            f"HTTP {r.status_code} from {redact_url(url)} for model {self.model!r}: {self._clean(r.text[:300])}"
         )
 
     async def _post(self, client, payload: dict, url: str | None = None, *, probe: bool = False) -> dict:
@@ -225,20 +238,20 @@ class OpenAIBackend:
             except httpx.TimeoutException:
                 problem = f"request timed out after {self.timeout:g} s (setting: timeout)"
             except httpx.TransportError as e:
-                problem = f"connection failed ({type(e).__name__}: {redact_text(e)})"
+                problem = f"connection failed ({type(e).__name__}: {self._clean(e)})"
             else:
                 if r.status_code == 200:
                     try:
                         return r.json()
                     except ValueError as e:
                         raise RelforgeError(
-                            f"{redact_url(url)} returned a non-JSON body: {r.text[:200]!r}"
+                            f"{redact_url(url)} returned a non-JSON body: {self._clean(r.text[:200])!r}"
                         ) from e
                 if probe and 400 <= r.status_code < 500 and r.status_code not in RETRY_STATUS | {401, 403}:
-                    raise _ProbeRejected(f"HTTP {r.status_code}: {r.text[:200]}")
+                    raise _ProbeRejected(f"HTTP {r.status_code}: {self._clean(r.text[:200])}")
                 if r.status_code not in RETRY_STATUS:
                     self._raise_for(r, url)
-                problem = f"HTTP {r.status_code}: {redact_text(r.text[:120])}"
+                problem = f"HTTP {r.status_code}: {self._clean(r.text[:120])}"
                 try:
                     retry_after = float(r.headers.get("retry-after", ""))
                 except ValueError:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 from relforge.errors import EXIT_VALIDATION, RelforgeError
 
@@ -158,6 +158,29 @@ def url_identity(url: str) -> str:
     parts = urlsplit(strip_userinfo(url))
     pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not is_secret_name(k)]
     return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
+def secret_values(url: str) -> list[str]:
+    """The secret strings inside a URL (user, password, values of secret query parameters), to scrub
+    from any text a server sends back (servers echo URLs in their errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    found = []
+    if "@" in parts.netloc:
+        userinfo = parts.netloc.rsplit("@", 1)[0]
+        found += [unquote(x) for x in userinfo.split(":", 1)]
+    found += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if is_secret_name(k)]
+    return sorted({v for v in found if len(v) >= 3}, key=len, reverse=True)
+
+
+def scrub(text: Any, values: list[str]) -> str:
+    """:func:`redact_text`, then every one of ``values`` replaced by ``***``."""
+    out = redact_text(text)
+    for v in values:
+        out = out.replace(v, REDACTED)
+    return out
 
 
 def find_secrets(options: Any, where: str = "") -> list[str]:
