@@ -60,6 +60,21 @@ def test_url_identity_drops_every_secret_and_keeps_the_rest():
     assert "pa55word" not in redact_text("HTTP 500 from http://alice:pa55word@h/v1: boom")
 
 
+def test_redact_obj_for_written_configs():
+    from relforge.llm.secrets import redact_obj
+
+    cfg = {
+        "llm": {"spec": "openai:http://alice:pa55word@h/v1#m", "batch_size": 8},
+        "runs": ["http://h/?token=SECRETQ"],
+    }
+    out = redact_obj(cfg)
+    assert out == {
+        "llm": {"spec": "openai:http://***@h/v1#m", "batch_size": 8},
+        "runs": ["http://h/?token=***"],
+    }
+    assert cfg["llm"]["spec"].startswith("openai:http://alice")  # a copy
+
+
 def test_secret_names():
     for n in (
         "api_key",

@@ -138,6 +138,18 @@ def redact_spec(spec: str) -> str:
     return redact_text(spec)
 
 
+def redact_obj(obj: Any) -> Any:
+    """A copy of a nested dict/list structure with every string passed through :func:`redact_spec`
+    (what a run writes as ``config.yaml`` / ``manifest.json``)."""
+    if isinstance(obj, str):
+        return redact_spec(obj)
+    if isinstance(obj, Mapping):
+        return {k: redact_obj(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact_obj(v) for v in obj)
+    return obj
+
+
 def has_userinfo(url: str) -> bool:
     """True when the URL carries ``user[:pass]@``."""
     try:
