@@ -15,10 +15,12 @@ from relforge.llm.vllm_server import DEFAULT_PYTHON, smollm2_folder, vllm_python
 
 pytestmark = pytest.mark.slow
 N_PAIRS = 24
-#: bf16 vs fp32 on the same model moves a grade probability by up to ~0.02 here (the local yardstick
-#: measures it); vLLM's bf16 kernels differ again, so allow a few times that
+#: "bf16 tolerance", from the local yardstick on 69 pairs of this model: local bf16 vs local fp32 moves a
+#: grade probability by up to 0.033 (mean 0.008) and its expected grades correlate r = 0.958 with fp32's
+#: (the base model's expected grades vary little, so r is sensitive). vLLM's bf16 kernels differ again.
 MAX_DP = 0.08
-MIN_PEARSON = 0.98
+MEAN_DP = 0.02
+MIN_PEARSON = 0.95
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +77,10 @@ def test_exact_methods_match_the_local_backend_within_bf16_tolerance(judged, met
     out, labels = judged
     ref, got = out["fp32"], out[method]
     yard = max(abs(a[k] - b[k]) for a, b in zip(out["bf16"], ref, strict=True) for k in labels)
-    dp = max(abs(g[k] - r[k]) for g, r in zip(got, ref, strict=True) for k in labels)
+    dps = [abs(g[k] - r[k]) for g, r in zip(got, ref, strict=True) for k in labels]
     assert all(set(g) == set(labels) and min(g.values()) > 0 for g in got)  # no grade at exactly 0
-    assert dp <= max(MAX_DP, 4 * yard), (dp, yard)
+    assert max(dps) <= max(MAX_DP, 3 * yard), (max(dps), yard)
+    assert sum(dps) / len(dps) <= MEAN_DP
     assert _pearson([_expected(g) for g in got], [_expected(r) for r in ref]) >= MIN_PEARSON
     assert out[f"{method}:describe"]["exact"] is True
 
@@ -85,10 +88,8 @@ def test_exact_methods_match_the_local_backend_within_bf16_tolerance(judged, met
 def test_auto_picks_an_exact_method_on_vllm(judged):
     out, _ = judged
     assert out["auto:describe"]["score_method"] == "token_logprobs" and out["auto:describe"]["exact"]
-    assert out["auto"] == pytest.approx(out["token_logprobs"]) or all(
-        max(abs(a[k] - b[k]) for k in a) < 1e-3
-        for a, b in zip(out["auto"], out["token_logprobs"], strict=True)
-    )
+    pairs = zip(out["auto"], out["token_logprobs"], strict=True)
+    assert max(abs(a[k] - b[k]) for a, b in pairs for k in a) < 1e-3  # same method, same server
 
 
 def test_top_logprobs_is_flagged_approximate(judged):

@@ -187,7 +187,14 @@ class HFBackend:
         self.min_prefix_tokens = int(min_prefix_tokens)
         self.progress = progress
         self.stats = CacheStats()
-        self.precision = precision or plan_precision(model_precision(model), _device_of(model))
+        if (
+            precision is None
+        ):  # observed from the weights, never refused (an fp16 model on CPU is the caller's)
+            seen = model_precision(model)
+            precision = PrecisionPlan(
+                seen, seen if seen in ("fp32", "bf16", "fp16", "int8") else "fp32", _device_of(model)
+            )
+        self.precision = precision
         self._prefix_memo: tuple[Any, Any] | None = None
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
