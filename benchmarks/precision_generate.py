@@ -26,7 +26,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 VARIANTS = {
     "fp32": {"precision": "fp32"},
-    "bf16": {"precision": "bf16"},
+    "bf16-weights": {"precision": "bf16", "autocast": False},
     "bf16-autocast": {"precision": "bf16", "autocast": True},
     "int8": {"precision": "int8"},
 }

@@ -6,8 +6,8 @@ prompt (relevance-0to3, documents cut to the adapter's budget), same batching (b
 prompt prefix on), as ``relforge judge --adapter auto`` runs them. Variants:
 
 - fp32: today's numbers (the reference);
-- bf16: bfloat16 weights (``precision: bf16``);
-- bf16-autocast: fp32 weights under ``torch.autocast("cpu", bfloat16)``;
+- bf16-weights: bfloat16 weights (``precision: bf16`` with ``autocast=False``; what a GPU gets);
+- bf16-autocast: fp32 weights under ``torch.autocast("cpu", bfloat16)`` (``precision: bf16`` on CPU);
 - int8: dynamic int8 quantisation of the merged Linear layers (``precision: int8``, lm_head kept float).
 
 Quality: pair-level Kendall tau_b of the expected grade vs the human grades (and its change vs fp32),
@@ -31,7 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 VARIANTS = {
     "fp32": {"precision": "fp32"},
-    "bf16": {"precision": "bf16"},
+    "bf16-weights": {"precision": "bf16", "autocast": False},
     "bf16-autocast": {"precision": "bf16", "autocast": True},
     "int8": {"precision": "int8"},
 }

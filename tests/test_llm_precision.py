@@ -67,13 +67,28 @@ def test_auto_degrades_to_fp32_in_the_loaded_model(tiny_llm_dir, no_bf16_cpu):
     assert b.describe()["precision"] == "fp32" and b.describe()["precision_requested"] == "auto"
 
 
-@pytest.mark.parametrize(("prec", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16)])
-def test_precision_reaches_the_model(tiny_llm_dir, prec, dtype):
-    b = HFBackend.load(tiny_llm_dir, precision=prec, progress=False)
-    assert {p.dtype for p in b.model.parameters()} == {dtype}
-    assert model_precision(b.model) == prec and b.describe()["precision"] == prec
-    probs = b.score_choices(CHATS, GRADES)
+@pytest.mark.parametrize(
+    ("prec", "autocast", "weights", "compute"),
+    [
+        ("fp32", None, torch.float32, torch.float32),
+        ("bf16", None, torch.float32, torch.bfloat16),  # CPU default: fp32 weights under bf16 autocast
+        ("bf16", False, torch.bfloat16, torch.bfloat16),  # bf16 weights (the GPU default)
+    ],
+)
+def test_precision_reaches_the_model(tiny_llm_dir, prec, autocast, weights, compute):
+    b = HFBackend.load(tiny_llm_dir, precision=prec, autocast=autocast, progress=False)
+    assert {p.dtype for p in b.model.parameters()} == {weights}
+    seen = []
+    hook = b.model.model.layers[0].self_attn.q_proj.register_forward_hook(
+        lambda m, i, o: seen.append(o.dtype)
+    )
+    try:
+        probs = b.score_choices(CHATS, GRADES)
+    finally:
+        hook.remove()
+    assert seen and set(seen) == {compute}  # what the matmuls really ran in
     assert all(abs(sum(p.values()) - 1) < 1e-9 for p in probs)
+    assert b.describe()["precision"] == prec and b.describe()["autocast"] == (weights != compute)
 
 
 def test_int8_quantises_linears_but_not_lm_head(tiny_llm_dir):
