@@ -71,8 +71,8 @@ def test_auto_degrades_to_fp32_in_the_loaded_model(tiny_llm_dir, no_bf16_cpu):
     ("prec", "autocast", "weights", "compute"),
     [
         ("fp32", None, torch.float32, torch.float32),
-        ("bf16", None, torch.float32, torch.bfloat16),  # CPU default: fp32 weights under bf16 autocast
-        ("bf16", False, torch.bfloat16, torch.bfloat16),  # bf16 weights (the GPU default)
+        ("bf16", None, torch.bfloat16, torch.bfloat16),  # bf16 weights (the default)
+        ("bf16", True, torch.float32, torch.bfloat16),  # fp32 weights under bf16 autocast
     ],
 )
 def test_precision_reaches_the_model(tiny_llm_dir, prec, autocast, weights, compute):

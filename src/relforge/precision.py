@@ -1,9 +1,9 @@
 """Numeric precision of local torch models: one setting, ``auto | fp32 | bf16 | fp16 | int8``, for every stage.
 
 - ``fp32``: plain float32 weights and arithmetic (reproduces relforge's numbers before this setting).
-- ``bf16``: bfloat16 arithmetic, either as bf16 weights or as ``torch.autocast`` over fp32 weights (what
-  the LLM backend uses on CPU: measured faster and closer to fp32 there). On CPU it pays off only with
-  AVX-512 BF16 or AMX; elsewhere it is emulated and slower, which is why ``auto`` does not pick it there.
+- ``bf16``: bfloat16 arithmetic, as bf16 weights (default) or as ``torch.autocast`` over fp32 weights
+  (``autocast=True``, training). On CPU it pays off only with AVX-512 BF16 or AMX; elsewhere it is emulated
+  and slower, which is why ``auto`` does not pick it there.
 - ``fp16``: float16 weights (GPU only; CPU fp16 matmuls are slow).
 - ``int8``: ``torch.ao.quantization.quantize_dynamic`` of the ``nn.Linear`` layers (int8 weights, activations
   quantised on the fly), CPU only. LoRA layers are never quantised (merge an adapter first, or they stay

@@ -133,16 +133,13 @@ def _auto_device(device: str) -> str:
 def _plan(device: str, dtype: str, precision: str | None, autocast: bool | None) -> PrecisionPlan:
     """``precision`` wins; without it the older ``dtype`` setting decides (``auto`` = bf16/fp16 on GPU, fp32
     on CPU: relforge's behaviour before ``precision`` existed; ``bfloat16`` = bf16 weights). ``autocast``
-    None = autocast on CPU (measured faster than bf16 weights there, and closer to fp32), weights on GPU."""
+    None = cast the weights (autocast measured neither reliably faster nor better on CPU: docs/precision.md)."""
     if precision is None:
         if dtype == "auto":
             precision = "auto" if device.startswith("cuda") else "fp32"
         else:
             precision = DTYPE_ALIASES.get(dtype, dtype)
-            autocast = False if autocast is None else autocast
-    if autocast is None:
-        autocast = device == "cpu"
-    return plan_precision(precision, device, autocast=autocast)
+    return plan_precision(precision, device, autocast=bool(autocast))
 
 
 class HFBackend:
@@ -242,8 +239,8 @@ class HFBackend:
             precision: ``auto | fp32 | bf16 | fp16 | int8`` (see :mod:`relforge.precision`): ``auto`` is bf16
                 on a CPU with AVX-512 BF16/AMX. The model is loaded in fp32, the adapter merged, then cast
                 (or run under autocast) or quantised (int8: the merged Linear layers; ``lm_head`` stays float).
-            autocast: bf16/fp16 via ``torch.autocast`` over fp32 weights instead of casting the weights;
-                None = on CPU yes (faster and closer to fp32 there, see docs/precision.md), on GPU no.
+            autocast: bf16/fp16 via ``torch.autocast`` over fp32 weights instead of casting the weights
+                (None/False: cast; see docs/precision.md for the measurements).
             convert_gguf: cache GGUF files as plain HF folders (see :func:`load_gguf`).
             **kw: passed to the constructor (batch_size, chat_template, prefix_sharing, progress...).
 
