@@ -13,9 +13,10 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from relforge.errors import UsageError
+from relforge.errors import RelforgeError, UsageError
 from relforge.llm.base import LLM, CacheStats, Chat, Completion, GenParams, Message
 from relforge.llm.cache import CachedLLM, LLMCache, default_cache_path
+from relforge.llm.secrets import check_no_secrets, redact_spec, redact_text
 from relforge.models import NAMED_MODELS
 
 __all__ = [
@@ -29,9 +30,12 @@ __all__ = [
     "LLMCache",
     "Message",
     "SCHEMES",
+    "check_no_secrets",
     "default_cache_path",
     "load_llm",
     "parse_spec",
+    "redact_spec",
+    "redact_text",
 ]
 
 
@@ -58,7 +62,7 @@ def _load_openai(rest: str, adapter: str | None, batch_size: int, kw: dict):
     base_url, sep, model = rest.rpartition("#")
     if not sep or not base_url or not model:
         raise UsageError(
-            f"openai spec {'openai:' + rest!r} must look like openai:<base_url>#<model>, "
+            f"openai spec {redact_spec('openai:' + rest)!r} must look like openai:<base_url>#<model>, "
             f"e.g. openai:http://127.0.0.1:8000/v1#qwen2.5-1.5b"
         )
     if adapter:
@@ -99,7 +103,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if spec.lower() in NAMED_MODELS or os.path.exists(spec):
         return "hf", spec
     raise UsageError(
-        f"unknown LLM spec {spec!r} (setting: --llm / llm). Valid schemes: {_valid_schemes()}; "
+        f"unknown LLM spec {redact_spec(spec)!r} (setting: --llm / llm). Valid schemes: {_valid_schemes()}; "
         f"bare names allowed: {', '.join(NAMED_MODELS)}."
     )
 
@@ -121,20 +125,26 @@ def load_llm(
         cache: ``DEFAULT`` (``$RELFORGE_CACHE`` or ``~/.cache/relforge/llm-cache.sqlite``), a path, an
             :class:`LLMCache`, or None/False for no cache (``--no-cache``).
         batch_size: chats per forward pass (hf).
-        **kw: backend options: hf (``chat_template``, ``prefix_sharing``, ``dtype``, ``device``,
-            ``progress``), openai (``concurrency``, ``timeout``, ``max_retries``, ``backoff``,
-            ``top_logprobs``, ``progress``), llamacpp (``n_ctx``, ``n_threads``).
+        **kw: backend options: hf (``precision``, ``chat_template``, ``prefix_sharing``, ``dtype``,
+            ``device``, ``progress``), openai (``concurrency``, ``timeout``, ``max_retries``, ``backoff``,
+            ``top_logprobs``, ``score_method``, ``api_key_env``, ``progress``), llamacpp (``n_ctx``,
+            ``n_threads``). Secret-looking options (``api_key``, ``token``...) are refused: keys come from
+            the environment (:func:`relforge.llm.secrets.check_no_secrets`).
 
     Returns:
         A :class:`CachedLLM` (``.generate``, ``.score_choices``, ``.stats``, ``.llm`` = the backend).
     """
     scheme, rest = parse_spec(spec)
+    check_no_secrets(kw, "LLM options")
     try:
         backend = SCHEMES[scheme](rest, adapter, batch_size, kw)
     except TypeError as e:
         if "unexpected keyword" not in str(e):
             raise
         raise UsageError(f"option not supported by the {scheme}: backend: {e}") from e
+    except RelforgeError as e:  # no backend error may echo credentials of the spec
+        e.args = (redact_text(e.args[0]),) + e.args[1:] if e.args else e.args
+        raise
     if cache is None or cache is False:
         store = None
     elif isinstance(cache, LLMCache):

@@ -150,6 +150,25 @@ def _call_with_results(method: Callable[..., list], chats: list[Chat], on_result
     return out
 
 
+class _Memo:
+    """Small facts about a backend kept in the cache beside the calls (e.g. which scoring method a server
+    supports), so a rerun does not ask again."""
+
+    def __init__(self, cache: LLMCache):
+        self.cache = cache
+
+    def _key(self, key: str) -> str:
+        return call_key("memo", "memo", [], key)
+
+    def get(self, key: str) -> str | None:
+        k = self._key(key)
+        found = self.cache.get_many([k])
+        return found[k][0] if k in found else None
+
+    def put(self, key: str, value: str) -> None:
+        self.cache.put(self._key(key), "memo", "memo", value, 0, 0)
+
+
 class CachedLLM:
     """Wrap any backend with an :class:`LLMCache`: hits are read back, misses computed and committed
     one by one as they finish. ``cache=None`` passes every call through (stats still counted).
@@ -191,6 +210,9 @@ class CachedLLM:
             },
         )
 
+    def _memo(self) -> _Memo | None:
+        return _Memo(self.cache) if self.cache is not None else None
+
     def _run(
         self,
         kind: str,
@@ -200,12 +222,14 @@ class CachedLLM:
         encode: Callable[[Any], str],
         decode: Callable[[str], Any],
         usable: Callable[[Any], bool],
+        backend_id: str | None = None,
     ) -> list:
+        backend_id = backend_id or self.cache_id
         if self.cache is None:
             out = compute(chats, None)
             self._misses += len(chats)
             return out
-        keys = [call_key(self.cache_id, kind, c, payload) for c in chats]
+        keys = [call_key(backend_id, kind, c, payload) for c in chats]
         found = self.cache.get_many(keys)
         results: list[Any] = [None] * len(chats)
         todo: dict[str, list[int]] = {}
@@ -226,7 +250,7 @@ class CachedLLM:
         def on_result(j: int, result: Any, prompt_tokens: int, completion_tokens: int) -> None:
             k = miss_keys[j]
             if usable(result):
-                self.cache.put(k, kind, self.cache_id, encode(result), prompt_tokens, completion_tokens)
+                self.cache.put(k, kind, backend_id, encode(result), prompt_tokens, completion_tokens)
 
         computed = compute(miss_chats, on_result)
         self._misses += len(miss_keys)
@@ -260,7 +284,10 @@ class CachedLLM:
         )
 
     def score_choices(self, chats: list[Chat], choices: list[str]) -> list[dict[str, float]]:
-        """Like the backend's ``score_choices``; empty results (unscorable items) are not cached."""
+        """Like the backend's ``score_choices``; empty results (unscorable items) are not cached. A backend
+        whose scores depend on a method chosen per server (``score_cache_id``) keys them by that method."""
+        score_id = getattr(self.llm, "score_cache_id", None)
+        backend_id = score_id(list(choices), self._memo()) if callable(score_id) else self.cache_id
         return self._run(
             "score",
             chats,
@@ -269,6 +296,7 @@ class CachedLLM:
             lambda r: json.dumps(r, ensure_ascii=False),
             json.loads,
             bool,
+            backend_id,
         )
 
     def close(self) -> None:

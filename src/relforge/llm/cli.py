@@ -9,6 +9,21 @@ import typer
 from relforge.llm.config import LLMConfig
 
 _D = LLMConfig()  # every default comes from the config model
+_PRECISION_HELP = "hf: auto|fp32|bf16|fp16|int8 (auto = bf16 where the CPU/GPU has it, else fp32)."
+
+
+def _config(**kw) -> LLMConfig:
+    """``LLMConfig(**kw)``, a validation error as one UsageError line (exit 2)."""
+    from pydantic import ValidationError
+
+    from relforge.errors import UsageError
+
+    try:
+        return LLMConfig(**kw)
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'llm'}: {x['msg']}" for x in e.errors())
+        raise UsageError(msgs) from None
+
 
 llm_app = typer.Typer(
     help="Try or serve an LLM (local transformers/GGUF, OpenAI-compatible server, llama.cpp).",
@@ -32,11 +47,25 @@ def try_cmd(
     chat_template: Optional[str] = typer.Option(
         _D.chat_template, "--chat-template", help='"plain" for models without a chat template.'
     ),
+    precision: str = typer.Option(_D.precision, "--precision", help=_PRECISION_HELP),
+    timeout: float = typer.Option(_D.timeout, "--timeout", min=0.001, help="openai: seconds per request."),
+    max_retries: int = typer.Option(
+        _D.max_retries, "--max-retries", min=0, help="openai: retries (printed)."
+    ),
 ) -> None:
     """Send one message and print the completion, token counts and cache stats."""
     from relforge.llm.base import GenParams
 
-    cfg = LLMConfig(llm=llm, adapter=adapter, no_cache=no_cache, chat_template=chat_template, progress=False)
+    cfg = _config(
+        llm=llm,
+        adapter=adapter,
+        no_cache=no_cache,
+        chat_template=chat_template,
+        precision=precision,
+        timeout=timeout,
+        max_retries=max_retries,
+        progress=False,
+    )
     model = cfg.load()
     chat = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     comp = model.generate([chat], GenParams(max_new_tokens=max_new_tokens, temperature=temperature))[0]
@@ -54,16 +83,21 @@ def try_cmd(
 @llm_app.command("serve")
 def serve_cmd(
     llm: str = typer.Option(_D.llm, "--llm", help="Model to serve (any spec load_llm accepts)."),
-    host: str = typer.Option("127.0.0.1", "--host"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Bind address; not loopback needs --api-key-env."),
     port: int = typer.Option(8000, "--port"),
     adapter: Optional[str] = typer.Option(_D.adapter, "--adapter"),
     no_cache: bool = typer.Option(_D.no_cache, "--no-cache"),
+    precision: str = typer.Option(_D.precision, "--precision", help=_PRECISION_HELP),
+    chat_template: Optional[str] = typer.Option(_D.chat_template, "--chat-template"),
     api_key_env: Optional[str] = typer.Option(
         None, "--api-key-env", help="Require the key stored in this environment variable."
     ),
+    max_body_bytes: int = typer.Option(1 << 20, "--max-body-bytes", min=1024, help="Larger bodies get 413."),
+    max_tokens: int = typer.Option(1024, "--max-tokens", min=1, help="Larger max_tokens get 400."),
+    max_concurrency: int = typer.Option(64, "--max-concurrency", min=1, help="More open requests get 503."),
     verbose: bool = typer.Option(False, "--verbose", help="Log every request."),
 ) -> None:
-    """Serve a model as an OpenAI-compatible /v1/chat/completions endpoint (with logprobs)."""
+    """Serve a model as an OpenAI-compatible /v1/chat/completions endpoint (logprobs, exact grade scoring)."""
     import os
 
     from relforge.errors import UsageError
@@ -74,17 +108,35 @@ def serve_cmd(
         key = os.environ.get(api_key_env)
         if not key:
             raise UsageError(f"--api-key-env {api_key_env}: that environment variable is empty or unset")
-    model = LLMConfig(llm=llm, adapter=adapter, no_cache=no_cache, progress=False).load()
-    server = LLMServer(model, host, port, api_key=key, verbose=verbose)
+    cfg = _config(
+        llm=llm,
+        adapter=adapter,
+        no_cache=no_cache,
+        precision=precision,
+        chat_template=chat_template,
+        progress=False,
+    )
+    model = cfg.load()
+    server = LLMServer(
+        model,
+        host,
+        port,
+        api_key=key,
+        max_body_bytes=max_body_bytes,
+        max_tokens=max_tokens,
+        max_concurrency=max_concurrency,
+        verbose=verbose,
+    )
+    desc = model.describe() if hasattr(model, "describe") else {}
     typer.echo(
-        f"serving {model.name} at {server.url} (use --llm 'openai:{server.url}#{server.model_name}'); "
-        f"Ctrl-C to stop",
+        f"serving {model.name} ({desc.get('precision', '?')}) at {server.url} (use --llm "
+        f"'openai:{server.url}#{server.model_name}'){'; key required' if key else ''}; Ctrl-C to stop",
         err=True,
     )
     try:
         server.serve_forever()
     finally:
-        server.server_close()
+        server.close()
 
 
 def register(app: typer.Typer) -> None:

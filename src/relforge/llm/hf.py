@@ -33,6 +33,7 @@ from relforge.llm.base import CacheStats, Chat, Completion, GenParams
 from relforge.llm.cache import relforge_home
 from relforge.llm.progress import progress_bar
 from relforge.models import NAMED_MODELS, resolve_model, split_gguf
+from relforge.precision import DTYPE_ALIASES, PrecisionPlan, apply_precision, model_precision, plan_precision
 
 OnResult = Callable[[int, Any, int, int], None]
 PLAIN = "plain"
@@ -121,19 +122,24 @@ def load_gguf(gguf_path: str | os.PathLike, *, convert: bool = True):
     return model, tok, out if (out / _CONVERTED_MARKER).is_file() else None
 
 
-def _auto_device_dtype(device: str, dtype: str):
+def _auto_device(device: str) -> str:
     import torch
 
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            dtype = "bfloat16"
-        elif device.startswith("cuda"):
-            dtype = "float16"
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _plan(device: str, dtype: str, precision: str | None, autocast: bool | None) -> PrecisionPlan:
+    """``precision`` wins; without it the older ``dtype`` setting decides (``auto`` = bf16/fp16 on GPU, fp32
+    on CPU: relforge's behaviour before ``precision`` existed; ``bfloat16`` = bf16 weights). ``autocast``
+    None = cast the weights (autocast measured neither reliably faster nor better on CPU: docs/precision.md)."""
+    if precision is None:
+        if dtype == "auto":
+            precision = "auto" if device.startswith("cuda") else "fp32"
         else:
-            dtype = "float32"
-    return device, getattr(torch, dtype)
+            precision = DTYPE_ALIASES.get(dtype, dtype)
+    return plan_precision(precision, device, autocast=bool(autocast))
 
 
 class HFBackend:
@@ -152,6 +158,8 @@ class HFBackend:
         prefix_sharing: run the prompt prefix shared by all chats of a ``score_choices`` call once.
         min_prefix_tokens: shorter shared prefixes are not worth it and are ignored.
         progress: draw a rich progress bar for calls longer than one batch.
+        precision: the :class:`~relforge.precision.PrecisionPlan` the model was put in (its autocast context
+            wraps every forward pass); None = observed from the weights, no autocast.
     """
 
     def __init__(
@@ -166,6 +174,7 @@ class HFBackend:
         prefix_sharing: bool = False,
         min_prefix_tokens: int = 16,
         progress: bool = True,
+        precision: PrecisionPlan | None = None,
     ):
         if batch_size < 1:
             raise UsageError(f"batch_size must be >= 1, got {batch_size}")
@@ -179,6 +188,14 @@ class HFBackend:
         self.min_prefix_tokens = int(min_prefix_tokens)
         self.progress = progress
         self.stats = CacheStats()
+        if (
+            precision is None
+        ):  # observed from the weights, never refused (an fp16 model on CPU is the caller's)
+            seen = model_precision(model)
+            precision = PrecisionPlan(
+                seen, seen if seen in ("fp32", "bf16", "fp16", "int8") else "fp32", _device_of(model)
+            )
+        self.precision = precision
         self._prefix_memo: tuple[Any, Any] | None = None
         eos = getattr(model.generation_config, "eos_token_id", None)
         if eos is None:
@@ -206,6 +223,8 @@ class HFBackend:
         adapter: str | None = None,
         device: str = "auto",
         dtype: str = "auto",
+        precision: str | None = None,
+        autocast: bool | None = None,
         convert_gguf: bool = True,
         **kw: Any,
     ) -> HFBackend:
@@ -215,41 +234,35 @@ class HFBackend:
             model: what to load.
             adapter: optional PEFT LoRA adapter folder; merged into the weights for fast inference.
             device: ``auto`` (cuda if available, else cpu), ``cpu``, ``cuda:0``...
-            dtype: ``auto`` (bf16 on GPU, fp32 on CPU), ``float32``, ``bfloat16``, ``float16``.
+            dtype: older setting, used when ``precision`` is None: ``auto`` (bf16 on GPU, fp32 on CPU),
+                ``float32``, ``bfloat16``, ``float16``.
+            precision: ``auto | fp32 | bf16 | fp16 | int8`` (see :mod:`relforge.precision`): ``auto`` is bf16
+                on a CPU with AVX-512 BF16/AMX. The model is loaded in fp32, the adapter merged, then cast
+                (or run under autocast) or quantised (int8: the merged Linear layers; ``lm_head`` stays float).
+            autocast: bf16/fp16 via ``torch.autocast`` over fp32 weights instead of casting the weights
+                (None/False: cast; see docs/precision.md for the measurements).
             convert_gguf: cache GGUF files as plain HF folders (see :func:`load_gguf`).
             **kw: passed to the constructor (batch_size, chat_template, prefix_sharing, progress...).
 
         Returns:
             The backend.
         """
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         named = model.lower() in NAMED_MODELS
         path = resolve_model(model)
-        device, torch_dtype = _auto_device_dtype(device, dtype)
-        folder, gguf = split_gguf(path)
-        try:
-            if gguf:
-                mdl, tok, _ = load_gguf(path, convert=convert_gguf)
-                if mdl.dtype != torch_dtype:
-                    mdl = mdl.to(torch_dtype)
-            else:
-                if path.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
-                    raise ModelNotFoundError(f"model folder not found: {path}")
-                tok = AutoTokenizer.from_pretrained(folder)
-                mdl = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype)
-        except OSError as e:
-            raise ModelNotFoundError(
-                f"cannot load model {model!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}). Use a "
-                f"local folder, a .gguf file, or a named model ({', '.join(NAMED_MODELS)}); hub ids need "
-                f"network access and HF_HUB_OFFLINE unset."
-            ) from e
+        device = _auto_device(device)
+        plan = _plan(device, dtype, precision, autocast)
+        # cast/quantise after loading and merging: fp32 on CPU (merging LoRA in bf16 would round the
+        # delta), the target dtype on GPU (big models)
+        load_dtype = plan.torch_dtype if device.startswith("cuda") and plan.resolved != "int8" else None
+        mdl, tok = _load_model(model, path, load_dtype, convert_gguf)
         ident = (
             f"hf:{model.lower()}"
             if named
             else f"hf:{os.path.abspath(path) if os.path.exists(path) else path}"
         )
-        cache_id = f"{ident}|{_fingerprint(path)}|{str(torch_dtype).replace('torch.', '')}"
+        cache_id = f"{ident}|{_fingerprint(path)}|{plan.dtype_name}"
+        if plan.key() not in ("fp32", "bf16", "fp16"):  # the weights' dtype alone does not say it
+            cache_id += f"|precision={plan.key()}"
         if adapter:
             mdl = _apply_adapter(mdl, adapter)
             ident += f"+lora:{os.path.abspath(adapter)}"
@@ -259,8 +272,9 @@ class HFBackend:
             cache_id += "|template=" + (
                 PLAIN if ct == PLAIN else hashlib.sha256(ct.encode()).hexdigest()[:12]
             )
-        mdl.to(device)
+        mdl, plan = apply_precision(mdl, plan, device=device)
         mdl.eval()
+        kw["precision"] = plan
         return cls(mdl, tok, name=ident, cache_id=cache_id, **kw)
 
     @classmethod
@@ -277,14 +291,23 @@ class HFBackend:
         return cls(model, tokenizer, name=name, **kw)
 
     # ------------------------------------------------------------------ helpers
+    def describe(self) -> dict[str, Any]:
+        """What outputs record about this backend: ``backend``, ``model``, ``device`` and the precision
+        (``precision``, ``precision_requested``, ``dtype``, ``autocast``)."""
+        return {"backend": "hf", "model": self.name, "device": str(self.device), **self.precision.metadata()}
+
     @property
     def device(self):
         return next(self.model.parameters()).device
 
-    def format_chat(self, chat: Chat) -> str:
-        """The exact prompt text for a chat, ending with the assistant turn opener."""
+    def format_chat(self, chat: Chat, *, continue_final: bool = False) -> str:
+        """The exact prompt text for a chat, ending with the assistant turn opener; with
+        ``continue_final=True`` the chat's last (assistant) message is left open instead, so the prompt ends
+        with its text (a prefilled reply, as vLLM's ``continue_final_message``)."""
         _check_chat(chat)
         if self.chat_template == PLAIN:
+            if continue_final:
+                return plain_chat(chat[:-1]) + chat[-1]["content"]
             return plain_chat(chat)
         if not self.chat_template and not getattr(self.tokenizer, "chat_template", None):
             raise RelforgeError(
@@ -292,12 +315,16 @@ class HFBackend:
                 f"chat_template='plain')) for a plain 'Role: text' prompt, or a Jinja template string."
             )
         return self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=True, chat_template=self.chat_template or None
+            chat,
+            tokenize=False,
+            add_generation_prompt=not continue_final,
+            continue_final_message=continue_final,
+            chat_template=self.chat_template or None,
         )
 
-    def encode_chat(self, chat: Chat) -> list[int]:
+    def encode_chat(self, chat: Chat, *, continue_final: bool = False) -> list[int]:
         """Token ids of :meth:`format_chat` (special tokens come from the template itself)."""
-        text = self.format_chat(chat)
+        text = self.format_chat(chat, continue_final=continue_final)
         ids = self.tokenizer(text, add_special_tokens=self.chat_template == PLAIN)["input_ids"]
         if self.max_positions and len(ids) >= self.max_positions:
             raise RelforgeError(
@@ -319,7 +346,7 @@ class HFBackend:
         was_training = self.model.training
         self.model.eval()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.precision.context():
                 yield
         finally:
             if was_training:
@@ -528,16 +555,76 @@ class HFBackend:
     def next_token_logprobs(self, chats: list[Chat], top_k: int = 20) -> list[list[tuple[str, int, float]]]:
         """The ``top_k`` most likely next tokens after each templated chat: ``(text, id, logprob)``
         (used by :mod:`relforge.llm.serve` to answer ``top_logprobs`` requests)."""
-        prompts = [self.encode_chat(c) for c in chats]
-        out: list[list[tuple[str, int, float]] | None] = [None] * len(prompts)
+        out: list[list[tuple[str, int, float]]] = []
+        for lp in self.next_token_logprob_vectors(chats):
+            vals, ids = lp.topk(top_k)
+            out.append(
+                [
+                    (self.tokenizer.decode([t]), t, v)
+                    for t, v in zip(ids.tolist(), vals.tolist(), strict=False)
+                ]
+            )
+        return out
+
+    def next_token_logprob_vectors(self, chats: list[Chat], *, continue_final: bool = False) -> list[Any]:
+        """The full next-token log-softmax (a float32 vector over the vocabulary) after each templated chat:
+        the same numbers ``score_choices`` reads for single-token choices. ``continue_final``: see
+        :meth:`format_chat`."""
+        prompts = [self.encode_chat(c, continue_final=continue_final) for c in chats]
+        out: list[Any] = [None] * len(prompts)
 
         def consume(idx: list[int], lp) -> None:
-            vals, ids = lp[:, -1, :].topk(top_k, dim=-1)
-            for i, v, t in zip(idx, vals.tolist(), ids.tolist(), strict=False):
-                out[i] = [(self.tokenizer.decode([tid]), tid, lv) for tid, lv in zip(t, v, strict=False)]
+            for i, row in zip(idx, lp[:, -1, :], strict=False):
+                out[i] = row.float().cpu()
 
         self._forward_rows(prompts, 1, consume, "logprobs")
-        return out  # type: ignore[return-value]
+        return out
+
+    def prompt_token_logprobs(self, ids: list[int]) -> list[float | None]:
+        """Log-prob of each prompt token given the ones before it (``None`` for the first): what a server
+        returns as ``prompt_logprobs``. One unpadded forward pass."""
+        import torch
+
+        if len(ids) < 2:
+            return [None] * len(ids)
+        with self._inference():
+            x = torch.tensor([ids], dtype=torch.long, device=self.device)
+            logits = self.model(input_ids=x, use_cache=False).logits[0, :-1].float()
+            target = x[0, 1:]
+            picked = logits.gather(1, target[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+        return [None, *picked.double().tolist()]
+
+
+def _load_model(model: str, path: str, dtype: Any, convert_gguf: bool) -> tuple[Any, Any]:
+    """Model and tokenizer from a folder, hub id or GGUF file, in ``dtype`` (None = float32)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = dtype or torch.float32
+    folder, gguf = split_gguf(path)
+    try:
+        if gguf:
+            mdl, tok, _ = load_gguf(path, convert=convert_gguf)
+            if mdl.dtype != dtype:
+                mdl = mdl.to(dtype)
+            return mdl, tok
+        if path.startswith(("/", "./", "../", "~")) and not os.path.exists(path):
+            raise ModelNotFoundError(f"model folder not found: {path}")
+        tok = AutoTokenizer.from_pretrained(folder)
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype), tok
+    except OSError as e:
+        raise ModelNotFoundError(
+            f"cannot load model {model!r} ({e.__class__.__name__}: {str(e).splitlines()[0]}). Use a "
+            f"local folder, a .gguf file, or a named model ({', '.join(NAMED_MODELS)}); hub ids need "
+            f"network access and HF_HUB_OFFLINE unset."
+        ) from e
+
+
+def _device_of(model: Any) -> str:
+    try:
+        return next(model.parameters()).device.type
+    except (StopIteration, AttributeError):
+        return "cpu"
 
 
 def _apply_adapter(model: Any, adapter: str) -> Any:
