@@ -46,3 +46,13 @@ class JudgeConfig(BaseModel):
         if v is not None and any(b < a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError(f"thresholds must be non-decreasing, got {v}")
         return v
+
+    def load_template(self):
+        """The judge template these settings name, with reasoning switched on when ``reasoning`` is set."""
+        from relforge.judge.prompt import JudgeTemplate
+
+        return JudgeTemplate.load(self.template, reasoning=True if self.reasoning else None)
+
+    def reply_tokens(self, template) -> int:
+        """Generate-mode reply length: ``reasoning_max_new_tokens`` for a reasoning template."""
+        return self.reasoning_max_new_tokens if template.reasoning else self.max_new_tokens

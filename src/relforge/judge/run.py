@@ -97,11 +97,10 @@ def run_judge(
     from relforge.data import read_corpus, read_queries
     from relforge.errors import UsageError
     from relforge.judge.judge import judge_pairs, read_pairs, write_judgment_qrels, write_judgments
-    from relforge.judge.prompt import JudgeTemplate
 
     if calibrate_on is not None and cfg.mode != "probs":
         raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
-    template = JudgeTemplate.load(cfg.template, reasoning=True if cfg.reasoning else None)
+    template = cfg.load_template()
     adapter, cfg = resolve_adapter(adapter, cfg)
     docs = read_corpus(corpus)
     qs = read_queries(queries)
@@ -120,7 +119,7 @@ def run_judge(
         batch_size=cfg.batch_size,
         max_doc_tokens=cfg.max_doc_tokens,
         on_missing=cfg.on_missing,
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
         retry_temperature=cfg.retry_temperature,
         seed=cfg.seed,
         stats=stats,

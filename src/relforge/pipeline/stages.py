@@ -34,6 +34,7 @@ from relforge.config import (
     GenerateConfig,
     GroupConfig,
     PipelineConfig,
+    RetrieveConfig,
     TrainConfig,
     stage_part,
 )
@@ -137,17 +138,10 @@ def _adapter_meta(adapter: str | None) -> dict[str, Any]:
 
 
 def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
-    for key in ("val_queries", "validation_query_ids", "val_query_ids", "validation_qids", "val_qids"):
-        if isinstance(meta.get(key), list):
-            return [str(q) for q in meta[key]]
-    split = meta.get("split") or {}
-    for key in ("val_queries", "validation", "val", "validation_query_ids", "val_qids"):
-        v = split.get(key) if isinstance(split, dict) else None
-        if isinstance(v, list):
-            return [str(q) for q in v]
-        if isinstance(v, dict) and isinstance(v.get("query_ids"), list):
-            return [str(q) for q in v["query_ids"]]
-    return None
+    """The adapter's held-out validation query ids: ``val_queries`` of the ``relforge.json`` that
+    ``relforge judge finetune`` writes (None for an adapter trained elsewhere)."""
+    val = meta.get("val_queries")
+    return [str(q) for q in val] if isinstance(val, list) else None
 
 
 def _external_inputs(cfg: PipelineConfig) -> list[str]:
@@ -282,10 +276,8 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
 def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
     from relforge.data import read_corpus, read_qrels, read_queries, write_run
-    from relforge.retrieve.bm25 import bm25_search
-    from relforge.retrieve.dense import dense_search
-    from relforge.retrieve.fusion import rrf
     from relforge.retrieve.mining import mine_negatives
+    from relforge.retrieve.search import retrieve_methods
 
     cfg: PipelineConfig = ctx.cfg
     rc = cfg.retrieve
@@ -293,26 +285,12 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     synth = read_queries(ctx.path("generate/queries.jsonl"))
     test = read_queries(ctx.path("data/test-queries.jsonl"))
     both = {**synth, **test}
-    need = set(rc.methods) | {rc.method}
-    if "hybrid" in need:
-        need |= {"bm25", "dense"}
-    runs: dict[str, Any] = {}
-    if "bm25" in need:
-        runs["bm25"] = bm25_search(
-            corpus, both, rc.top_k, str(ctx.path("retrieve/cache/bm25-index")), stemmer=rc.stemmer
-        )
-    if "dense" in need:
-        runs["dense"] = dense_search(
-            corpus,
-            both,
-            rc.top_k,
-            rc.model,
-            str(ctx.path("retrieve/cache/embeddings")),
-            batch_size=rc.batch_size,
-            use_faiss=rc.use_faiss,
-        )
-    if "hybrid" in need:
-        runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
+    where = {
+        "index_dir": str(ctx.path("retrieve/cache/bm25-index")),
+        "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
+    }
+    settings = stage_part(rc, RetrieveConfig, **where)
+    runs = retrieve_methods(corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])))
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
     write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
     for m in rc.methods:
@@ -375,11 +353,10 @@ def _judge_llm(ctx: StageContext, adapter: str | None):
 def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
     """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
     from relforge.judge.judge import judge_pairs
-    from relforge.judge.prompt import JudgeTemplate
     from relforge.judge.run import resolve_adapter
 
     _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
-    template = JudgeTemplate.load(jc.template)
+    template = jc.load_template()  # judge.reasoning reaches the prompt, as in `relforge judge`
     max_doc_tokens = jc.max_doc_tokens
     return judge_pairs(
         llm,
@@ -392,7 +369,7 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
         batch_size=jc.batch_size,
         max_doc_tokens=max_doc_tokens,
         on_missing=jc.on_missing,
-        max_new_tokens=jc.max_new_tokens,
+        max_new_tokens=jc.reply_tokens(template),
         retry_temperature=jc.retry_temperature,
         seed=jc.seed,
         stats=stats,
@@ -750,6 +727,22 @@ def run_names(cfg: PipelineConfig) -> dict[str, str]:
     return out
 
 
+def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
+    """One line per evaluated system (manifest ``systems``, the report's system descriptions)."""
+    tr, rr = cfg.train, cfg.rerank
+    model = "bi-encoder" if tr.kind == "bi" else "cross-encoder"
+    trained = f"{model} from {tr.base}, loss {tr.loss}, reranking {rr.first_stage} top-{rr.top_k}"
+    desc = {
+        "bm25": f"BM25 ({cfg.retrieve.stemmer} stemming), top-{cfg.retrieve.top_k}",
+        "dense": f"dense retrieval, {cfg.retrieve.model} cosine, top-{cfg.retrieve.top_k}",
+        "hybrid": f"reciprocal-rank fusion of BM25 and dense (k={cfg.retrieve.rrf_k})",
+        "backbone": f"untrained {tr.base} (cosine of its embeddings), reranking {rr.first_stage} top-{rr.top_k}",
+        "plain": f"{trained}; groups of mined negatives, no judge labels",
+        "judged": f"{trained}; groups re-bucketed by the judge's grades",
+    }
+    return {name: desc[name] for name in run_names(cfg)}
+
+
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
     ec = stage_part(cfg.evaluate, EvalConfig)
     kw = {
@@ -776,6 +769,7 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     )
     result.to_json(ctx.path("eval/metrics.json"))
     result.to_csv(ctx.path("eval/metrics.csv"))
+    ctx.set_manifest("systems", describe_systems(cfg))  # the report's system descriptions
     first = result.measures[0]
     return {f"{name}:{first}": round(result.aggregates[name][first], 4) for name in result.runs}
 
