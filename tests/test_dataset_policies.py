@@ -47,7 +47,12 @@ def test_default_policies_are_todays_rules(world):
     assert rows["q2:p2"]["teacher"] == pytest.approx([2.8, 1.1, 0.7])  # expected grades
     assert rows["q2:p2"]["labels"] == [3.0, 1.0, 1.0]
     bp, fn = s["policies"]["bad_positive"], s["policies"]["false_negatives"]
-    assert (bp["policy"], bp["queries_caught"], bp["queries_dropped"], bp["queries_kept"]) == ("drop", 1, 1, 0)
+    assert (bp["policy"], bp["queries_caught"], bp["queries_dropped"], bp["queries_kept"]) == (
+        "drop",
+        1,
+        1,
+        0,
+    )
     assert (fn["policy"], fn["negatives_caught"], fn["negatives_removed"]) == ("drop", 1, 1)
     assert s["dropped_queries"]["bad_positive"] == 1
 

@@ -832,7 +832,7 @@ def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict
     runs["dense"] = dense_search(corpus, queries, depth, cfg.retrieve.model, str(cache / "embeddings"))
     runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=cfg.retrieve.rrf_k, top_k=depth)
     if ec.mode == "pool":  # every system ranks exactly the judged pool; unscored documents go last
-        for name, run in runs.items():
+        for run in runs.values():
             for q in qids:
                 got = {d: v for d, v in run.get(q, {}).items() if d in qrels[q]}
                 floor = min(got.values(), default=0.0) - 1.0

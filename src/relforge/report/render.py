@@ -21,6 +21,7 @@ ARTIFACTS: dict[str, str] = {
     "finetune": "judge_finetune/metrics.jsonl",
     "dataset": "dataset/summary.json",
     "ablation": "ablation.json",
+    "extra": "eval/extra/summary.json",
 }
 
 PRETTY_NAMES = {
@@ -134,6 +135,7 @@ def load_artifacts(artifacts_dir: str | os.PathLike, *, strict: bool = False) ->
         "finetune": _load_finetune,
         "dataset": _load_dataset,
         "ablation": _load_ablation,
+        "extra": _load_extra,
     }
     for key, loader in loaders.items():
         if not present[key]:
@@ -270,6 +272,37 @@ def _load_finetune(path: Path) -> list[dict[str, Any]]:
     for i, r in enumerate(rows, start=1):
         _need(_is_num(r.get("epoch")), f"row {i} has no numeric 'epoch'", path)
     return sorted((_normalise(r) for r in rows), key=lambda r: r["epoch"])
+
+
+def _load_extra(path: Path) -> dict[str, Any]:
+    """``eval/extra/summary.json``: ``{name: {"metrics": rel path, ...info}}`` -> each EvalResult."""
+    d = _read_json(path)
+    _need(isinstance(d, dict), "expected a JSON object {collection name: {...}}", path)
+    out = {}
+    for name, info in d.items():
+        _need(isinstance(info, dict) and "metrics" in info, f"{name!r}: no 'metrics' path", path)
+        out[name] = {"info": info, "result": _load_metrics(path.parents[2] / info["metrics"])}
+    return out
+
+
+def _extra_section(d: dict[str, Any], systems: dict[str, str] | None = None) -> dict[str, Any]:
+    tables = []
+    for name, e in d.items():
+        info = e["info"]
+        about = (
+            f"{info.get('queries', '?')} queries · {info.get('documents', '?')} documents · "
+            f"source {info.get('source', '?')} ({info.get('split', '?')}) · mode {info.get('mode', '?')}"
+            f" · rerankers see {info.get('first_stage', '?')} top {info.get('top_k', '?')}"
+        )
+        tables.append(
+            {
+                "name": name,
+                "about": about,
+                "description": info.get("description", ""),
+                "m": _metrics_section(e["result"], systems),
+            }
+        )
+    return {"tables": tables}
 
 
 def _load_dataset(path: Path) -> dict[str, Any]:
@@ -696,6 +729,7 @@ def write_report(
         "finetune": _finetune_section,
         "dataset": _dataset_section,
         "ablation": _ablation_section,
+        "extra": _extra_section,
         "manifest": _manifest_section,
     }
     manifest = art.get("manifest") if isinstance(art.get("manifest"), dict) else {}
@@ -704,7 +738,8 @@ def write_report(
     for key, build in builders.items():
         if key in art:
             try:
-                sections[key] = build(art[key], systems) if key == "metrics" else build(art[key])
+                with_systems = key in ("metrics", "extra")
+                sections[key] = build(art[key], systems) if with_systems else build(art[key])
             except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
                 path = root / ARTIFACTS[key]
                 if strict:

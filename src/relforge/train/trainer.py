@@ -157,10 +157,12 @@ def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross
             raise DataError(
                 f"soft losses (kl, margin_mse) need the 'teacher' column of `relforge dataset build`; got {cols}"
             )
-        out = groups.select_columns(["query", "positive", *negs, "teacher"])
-        out = out.map(lambda r: {"scores": [float(x) for x in r["teacher"][: 1 + len(negs)]]})
-        out = out.remove_columns("teacher")
-        return out.rename_column("query", "anchor") if kind == "bi" else out
+        rows = groups.select_columns(["query", "positive", *negs, "teacher"])
+        cols_out = {("anchor" if kind == "bi" else "query"): rows["query"], "positive": rows["positive"]}
+        cols_out.update({c: rows[c] for c in negs})
+        # built in memory: a .map() would write a cache file into the groups folder (a stage output)
+        cols_out["scores"] = [[float(x) for x in t[: 1 + len(negs)]] for t in rows["teacher"]]
+        return datasets.Dataset.from_dict(cols_out)
     if fmt == "pairs":
         q, d, y = [], [], []
         for row in groups.select_columns(["query", "positive", *negs]):
