@@ -344,6 +344,25 @@ def _rr10(measures: list[str], canonical: dict[str, str]) -> str | None:
     return None
 
 
+#: trained variants of the pipeline (run names) and the untrained model they start from
+TRAINED_RUNS = ("plain", "judged", "soft")
+
+
+def _budget_notes(res, primary: str) -> list[str]:
+    """A plain statement when no trained reranker beats its untrained backbone."""
+    trained = [r for r in TRAINED_RUNS if r in res.runs]
+    if "backbone" not in res.runs or not trained:
+        return []
+    base = res.aggregates["backbone"][primary]
+    if any(res.aggregates[r][primary] > base for r in trained):
+        return []
+    return [
+        f"No trained reranker beats its untrained backbone on {primary} ({fmt(base)}): this run's "
+        "training budget (groups × steps) is too small to teach the backbone anything. "
+        "configs/medquad-cpu.yaml is the recipe sized to show the gain on a CPU (docs/training.md)."
+    ]
+
+
 def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
     from relforge.report import plots
 
@@ -407,7 +426,7 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
     if not chart_measures:
         chart_measures = measures[:2]
     chart = plots.metrics_bars({r: res.aggregates[r] for r in res.runs}, chart_measures)
-    notes = []
+    notes = _budget_notes(res, primary)
     if res.skipped_queries:
         notes.append(f"{len(res.skipped_queries)} qrels queries without any relevant judgment were skipped.")
     notes.extend(res.warnings)
