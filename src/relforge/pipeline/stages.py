@@ -829,7 +829,15 @@ def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict
     depth = len(corpus) if ec.mode == "pool" else cfg.retrieve.top_k
     cache = ctx.path(f"eval/extra/{ec.name}/cache")
     runs = {"bm25": bm25_search(corpus, queries, depth, str(cache / "bm25-index"))}
-    runs["dense"] = dense_search(corpus, queries, depth, cfg.retrieve.model, str(cache / "embeddings"))
+    runs["dense"] = dense_search(
+        corpus,
+        queries,
+        depth,
+        cfg.retrieve.model,
+        str(cache / "embeddings"),
+        batch_size=cfg.retrieve.batch_size,
+        max_seq_length=cfg.retrieve.max_seq_length,
+    )
     runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=cfg.retrieve.rrf_k, top_k=depth)
     if ec.mode == "pool":  # every system ranks exactly the judged pool; unscored documents go last
         for run in runs.values():
