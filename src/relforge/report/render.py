@@ -358,8 +358,8 @@ def _budget_notes(res, primary: str) -> list[str]:
         return []
     return [
         f"No trained reranker beats its untrained backbone on {primary} ({fmt(base)}): this run's "
-        "training budget (groups × steps) is too small to teach the backbone anything. "
-        "configs/medquad-cpu.yaml is the recipe sized to show the gain on a CPU (docs/training.md)."
+        "training budget (groups × steps, and the quality of its labels) is too small for training to "
+        "improve on the backbone. configs/medquad-cpu.yaml is the larger CPU recipe (docs/training.md)."
     ]
 
 
