@@ -385,3 +385,16 @@ def test_label_distribution_shows_the_whole_scale(tmp_path):
     j = load_artifacts(tmp_path)["judgments"]
     assert j["counts"] == {"0": 4, "1": 0, "2": 0, "3": 0, "unparsed": 1}
     assert j["n"] == 5 and j["queries"] == 2 and j["mean_expected"] == pytest.approx(0.6)
+
+
+def test_report_says_plainly_when_no_trained_reranker_beats_the_backbone(tmp_path):
+    runs = {"backbone": FIX / "dense.trec", "plain": FIX / "bm25.trec"}
+    res = evaluate(FIX / "qrels.trec", runs, permutation_rounds=200)
+    assert res.aggregates["plain"]["nDCG@10"] < res.aggregates["backbone"]["nDCG@10"]
+    (tmp_path / "eval").mkdir()
+    res.to_json(tmp_path / "eval" / "metrics.json")
+    html = render_report(tmp_path).read_text()
+    assert "No trained reranker beats its untrained backbone on nDCG@10" in html
+    swapped = evaluate(FIX / "qrels.trec", {"backbone": runs["plain"], "plain": runs["backbone"]})
+    swapped.to_json(tmp_path / "eval" / "metrics.json")
+    assert "No trained reranker beats" not in render_report(tmp_path).read_text()
