@@ -155,17 +155,37 @@ class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]
 
 
 class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
-    """LCE groups from the judged candidates (``GroupConfig``)."""
+    """LCE groups from the judged candidates (``GroupConfig``).
+
+    ``soft_policies``: the bucket policies of the ``soft`` training variant (the judged candidates
+    again, but no query or candidate thrown away: the teacher scores carry the judge's doubt).
+    """
+
+    soft_policies: dict[str, str] = Field(
+        default_factory=lambda: {"bad_positive": "keep-as-soft", "false_negatives": "keep-as-soft"}
+    )
+
+    @field_validator("soft_policies")
+    @classmethod
+    def _known_policies(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(v) - {"bad_positive", "false_negatives"})
+        if bad:
+            raise ValueError(f"soft_policies keys must be bad_positive / false_negatives, got {bad}")
+        return v
 
 
 class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
     """Reranker training (``TrainConfig``: cross-encoder, or bi-encoder with ``kind: bi``), once per variant.
 
     ``plain``: mined negatives without judge labels (the baseline); ``judged``: the judge's re-bucketed
-    groups. Both start from the same backbone with the same settings.
+    groups (hard bucket rules); ``soft``: the judged groups under ``groups.soft_policies`` trained with
+    ``soft_loss`` against the judge's expected grades. All start from the same backbone with the same
+    settings.
     """
 
-    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["plain", "judged"])
+    variants: list[Literal["plain", "judged", "soft"]] = Field(default_factory=lambda: ["plain", "judged"])
+    #: the loss of the ``soft`` variant: ``kl`` (listwise KL to the teacher) or ``margin_mse`` (GPL)
+    soft_loss: Literal["kl", "margin_mse"] = "kl"
 
 
 class RerankSection(Strict):
@@ -184,15 +204,53 @@ class RerankSection(Strict):
     backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
 
 
+class ExtraCollection(Strict):
+    """A further BEIR test collection every system is also scored on (e.g. out of domain).
+
+    ``mode: pool`` ranks each query's judged documents only (the collection's qrels pool; every
+    first-stage method and reranker sees the same pool, ``top_k`` None = the whole pool);
+    ``mode: full`` retrieves from the collection's whole corpus and reranks the first stage's top-k.
+    """
+
+    #: table name (and folder ``eval/extra/<name>``)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: ``sample:liveqa-med``, ``sample:medquad`` or a BEIR folder
+    source: str
+    split: str = "test"
+    mode: Literal["pool", "full"] = "pool"
+    #: first-stage run that is reranked (None: ``rerank.first_stage``)
+    first_stage: Literal["bm25", "dense", "hybrid"] | None = None
+    #: depth reranked (None: the whole pool in ``pool`` mode, ``rerank.top_k`` in ``full`` mode)
+    top_k: int | None = Field(None, ge=1)
+    #: cap on evaluated queries (None: all), deterministic sample
+    max_queries: int | None = Field(None, ge=1)
+    description: str = ""
+
+
 class EvaluateSection(EvalConfig):  # type: ignore[misc, valid-type]
-    """Metrics and significance tests (``EvalConfig``); ``baseline`` defaults to ``bm25``."""
+    """Metrics and significance tests (``EvalConfig``); ``baseline`` defaults to ``bm25``.
+
+    ``extra``: further test collections (:class:`ExtraCollection`), each scored for every system in
+    its own report table (stage ``evaluate_extra``).
+    """
+
+    extra: list[ExtraCollection] = Field(default_factory=list)
+
+    @field_validator("extra")
+    @classmethod
+    def _unique_names(cls, v: list[ExtraCollection]) -> list[ExtraCollection]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"extra collection names must be unique, got {dup} twice")
+        return v
 
 
 class AblationSection(Strict):
     """Dataset-size ablation: train on nested subsets (first N of one fixed shuffled order)."""
 
     sizes: list[int] = Field(default_factory=list)
-    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["judged"])
+    variants: list[Literal["plain", "judged", "soft"]] = Field(default_factory=lambda: ["judged"])
     seed: int = 0
 
     @field_validator("sizes")
@@ -245,10 +303,11 @@ class PipelineConfig(Strict):
                 f"rerank.backend {self.rerank.backend!r} is for cross-encoders but train.kind is 'bi'; "
                 "use backend auto or torch"
             )
-        if "judged" in self.train.variants and not self.judge.enabled:
-            raise ValueError(
-                "train.variants has 'judged' but judge.enabled is false; remove 'judged' or enable the judge"
-            )
+        for v in ("judged", "soft"):
+            if v in self.train.variants and not self.judge.enabled:
+                raise ValueError(
+                    f"train.variants has {v!r} but judge.enabled is false; remove {v!r} or enable the judge"
+                )
         return self
 
     def llm_for(self, stage: Literal["generate", "judge"]) -> str:

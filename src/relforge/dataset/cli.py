@@ -41,7 +41,12 @@ def register(app: typer.Typer) -> None:
         mix: str = typer.Option(",".join(_D.mix), help="buckets in draw order, e.g. 'hard:4,soft,random'."),
         sampling: str = typer.Option(_D.sampling, help="inside a bucket: rank | random."),
         depth: int = typer.Option(_D.depth, help="candidates per query considered."),
-        false_negatives: str = typer.Option(_D.false_negatives, help="drop | promote (to extra positives)."),
+        false_negatives: str = typer.Option(
+            _D.false_negatives, help="false-negative policy: drop | promote | demote | keep-as-soft."
+        ),
+        bad_positive: str = typer.Option(
+            _D.bad_positive, help="own document graded low: drop (the query) | keep-as-soft | demote."
+        ),
         unjudged: str = typer.Option(_D.unjudged, help="unjudged candidates: negative | drop."),
         seed: int = typer.Option(_D.seed, help="random seed."),
     ) -> None:
@@ -51,7 +56,7 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
 
         from relforge.data import read_corpus, read_qrels, read_queries, read_run
-        from relforge.dataset.groups import build_groups, write_groups
+        from relforge.dataset.groups import build_groups, policy_lines, write_groups
         from relforge.errors import UsageError
 
         try:
@@ -61,6 +66,7 @@ def register(app: typer.Typer) -> None:
                 sampling=sampling,
                 depth=depth,
                 false_negatives=false_negatives,
+                bad_positive=bad_positive,
                 unjudged=unjudged,
                 seed=seed,
             )
@@ -73,6 +79,9 @@ def register(app: typer.Typer) -> None:
             read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
         )
         write_groups(ds, summary, out)
+        if js is not None:
+            for line in policy_lines(summary):
+                typer.echo(line, err=True)
         typer.echo(
             json.dumps(
                 {

@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
             ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
         ),
         base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
-        loss: str = typer.Option(_D.loss, help="lce | mnrl (cross or bi); bce | lambda | listnet (cross)."),
+        loss: str = typer.Option(
+            _D.loss, help="lce | mnrl | kl | margin_mse (cross or bi); bce | lambda | listnet (cross)."
+        ),
         kind: str = typer.Option(_D.kind, help="cross | bi."),
         epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
         lr: float = typer.Option(_D.lr, help="peak learning rate."),
@@ -48,6 +50,9 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
         negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
         temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
+        teacher_temperature: float = typer.Option(
+            _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
+        ),
         precision: str = typer.Option(_D.precision, help="auto | fp32 | bf16 | fp16."),
         seed: int = typer.Option(_D.seed, help="random seed."),
         dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
@@ -79,6 +84,7 @@ def register(app: typer.Typer) -> None:
                 max_steps=max_steps,
                 seed=seed,
                 temperature=temperature,
+                teacher_temperature=teacher_temperature,
                 negatives=negatives,
                 precision=precision,
                 eval_steps=eval_steps,
