@@ -97,6 +97,14 @@ class LLMSection(Strict):
     #: extra keyword arguments for ``load_llm`` (e.g. ``api_key_env``, ``max_concurrency``)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from relforge.llm.secrets import check_no_secrets
+
+        check_no_secrets(options, "llm.options")  # before anything is written (config.yaml, manifest)
+        return options
+
 
 class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
     """Synthetic queries: ``GenerateConfig`` (``select.sample`` = how many documents) + which LLM."""

@@ -130,6 +130,7 @@ def register(app: typer.Typer) -> None:
             None, "--rejects-out", help="also write dropped queries with reasons"
         ),
         output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     ) -> None:
         """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
         from relforge.data import read_corpus, write_jsonl, write_qrels, write_queries
@@ -137,6 +138,16 @@ def register(app: typer.Typer) -> None:
         from relforge.generate.queries import load_prompt
 
         cfg = build_config(ctx, config_file, dict(locals()))
+        from relforge.outputs import guard_file
+
+        guard_file(out, overwrite=overwrite)
+        guard_file(
+            qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv"),
+            overwrite=overwrite,
+            flag="--qrels-out",
+        )
+        if rejects_out:
+            guard_file(rejects_out, overwrite=overwrite, flag="--rejects-out")
         docs_all = read_corpus(corpus)
         load_prompt(cfg)  # fail on a bad prompt before loading a model
         select_stats: dict = {}

@@ -80,6 +80,7 @@ def judge(
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
@@ -95,6 +96,11 @@ def judge(
         raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
     if thresholds is not None and calibrate_on is not None:
         raise UsageError("give either --thresholds or --calibrate-on, not both")
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
+    if qrels_out is not None:
+        guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
     try:
         cfg = JudgeConfig(
             template=template,
@@ -143,11 +149,16 @@ def agreement_cmd(
         "nDCG@10", "--measure", help="ir_measures measure (reranking, system ranking)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the class-balanced subsample."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Agreement of LLM judgments with human grades: tau_b, kappa, weighted kappa, alpha, F1, confusion."""
     from relforge.errors import UsageError
     from relforge.judge.run import run_agreement
+    from relforge.outputs import guard_file
 
+    for flag, path in (("--out", out), ("--png", png)):
+        if path is not None:
+            guard_file(path, overwrite=overwrite, flag=flag)
     extra = list(ctx.args)
     if extra and not runs:
         raise UsageError(f"unexpected arguments {extra} (runs go after --runs)")

@@ -99,14 +99,16 @@ def run_pipeline(
     cfg = _as_config(config, sizes)
     if cfg.offline:
         set_offline()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from relforge.llm.secrets import redact_obj
+    from relforge.outputs import claim_dir
+
+    out = claim_dir(out_dir)
     with atomic_write(out / "config.yaml") as fh:
-        yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
+        yaml.safe_dump(redact_obj(cfg.model_dump(mode="json")), fh, sort_keys=False)
     runner = Runner(build_stages(cfg), cfg, out, log=log)
     from relforge import __version__
 
     runner.manifest["relforge_version"] = __version__
     runner.manifest["name"] = cfg.name
-    runner.manifest["config"] = cfg.model_dump(mode="json")
+    runner.manifest["config"] = redact_obj(cfg.model_dump(mode="json"))
     return runner.run(from_stage=from_stage, only=only, to_stage=to_stage)
