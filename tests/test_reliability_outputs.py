@@ -88,7 +88,15 @@ def test_folder_commands_refuse_foreign_folders(tmp_path):
     assert sorted(p.name for p in foreign.iterdir()) == ["thesis.tex"]
 
     # a folder relforge created is reused without --overwrite (rerun, resume)
-    ok = tmp_path / "sample"
-    assert relforge("data", "sample", "liveqa-med", "--out", ok).returncode == 0
-    assert (ok / MARKER).is_file()
-    assert relforge("data", "sample", "liveqa-med", "--out", ok).returncode == 0
+    ok = tmp_path / "groups"
+    assert relforge("data", "sample", "liveqa-med", "--out", tmp_path / "s").returncode == 0
+    s = tmp_path / "s"
+    assert (s / MARKER).is_file()
+    assert (
+        relforge("data", "convert", s / "qrels" / "test.tsv", ok, "--kind", "qrels", "--to", "hf").returncode
+        == 0
+    )
+    assert (
+        relforge("data", "convert", s / "qrels" / "test.tsv", ok, "--kind", "qrels", "--to", "hf").returncode
+        == 0
+    )

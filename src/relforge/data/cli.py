@@ -226,7 +226,13 @@ def validate_cmd(
         raise MissingInputError(f"{folder}: no such folder")
     v = validate_corpus(beir_file(folder, "corpus.jsonl"))
     qids = {q.id for q in iter_queries(beir_file(folder, "queries.jsonl"))}
-    rows = {split: check_qrels_file(p, qids, v["ids"]) for split, p in _qrels_files(folder).items()}
+    if not qids:
+        raise DataError("no queries", path=beir_file(folder, "queries.jsonl"))
+    conflicts: dict[str, dict] = {}
+    rows = {
+        split: check_qrels_file(p, qids, v["ids"], stats=conflicts.setdefault(split, {}))
+        for split, p in _qrels_files(folder).items()
+    }
     typer.echo(
         f"corpus: {v['documents']} documents, {v['duplicates']} duplicate ids, {v['empty']} empty; "
         f"queries: {len(qids)}; qrels rows: " + ", ".join(f"{k}={n}" for k, n in rows.items())
@@ -236,8 +242,17 @@ def validate_cmd(
         problems.append(f"{v['duplicates']} duplicate document ids (lines {v['duplicate_lines']})")
     if v["empty"]:
         problems.append(f"{v['empty']} empty documents (lines {v['empty_lines']})")
+    for split, c in conflicts.items():
+        if c["conflicts"]:
+            problems.append(
+                f"qrels/{split}: {c['conflicts']} (query, doc) pairs judged twice with different grades "
+                f"(lines {c['conflict_lines']})"
+            )
     if problems:
-        raise DataError("; ".join(problems), path=beir_file(folder, "corpus.jsonl"))
+        corpus_only = not any(c["conflicts"] for c in conflicts.values())
+        raise DataError(
+            "; ".join(problems), path=beir_file(folder, "corpus.jsonl") if corpus_only else folder
+        )
 
 
 @data_app.command("sample")
@@ -252,10 +267,15 @@ def sample_cmd(
     import shutil
 
     from relforge.data.samples import sample_path
+    from relforge.errors import UsageError
     from relforge.outputs import claim_dir, guard_dir
 
     src = sample_path(name)
     guard_dir(out, overwrite=force)
+    if out.is_dir() and any(out.iterdir()) and not force:  # even our own copy: it may have been edited
+        raise UsageError(
+            f"--out {out}: the folder exists and is not empty; choose another --out or add --force"
+        )
     claim_dir(out)
     shutil.copytree(src, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     n = sum(1 for p in out.rglob("*") if p.is_file())

@@ -79,6 +79,13 @@ def register(app: typer.Typer) -> None:
             read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
         )
         write_groups(ds, summary, claim_dir(out))
+        unknown = {k: summary["judgments"][k] for k in ("unknown_query", "unknown_document")}
+        if any(unknown.values()):
+            typer.echo(
+                f"warning: {unknown['unknown_query']} judgments name unknown queries and "
+                f"{unknown['unknown_document']} unknown documents; they were not used",
+                err=True,
+            )
         typer.echo(
             json.dumps(
                 {

@@ -37,7 +37,6 @@ _FLAG_MAP = {
 
 def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str, Any]) -> GenerateConfig:
     """YAML file (if any) first, then the flags actually given on the command line."""
-    import yaml
 
     from relforge.errors import DataError, MissingInputError
 
@@ -45,7 +44,9 @@ def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str,
     if config_file is not None:
         if not config_file.is_file():
             raise MissingInputError(f"{config_file}: no such config file (--config)")
-        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        from relforge.config import load_yaml
+
+        raw = load_yaml(config_file) or {}
         raw = raw.get("generate", raw)
     from_file = config_file is not None
     for name, (section, fld) in _FLAG_MAP.items():

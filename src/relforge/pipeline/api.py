@@ -48,6 +48,10 @@ def _as_config(config: PipelineConfig | str | os.PathLike | dict, sizes: list[in
         data = cfg.model_dump()
         data["ablation"]["sizes"] = list(sizes)
         cfg = parse_config(data, source="--sizes")
+    from relforge.pipeline.preflight import preflight
+
+    source = Path(config).name if isinstance(config, (str, os.PathLike)) else "config"
+    preflight(cfg, source)  # everything knowable, before anything is written or loaded
     return cfg
 
 

@@ -114,14 +114,16 @@ def register(app: typer.Typer) -> None:
         queries: Path = typer.Option(..., help="queries.jsonl."),
         run: Path = typer.Option(..., help="first-stage run (TREC)."),
         out: Path = typer.Option(..., help="reranked run to write (TREC)."),
-        top_k: int = typer.Option(100, help="documents per query to rerank."),
+        top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
         kind: str = typer.Option("cross", help="cross | bi."),
         backend: str = typer.Option(
             "auto",
             help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
         ),
-        batch_size: int = typer.Option(32, help="pairs per forward pass."),
-        max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
+        batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
+        max_length: int | None = typer.Option(
+            None, min=8, help="token limit of a pair (default: the model's)."
+        ),
         overwrite: bool = typer.Option(False, help="replace existing output files"),
     ) -> None:
         """Rerank the top-k of a run and write a TREC run."""
