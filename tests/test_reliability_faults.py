@@ -3,7 +3,7 @@ same artifacts as an uninterrupted run, with no finished LLM call computed twice
 
 One artifacts folder is killed once per stage in turn (the kill lands a seeded random delay after the
 stage is recorded as running); every restart resumes it. The full test runs every stage of the tiny
-config (@slow); ``test_kill_during_the_llm_stages`` keeps the LLM stages in ``make test``."""
+config (@slow); ``test_kill_during_generate`` is the fast subset in ``make test``."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def _fault_run(
 
     a, b = _artifacts(ref), _artifacts(out)
     assert sorted(a) == sorted(b)
-    assert any(k.endswith("judgments.jsonl") for k in a)
+    assert any(k.endswith("queries.jsonl") for k in a)
     for k in a:
         assert a[k] == b[k], k
 
@@ -155,8 +155,14 @@ def _fault_run(
     assert resumed > 0, (landed, start_rows)  # some kill did land after finished LLM calls
 
 
+def test_kill_during_generate(tmp_path, tiny_llm_dir):
+    """The fast subset in ``make test`` (with tests/test_pipeline_e2e.py's kill during judge)."""
+    _fault_run(tmp_path, tiny_config(tiny_llm_dir, llm={"batch_size": 1}), to="generate", seed=14)
+
+
+@pytest.mark.slow
 def test_kill_during_the_llm_stages(tmp_path, tiny_llm_dir):
-    """The fast subset (make test): one kill in generate and one in judge, then a full rerun."""
+    """One kill in generate and one in judge, then a full rerun (~3 min on a loaded 2-core box)."""
     cfg = tiny_config(
         tiny_llm_dir, judge={"batch_size": 1, "agreement": {"enabled": False}}, llm={"batch_size": 1}
     )

@@ -131,6 +131,18 @@ def register(app: typer.Typer) -> None:
             None, "--rejects-out", help="also write dropped queries with reasons"
         ),
         output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
+        timeout: float = typer.Option(
+            None,
+            "--timeout",
+            min=0.001,
+            help="openai: seconds per request before it is retried (default 60).",
+        ),
+        retries: int = typer.Option(
+            None,
+            "--retries",
+            min=0,
+            help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     ) -> None:
         """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
@@ -158,7 +170,9 @@ def register(app: typer.Typer) -> None:
         cache_kw = (
             {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
         )  # else the default cache
-        model = load_llm(llm, **cache_kw)
+        from relforge.judge.cli import llm_net_options
+
+        model = load_llm(llm, **cache_kw, **llm_net_options(llm, timeout, retries))
         res = generate_queries(model, docs, cfg, corpus=docs_all)
         write_queries(out, res.queries)
         qrels_path = qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv")
