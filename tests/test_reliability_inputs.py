@@ -113,3 +113,16 @@ def test_data_validate_fails_on_conflicting_duplicate_qrels(beir):
         fh.write("q1\td1\t3\nq1\td1\t0\n")  # an identical repeat is fine, a different grade is not
     r = relforge("data", "validate", beir)
     assert r.returncode == 5 and "judged twice with different grades" in r.stderr and "[5]" in r.stderr
+
+
+def test_judge_redirected_prints_plain_progress_lines(beir, tmp_path, tiny_llm_dir, monkeypatch):
+    monkeypatch.setenv("RELFORGE_PROGRESS_INTERVAL", "0")
+    run = _run(tmp_path / "run.trec", [("q1", f"d{i}", str(9 - i)) for i in range(6)])
+    r = relforge(
+        "judge", "--corpus", beir / "corpus.jsonl", "--queries", beir / "queries.jsonl", "--pairs", run,
+        "--llm", f"hf:{tiny_llm_dir}", "--out", tmp_path / "j.jsonl", "--no-cache", "--batch-size", "2",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("judging (probs)")]
+    assert any("6/6" in ln for ln in lines) and len(lines) >= 3, r.stderr
+    assert "\r" not in r.stderr.split("judging", 1)[1]  # no live-bar redraws in a log file

@@ -217,21 +217,6 @@ def query_batches(pairs: Sequence[Pair], batch_size: int) -> list[list[int]]:
 # --------------------------------------------------------------------------- judging
 
 
-def _progress(enabled: bool, total: int, desc: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn(desc),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def _from_probs(
     p: dict[str, float] | None, template: JudgeTemplate, thresholds: Sequence[float] | None
 ) -> tuple[int, float, dict[str, float]] | None:
@@ -322,8 +307,9 @@ def judge_pairs(
     out: list[Judgment | None] = [None] * len(known)
     retried = 0
     t0 = time.perf_counter()
-    with _progress(progress, len(known), f"judging ({mode})") as bar:
-        task = bar.add_task("judge", total=len(known))
+    from relforge.progress import progress as _steady_progress  # plain done/total/rate/ETA lines off a TTY
+
+    with _steady_progress(len(known), f"judging ({mode})", enabled=progress) as advance:
         for idx in query_batches(known, batch_size):
             chats: list[Chat] = [
                 template.build_chat(
@@ -346,7 +332,7 @@ def judge_pairs(
                 retried += _judge_generate(
                     llm, template, known, idx, chats, out, model, max_new_tokens, retry_temperature, seed
                 )
-            bar.advance(task, len(idx))
+            advance(len(idx))
     seconds = time.perf_counter() - t0
     judgments = [j for j in out if j is not None]
     if stats is not None:
