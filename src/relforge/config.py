@@ -97,6 +97,14 @@ class LLMSection(Strict):
     #: extra keyword arguments for ``load_llm`` (e.g. ``api_key_env``, ``max_concurrency``)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from relforge.llm.secrets import check_no_secrets
+
+        check_no_secrets(options, "llm.options")  # before anything is written (config.yaml, manifest)
+        return options
+
 
 class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
     """Synthetic queries: ``GenerateConfig`` (``select.sample`` = how many documents) + which LLM."""
@@ -369,6 +377,61 @@ def parse_config(raw: dict[str, Any] | None, source: str = "config") -> Pipeline
         raise err from None
 
 
+def _strict_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (naming both lines)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key]}, again at line {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def load_yaml(path: str | os.PathLike, *, allow_empty: bool = False) -> Any:
+    """Parse a YAML file strictly: duplicate keys and (unless ``allow_empty``) an empty file are errors.
+
+    Raises:
+        MissingInputError: no such file. DataError: bad YAML (file:line), duplicate keys, empty file.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInputError(f"{p}: no such config file")
+    try:
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 (safe loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataError(
+            f"invalid YAML: {getattr(e, 'problem', e)}",
+            path=p,
+            line=(mark.line + 1) if mark is not None else None,
+        ) from None
+    if raw is None and not allow_empty:
+        raise DataError(
+            "the file is empty (no settings); write at least one section, e.g. 'name: my-run' to run "
+            "every stage with its defaults",
+            path=p,
+        )
+    return raw
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read and validate a YAML pipeline config.
 
@@ -382,21 +445,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     Raises:
         MissingInputError: the file does not exist. DataError: bad YAML, unknown keys, wrong types.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise MissingInputError(f"{p}: no such config file")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(
-            f"invalid YAML: {getattr(e, 'problem', e)}",
-            path=p,
-            line=(mark.line + 1) if mark is not None else None,
-        ) from None
-    raw = raw or {}
+    raw = load_yaml(p)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return parse_config(raw, source=p.name)

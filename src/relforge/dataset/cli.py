@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
         ),
         unjudged: str = typer.Option(_D.unjudged, help="unjudged candidates: negative | drop."),
         seed: int = typer.Option(_D.seed, help="random seed."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="write into a non-empty folder relforge did not create"
+        ),
     ) -> None:
         """Re-bucket judged candidates and write LCE groups."""
         import json
@@ -74,11 +77,21 @@ def register(app: typer.Typer) -> None:
             raise UsageError(
                 "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
             ) from None
+        from relforge.outputs import claim_dir, guard_dir
+
+        guard_dir(out, overwrite=overwrite)
         js = _read_judgments(judgments) if judgments else None
         ds, summary = build_groups(
             read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
         )
-        write_groups(ds, summary, out)
+        write_groups(ds, summary, claim_dir(out))
+        unknown = {k: summary["judgments"][k] for k in ("unknown_query", "unknown_document")}
+        if any(unknown.values()):
+            typer.echo(
+                f"warning: {unknown['unknown_query']} judgments name unknown queries and "
+                f"{unknown['unknown_document']} unknown documents; they were not used",
+                err=True,
+            )
         if js is not None:
             for line in policy_lines(summary):
                 typer.echo(line, err=True)

@@ -306,6 +306,9 @@ def build_groups(
     queries, corpus = _as_map(queries), _as_map(corpus)
     expected: dict[tuple[str, str], float] = {}
     grades, jcounts = judgment_grades(judgments, expected) if judgments is not None else (None, Counter())
+    for qid, docid in grades or {}:  # judgments naming ids this build does not know: counted, printed
+        jcounts["unknown_query"] += qid not in queries
+        jcounts["unknown_document"] += qid in queries and docid not in corpus
     pol: Counter = Counter()
     corpus_ids = sorted(corpus)
     n_neg = config.group_size - 1
@@ -376,7 +379,9 @@ def build_groups(
         "per_query": {k: _percentiles(v) for k, v in per_query.items()},
         "negatives_drawn": {k: int(drawn[k]) for k in BUCKETS},
         "positives": {k: int(pos_counts[k]) for k in ("source", "promoted", "unjudged")},
-        "judgments": {k: int(jcounts[k]) for k in ("given", "failed", "duplicate")},
+        "judgments": {
+            k: int(jcounts[k]) for k in ("given", "failed", "duplicate", "unknown_query", "unknown_document")
+        },
         "policies": policy_summary(pol, pos_counts, config),
         "config": config.model_dump(),
     }

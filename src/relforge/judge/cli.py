@@ -18,6 +18,17 @@ judge_app = typer.Typer(
 )
 
 
+def llm_net_options(spec: str, timeout: float | None, retries: int | None) -> dict:
+    """``--timeout`` / ``--retries`` as backend options (openai: backends only; an error elsewhere)."""
+    from relforge.errors import UsageError
+    from relforge.llm import parse_spec
+
+    opts = {k: v for k, v in (("timeout", timeout), ("max_retries", retries)) if v is not None}
+    if opts and parse_spec(spec)[0] != "openai":
+        raise UsageError("--timeout and --retries apply to openai: LLM specs (local models do not time out)")
+    return opts
+
+
 def _thresholds(text: str | None) -> list[float] | None:
     from relforge.errors import UsageError
 
@@ -80,6 +91,16 @@ def judge(
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    timeout: float = typer.Option(
+        None, "--timeout", min=0.001, help="openai: seconds per request before it is retried (default 60)."
+    ),
+    retries: int = typer.Option(
+        None,
+        "--retries",
+        min=0,
+        help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
@@ -95,6 +116,11 @@ def judge(
         raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
     if thresholds is not None and calibrate_on is not None:
         raise UsageError("give either --thresholds or --calibrate-on, not both")
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
+    if qrels_out is not None:
+        guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
     try:
         cfg = JudgeConfig(
             template=template,
@@ -126,6 +152,7 @@ def judge(
         calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
+        llm_options=llm_net_options(llm, timeout, retries),
     )
 
 
@@ -143,11 +170,16 @@ def agreement_cmd(
         "nDCG@10", "--measure", help="ir_measures measure (reranking, system ranking)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the class-balanced subsample."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Agreement of LLM judgments with human grades: tau_b, kappa, weighted kappa, alpha, F1, confusion."""
     from relforge.errors import UsageError
     from relforge.judge.run import run_agreement
+    from relforge.outputs import guard_file
 
+    for flag, path in (("--out", out), ("--png", png)):
+        if path is not None:
+            guard_file(path, overwrite=overwrite, flag=flag)
     extra = list(ctx.args)
     if extra and not runs:
         raise UsageError(f"unexpected arguments {extra} (runs go after --runs)")

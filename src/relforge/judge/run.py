@@ -39,7 +39,14 @@ def calibrate_judgments(
     return th
 
 
-def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None, batch_size: int = 8) -> Any:
+def open_llm(
+    spec: str,
+    *,
+    adapter: Path | str | None = None,
+    cache: Any = None,
+    batch_size: int = 8,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """``load_llm`` with the judge's defaults: the default cache unless ``cache`` is a path or False;
     for local transformers models, shared-prompt-prefix KV reuse on and the backend's own progress bar off."""
     from relforge.llm import load_llm, parse_spec
@@ -49,6 +56,7 @@ def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None,
         kw["cache"] = cache
     if parse_spec(spec)[0] == "hf":
         kw.update(prefix_sharing=True, progress=False)
+    kw.update(options or {})
     return load_llm(spec, adapter=str(adapter) if adapter else None, batch_size=batch_size, **kw)
 
 
@@ -86,6 +94,7 @@ def run_judge(
     calibrate_on: Path | None = None,
     max_new_tokens: int | None = None,
     progress: bool = True,
+    llm_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Judge the pairs of ``pairs`` and write ``out`` (JSONL), ``<out>.summary.json`` and optional TREC qrels.
 
@@ -105,7 +114,7 @@ def run_judge(
     docs = read_corpus(corpus)
     qs = read_queries(queries)
     todo = read_pairs(pairs, top_k=cfg.top_k)
-    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size)
+    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
     stats: dict[str, Any] = {}
     js = judge_pairs(
         llm,

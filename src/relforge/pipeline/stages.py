@@ -75,8 +75,9 @@ def _dump(model: Any) -> Any:
 # --------------------------------------------------------------------------- paths / resolution
 
 
-def resolve_data_source(source: str) -> Path:
-    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist."""
+def resolve_data_source(source: str, key: str = "data.source") -> Path:
+    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist (the error
+    names the config ``key`` holding it)."""
     if source.startswith("sample:"):
         from relforge.data.samples import sample_path
 
@@ -84,8 +85,12 @@ def resolve_data_source(source: str) -> Path:
     p = Path(source).expanduser()
     if not p.exists():
         raise MissingInputError(
-            f"data source {source!r} does not exist; set data.source to sample:medquad, a "
-            f"MedQuAD .tar.xz / folder, or a BEIR folder"
+            f"{key}: {source!r} does not exist; set {key} to "
+            + (
+                "sample:medquad, a MedQuAD .tar.xz / folder, or a BEIR folder"
+                if key == "data.source"
+                else "sample:liveqa-med or a BEIR folder with human qrels"
+            )
         )
     return p.resolve()
 
@@ -324,7 +329,7 @@ def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     ft = cfg.judge_finetune
-    folder = resolve_data_source(ft.data)
+    folder = resolve_data_source(ft.data, "judge_finetune.data")
     corpus, queries, qrels = _read_labelled(folder)
     del read_beir
     base = ft.base or cfg.llm_for("judge")
@@ -410,7 +415,7 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     ac = cfg.judge.agreement
-    corpus, queries, human = _read_labelled(resolve_data_source(ac.human))
+    corpus, queries, human = _read_labelled(resolve_data_source(ac.human, "judge.agreement.human"))
     adapter = _adapter_abs(ctx, judge_adapter(cfg))
     meta = _adapter_meta(adapter)
     qids = sorted(human)
@@ -1050,7 +1055,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage(
             "judge_finetune",
             stage_judge_finetune,
-            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data))],
+            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data, "judge_finetune.data"))],
             outputs=lambda k: ["judge_finetune"],
             config=lambda k: {
                 "ft": _dump(k.judge_finetune),
@@ -1083,7 +1088,10 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage(
             "agreement",
             stage_agreement,
-            inputs=lambda k: [str(resolve_data_source(k.judge.agreement.human))] + _adapter_inputs(k),
+            inputs=lambda k: (
+                [str(resolve_data_source(k.judge.agreement.human, "judge.agreement.human"))]
+                + _adapter_inputs(k)
+            ),
             outputs=lambda k: ["judge/agreement.json"],
             config=lambda k: {
                 "judge": _dump(k.judge),

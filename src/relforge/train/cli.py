@@ -63,14 +63,19 @@ def register(app: typer.Typer) -> None:
         eval_steps: int | None = typer.Option(
             _D.eval_steps, help="evaluate every N steps (default 4x per run)."
         ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="write into a non-empty folder relforge did not create"
+        ),
     ) -> None:
         """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
         from pydantic import ValidationError
 
         from relforge.errors import UsageError
+        from relforge.outputs import claim_dir, guard_dir
         from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
 
         check_loss(loss, kind)
+        guard_dir(out, overwrite=overwrite)
         try:
             cfg = TrainConfig(
                 base=base,
@@ -96,7 +101,7 @@ def register(app: typer.Typer) -> None:
             ) from None
         dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
         fn = train_bi_encoder if kind == "bi" else train_cross_encoder
-        summary = fn(groups, out, cfg, dev=dev)
+        summary = fn(groups, claim_dir(out), cfg, dev=dev)
         typer.echo(
             json.dumps(
                 {
@@ -115,19 +120,24 @@ def register(app: typer.Typer) -> None:
         queries: Path = typer.Option(..., help="queries.jsonl."),
         run: Path = typer.Option(..., help="first-stage run (TREC)."),
         out: Path = typer.Option(..., help="reranked run to write (TREC)."),
-        top_k: int = typer.Option(100, help="documents per query to rerank."),
+        top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
         kind: str = typer.Option("cross", help="cross | bi."),
         backend: str = typer.Option(
             "auto",
             help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
         ),
-        batch_size: int = typer.Option(32, help="pairs per forward pass."),
-        max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
+        batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
+        max_length: int | None = typer.Option(
+            None, min=8, help="token limit of a pair (default: the model's)."
+        ),
+        overwrite: bool = typer.Option(False, help="replace existing output files"),
     ) -> None:
         """Rerank the top-k of a run and write a TREC run."""
         from relforge.data import read_corpus, read_queries, read_run, write_run
+        from relforge.outputs import guard_file
         from relforge.train.rerank import rerank
 
+        guard_file(out, overwrite=overwrite)
         result = rerank(
             model,
             read_corpus(corpus),
