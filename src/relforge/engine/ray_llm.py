@@ -107,6 +107,7 @@ class RayLLM:
         urls = ",".join(b.display_url for b in backends)
         self.name = self.primary.name if len(backends) == 1 else f"openai:{urls}#{self.model}"
         self.cache_id = f"openai:pool#{self.model}"
+        self.one_job = True  # callers should hand over all their chats at once (one Ray Data job)
         self.store = ShardStore(workdir).__enter__()
         self._volatile: dict[str, Any] = {}  # results never stored (unscorable items), this run only
         self.stats = CacheStats(

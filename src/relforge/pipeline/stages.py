@@ -262,7 +262,11 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
     docs = select_documents(corpus, gc.select, stats=sel_stats)
-    llm = ctx.llm(cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    from relforge.engine.pipeline import stage_llm
+
+    llm = stage_llm(ctx, cfg.llm_for("generate")) or ctx.llm(
+        cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options
+    )
     res = generate_queries(llm, docs, gc, corpus=corpus)
     write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
     if not res.queries:
@@ -310,6 +314,7 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
             str(ctx.path("retrieve/cache/embeddings")),
             batch_size=rc.batch_size,
             use_faiss=rc.use_faiss,
+            engine=cfg.engine,
         )
     if "hybrid" in need:
         runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
@@ -368,12 +373,17 @@ def _read_labelled(folder: Path):
 
 
 def _judge_llm(ctx: StageContext, adapter: str | None):
+    from relforge.engine.pipeline import stage_llm
+
     cfg: PipelineConfig = ctx.cfg
-    return ctx.llm(cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    return stage_llm(ctx, cfg.llm_for("judge"), adapter) or ctx.llm(
+        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options
+    )
 
 
 def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
     """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
+    from relforge.engine.pipeline import judge_batch_size
     from relforge.judge.judge import judge_pairs
     from relforge.judge.prompt import JudgeTemplate
     from relforge.judge.run import resolve_adapter
@@ -389,7 +399,7 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
         pairs,
         mode=jc.mode,
         thresholds=jc.thresholds,
-        batch_size=jc.batch_size,
+        batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
         max_doc_tokens=max_doc_tokens,
         on_missing=jc.on_missing,
         max_new_tokens=jc.max_new_tokens,
