@@ -204,7 +204,7 @@ class RayLLM:
             base_retry_wait_time_in_s=e.retry_wait,
             session_factory=RouterFactory([b.base_url for b in self.backends], e.timeout, e.down_seconds),
             batch_size=e.batch_size,
-            concurrency=e.concurrency,
+            concurrency=(e.concurrency, e.concurrency),  # a fixed pool: an int autoscales from 1 actor
             http_request_stage={"num_cpus": e.num_cpus_per_actor},
         )
         small = {"num_cpus": min(0.1, e.num_cpus_per_actor)}
@@ -226,7 +226,7 @@ class RayLLM:
         ds = ray.data.from_items(rows, override_num_blocks=blocks)
         partial: dict[str, dict[int, dict]] = {}
         done = 0
-        t0 = time.perf_counter()
+        t0 = t_first = time.perf_counter()
         try:
             with progress(len(todo), "ray", enabled=self.progress) as advance:
                 for row in self._processor(ray)(ds).iter_rows():
@@ -238,6 +238,8 @@ class RayLLM:
                     del partial[row["key"]]
                     self._finish(row["key"], datas, decode, usable)
                     done += 1
+                    if done == 1:
+                        t_first = time.perf_counter()
                     advance()
         except (KeyboardInterrupt, RelforgeError):
             raise
@@ -249,10 +251,20 @@ class RayLLM:
             ) from e
         finally:
             self.store.sync()
-            self.stats.extra["ray_jobs"] += 1
-            self.stats.extra["ray_seconds"] = round(
-                self.stats.extra["ray_seconds"] + time.perf_counter() - t0, 3
-            )
+            self._record(t0, t_first, done)
+
+    def _record(self, t0: float, t_first: float, done: int) -> None:
+        """Job timing in ``stats.extra``: start-up (until the first result) and the rate after it."""
+        end = time.perf_counter()
+        x = self.stats.extra
+        x["ray_jobs"] += 1
+        x["ray_seconds"] = round(x["ray_seconds"] + end - t0, 3)
+        steady = (done - 1) / (end - t_first) if done > 1 and end > t_first else None
+        x["last_job"] = {
+            "calls": done,
+            "first_result_s": round(t_first - t0, 3),
+            "steady_calls_per_s": round(steady, 3) if steady else None,
+        }
 
     def _finish(self, key: str, datas: list[dict], decode, usable) -> None:
         result = decode(datas)

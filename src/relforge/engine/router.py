@@ -7,7 +7,8 @@ each request to the next endpoint round robin, skipping endpoints that refused a
 inside the same call; when every endpoint is down the error reaches the processor, whose own retries
 (``max_retries``, exponential backoff) try the pool again. So a dead endpoint costs retries, never pairs.
 
-Each Ray actor gets its own copy of the factory (pickled), so the round robin and the down list are per
+Requests start when ``post`` is called, so a batch's requests are in flight together (in flight at most:
+actors x ``batch_size``). Each Ray actor gets its own copy of the factory (pickled), so the round robin and the down list are per
 actor; actors start at different offsets so load spreads from the first request.
 """
 
@@ -84,7 +85,13 @@ class EndpointRouter:
     async def __aexit__(self, *exc: Any) -> None:
         await self._session.close()
 
-    async def post(self, url: str, headers: dict | None = None, data: Any = None) -> Any:
+    def post(self, url: str, headers: dict | None = None, data: Any = None) -> asyncio.Future:
+        """Start the request NOW and return its future. ``HttpRequestUDF`` creates every request of a batch
+        first and awaits them one by one afterwards: with aiohttp's lazy ``session.post`` they would run one
+        after another; started here, a batch's requests are in flight together (``batch_size`` per actor)."""
+        return asyncio.ensure_future(self._post(url, headers, data))
+
+    async def _post(self, url: str, headers: dict | None, data: Any) -> Any:
         """POST to ``<endpoint><path of url>``; fail over on connection errors and 502/503/504."""
         import aiohttp
 
