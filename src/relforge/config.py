@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relforge.engine.config import EngineConfig
 from relforge.errors import DataError, MissingInputError
 
 
@@ -293,6 +294,8 @@ class PipelineConfig(Strict):
     evaluate: EvaluateSection = Field(default_factory=EvaluateSection)
     ablation: AblationSection = Field(default_factory=AblationSection)
     report: ReportSection = Field(default_factory=ReportSection)
+    #: where the LLM stages and dense encoding run: ``{kind: local}`` (default) or ``{kind: ray, address: ...}``
+    engine: EngineConfig = Field(default_factory=EngineConfig)
 
     @model_validator(mode="after")
     def _consistency(self) -> PipelineConfig:

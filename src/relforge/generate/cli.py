@@ -86,8 +86,10 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl"),
         out: Path = typer.Option(..., "--out", help="queries.jsonl to write"),
-        llm: str = typer.Option(
-            "smollm2", "--llm", help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...)"
+        llm: list[str] = typer.Option(
+            ["smollm2"],
+            "--llm",
+            help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...); repeat with --engine ray",
         ),
         per_doc: int = typer.Option(_G.per_doc, "--per-doc", help="queries per document"),
         sample: Optional[int] = typer.Option(None, "--sample", help="number of documents (default: all)"),
@@ -144,6 +146,10 @@ def register(app: typer.Typer) -> None:
             help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
         ),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+        engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
+        ray_address: Optional[str] = typer.Option(
+            None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT"
+        ),
     ) -> None:
         """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
         from relforge.data import read_corpus, write_jsonl, write_qrels, write_queries
@@ -170,10 +176,17 @@ def register(app: typer.Typer) -> None:
         cache_kw = (
             {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
         )  # else the default cache
+        from relforge.engine.ray_generate import open_generate_llm
         from relforge.judge.cli import llm_net_options
 
-        model = load_llm(llm, **cache_kw, **llm_net_options(llm, timeout, retries))
-        res = generate_queries(model, docs, cfg, corpus=docs_all)
+        model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(
+            llm[0], **cache_kw, **llm_net_options(llm[0], timeout, retries)
+        )
+        try:
+            res = generate_queries(model, docs, cfg, corpus=docs_all)
+        finally:
+            if hasattr(model, "store"):  # the Ray engine's shard lock
+                model.close()
         write_queries(out, res.queries)
         qrels_path = qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv")
         write_qrels(qrels_path, res.qrels)
@@ -186,7 +199,7 @@ def register(app: typer.Typer) -> None:
             **res.summary,
             "selection": select_stats,
             "config": cfg.model_dump(),
-            "llm": llm,
+            "llm": llm[0] if len(llm) == 1 else llm,
             "queries": str(out),
             "qrels": str(qrels_path),
             "relforge_version": __version__,

@@ -50,8 +50,11 @@ def judge(
     pairs: Path = typer.Option(
         None, "--pairs", help="Pairs to judge: BEIR/TREC qrels, TREC run, or a qid<TAB>docid TSV."
     ),
-    llm: str = typer.Option(
-        None, "--llm", help="LLM spec: smollm2, hf:<dir|file.gguf>, openai:<url>#<model>, ..."
+    llm: list[str] = typer.Option(
+        None,
+        "--llm",
+        help="LLM spec: smollm2, hf:<dir|file.gguf>, openai:<url>#<model>, ... Repeat it with --engine ray "
+        "for several endpoints of one model.",
     ),
     out: Path = typer.Option(None, "--out", help="Output judgments.jsonl."),
     adapter: Path = typer.Option(
@@ -101,13 +104,23 @@ def judge(
         help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    engine: str = typer.Option(None, "--engine", help="local (default) or ray (Ray Data; see docs/ray.md)."),
+    ray_address: str = typer.Option(
+        None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT."
+    ),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
         return
     from relforge.errors import UsageError
 
-    required = {"--corpus": corpus, "--queries": queries, "--pairs": pairs, "--llm": llm, "--out": out}
+    required = {
+        "--corpus": corpus,
+        "--queries": queries,
+        "--pairs": pairs,
+        "--llm": llm or None,
+        "--out": out,
+    }
     if all(v is None for v in required.values()):
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
@@ -137,14 +150,21 @@ def judge(
         )
     except ValueError as e:
         raise UsageError(f"invalid judge setting: {e}") from None
+    from relforge.engine.config import engine_from
     from relforge.judge.run import run_judge
 
+    try:
+        eng = engine_from(engine, ray_address)
+    except ValueError as e:
+        raise UsageError(f"invalid engine setting (--engine/--ray-address): {e}") from None
     run_judge(
         cfg,
         corpus=corpus,
         queries=queries,
         pairs=pairs,
-        llm_spec=llm,
+        llm_spec=llm[0],
+        extra_llms=llm[1:],
+        engine=eng,
         out=out,
         adapter=adapter,
         qrels_out=qrels_out,
@@ -152,7 +172,7 @@ def judge(
         calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
-        llm_options=llm_net_options(llm, timeout, retries),
+        llm_options=llm_net_options(llm[0], timeout, retries),
     )
 
 

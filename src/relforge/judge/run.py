@@ -95,8 +95,13 @@ def run_judge(
     max_new_tokens: int | None = None,
     progress: bool = True,
     llm_options: dict[str, Any] | None = None,
+    engine: Any = None,
+    extra_llms: list[str] | None = None,
 ) -> dict[str, Any]:
     """Judge the pairs of ``pairs`` and write ``out`` (JSONL), ``<out>.summary.json`` and optional TREC qrels.
+
+    ``engine`` (an :class:`relforge.engine.EngineConfig`; None = local) with ``kind="ray"`` sends the calls
+    through Ray Data to ``llm_spec`` and the ``extra_llms`` endpoints (:mod:`relforge.engine.ray_judge`).
 
     Returns:
         The summary dict (also printed).
@@ -114,25 +119,40 @@ def run_judge(
     docs = read_corpus(corpus)
     qs = read_queries(queries)
     todo = read_pairs(pairs, top_k=cfg.top_k)
-    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
+    batch_size = cfg.batch_size
+    if engine is not None and engine.is_ray:
+        from relforge.engine.ray_judge import open_engine_llm
+
+        llm = open_engine_llm(
+            engine, [llm_spec, *(extra_llms or [])], out, adapter=adapter, cache=cache, progress=progress
+        )
+        batch_size = max(1, len(todo))  # one Ray Data job for the whole run
+    elif extra_llms:
+        raise UsageError("several --llm endpoints need --engine ray")
+    else:
+        llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
     stats: dict[str, Any] = {}
-    js = judge_pairs(
-        llm,
-        template,
-        qs,
-        docs,
-        todo,
-        mode=cfg.mode,
-        progress=progress,
-        thresholds=cfg.thresholds,
-        batch_size=cfg.batch_size,
-        max_doc_tokens=cfg.max_doc_tokens,
-        on_missing=cfg.on_missing,
-        max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
-        retry_temperature=cfg.retry_temperature,
-        seed=cfg.seed,
-        stats=stats,
-    )
+    try:
+        js = judge_pairs(
+            llm,
+            template,
+            qs,
+            docs,
+            todo,
+            mode=cfg.mode,
+            progress=progress,
+            thresholds=cfg.thresholds,
+            batch_size=batch_size,
+            max_doc_tokens=cfg.max_doc_tokens,
+            on_missing=cfg.on_missing,
+            max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
+            retry_temperature=cfg.retry_temperature,
+            seed=cfg.seed,
+            stats=stats,
+        )
+    finally:
+        if engine is not None and engine.is_ray:
+            llm.close()
     if calibrate_on is not None:
         from relforge.judge.judge import summarize
 

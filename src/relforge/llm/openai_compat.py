@@ -331,37 +331,40 @@ class OpenAIBackend:
         params = params or GenParams()
         for c in chats:
             check_chat(c)
-        items = []
-        for c in chats:
-            p: dict[str, Any] = {
-                "model": self.model,
-                "messages": c,
-                "max_tokens": int(params.max_new_tokens),
-                "temperature": float(params.temperature),
-                "top_p": float(params.top_p),
-                "seed": int(params.seed),
-            }
-            if params.stop:
-                p["stop"] = list(params.stop)
-            items.append([p])
+        items = [[self.generate_payload(c, params)] for c in chats]
 
         def parse(i: int, datas: list[dict]):
-            data = datas[0]
-            try:
-                choice = data["choices"][0]
-                text = choice["message"].get("content") or ""
-            except (KeyError, IndexError, TypeError, AttributeError) as e:
-                raise RelforgeError(
-                    f"{self.display_url}: unexpected response shape: {str(data)[:200]}"
-                ) from e
-            reason = "length" if choice.get("finish_reason") == "length" else "stop"
-            usage = data.get("usage") or {}
-            comp = Completion(
-                text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), reason
-            )
+            comp = self.parse_completion(datas[0])
             return comp, comp.prompt_tokens, comp.completion_tokens
 
         return self._run(items, parse, on_result, "generate")
+
+    def generate_payload(self, chat: Chat, params: GenParams) -> dict:
+        """The request body of one completion (the Ray engine sends the same body)."""
+        p: dict[str, Any] = {
+            "model": self.model,
+            "messages": chat,
+            "max_tokens": int(params.max_new_tokens),
+            "temperature": float(params.temperature),
+            "top_p": float(params.top_p),
+            "seed": int(params.seed),
+        }
+        if params.stop:
+            p["stop"] = list(params.stop)
+        return p
+
+    def parse_completion(self, data: dict) -> Completion:
+        """A :class:`Completion` from a chat completions response."""
+        try:
+            choice = data["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as e:
+            raise RelforgeError(f"{self.display_url}: unexpected response shape: {str(data)[:200]}") from e
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        usage = data.get("usage") or {}
+        return Completion(
+            text, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0), reason
+        )
 
     # ------------------------------------------------------------------ scoring
     def _score_payload(self, chat: Chat, **extra: Any) -> dict:
@@ -481,34 +484,45 @@ class OpenAIBackend:
         choices = check_choices(choices)
         for c in chats:
             check_chat(c)
-        method = self.resolve_score_method(choices)
-        ids = self._resolved[tuple(choices)][1]
-        if method == "token_logprobs":
-            items = [[self._token_payload(c, ids)] for c in chats]
-        elif method == "prompt_logprobs":
-            items = [[self._prompt_payload(c, ch) for ch in choices] for c in chats]
-        else:
-            items = [[self._score_payload(c, logprobs=True, top_logprobs=self.top_logprobs)] for c in chats]
+        self.resolve_score_method(choices)
+        items = [self.score_payloads(c, choices) for c in chats]
 
         def parse(i: int, datas: list[dict]):
             usage = datas[0].get("usage") or {}
             tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-            if method == "token_logprobs":
-                lps = _token_logprobs(datas[0], ids)
-                if lps is None:
-                    raise self._no_logprobs("logprob_token_ids")
-                return _normalise(lps), *tokens
-            if method == "prompt_logprobs":
-                lps = {}
-                for ch, d in zip(choices, datas, strict=True):
-                    lp = _continuation_logprob(d, ch)
-                    if lp is None:
-                        raise self._no_logprobs("prompt_logprobs")
-                    lps[ch] = lp
-                return _normalise(lps), *tokens
-            return self._parse_top(datas[0], choices), *tokens
+            return self.parse_score(datas, choices), *tokens
 
         return self._run(items, parse, on_result, "score")
+
+    def score_payloads(self, chat: Chat, choices: list[str]) -> list[dict]:
+        """The request bodies that score ``chat`` over ``choices`` with the resolved method (one, or one per
+        choice for ``prompt_logprobs``); :meth:`parse_score` turns their responses into probabilities. The
+        Ray engine sends these same bodies, so both engines read probabilities the same way."""
+        method = self.resolve_score_method(choices)
+        ids = self._resolved[tuple(choices)][1]
+        if method == "token_logprobs":
+            return [self._token_payload(chat, ids)]
+        if method == "prompt_logprobs":
+            return [self._prompt_payload(chat, ch) for ch in choices]
+        return [self._score_payload(chat, logprobs=True, top_logprobs=self.top_logprobs)]
+
+    def parse_score(self, datas: list[dict], choices: list[str]) -> dict[str, float]:
+        """Probabilities over ``choices`` from the responses to :meth:`score_payloads` (same order)."""
+        method, ids = self._resolved[tuple(choices)]
+        if method == "token_logprobs":
+            lps = _token_logprobs(datas[0], ids)
+            if lps is None:
+                raise self._no_logprobs("logprob_token_ids")
+            return _normalise(lps)
+        if method == "prompt_logprobs":
+            lps = {}
+            for ch, d in zip(choices, datas, strict=True):
+                lp = _continuation_logprob(d, ch)
+                if lp is None:
+                    raise self._no_logprobs("prompt_logprobs")
+                lps[ch] = lp
+            return _normalise(lps)
+        return self._parse_top(datas[0], choices)
 
     def _no_logprobs(self, what: str) -> NoLogprobsError:
         return NoLogprobsError(

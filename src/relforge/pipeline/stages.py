@@ -264,7 +264,11 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
     docs = select_documents(corpus, gc.select, stats=sel_stats)
-    llm = ctx.llm(cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    from relforge.engine.pipeline import stage_llm
+
+    llm = stage_llm(ctx, cfg.llm_for("generate")) or ctx.llm(
+        cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options
+    )
     res = generate_queries(llm, docs, gc, corpus=corpus)
     write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
     if not res.queries:
@@ -298,7 +302,9 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
         "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
     }
     settings = stage_part(rc, RetrieveConfig, **where)
-    runs = retrieve_methods(corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])))
+    runs = retrieve_methods(
+        corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])), engine=cfg.engine
+    )
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
     write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
     for m in rc.methods:
@@ -354,12 +360,17 @@ def _read_labelled(folder: Path):
 
 
 def _judge_llm(ctx: StageContext, adapter: str | None):
+    from relforge.engine.pipeline import stage_llm
+
     cfg: PipelineConfig = ctx.cfg
-    return ctx.llm(cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    return stage_llm(ctx, cfg.llm_for("judge"), adapter) or ctx.llm(
+        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options
+    )
 
 
 def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
     """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
+    from relforge.engine.pipeline import judge_batch_size
     from relforge.judge.judge import judge_pairs
     from relforge.judge.run import resolve_adapter
 
@@ -374,7 +385,7 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
         pairs,
         mode=jc.mode,
         thresholds=jc.thresholds,
-        batch_size=jc.batch_size,
+        batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
         max_doc_tokens=max_doc_tokens,
         on_missing=jc.on_missing,
         max_new_tokens=jc.reply_tokens(template),

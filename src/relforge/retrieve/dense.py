@@ -11,6 +11,7 @@ import hashlib
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,12 +76,14 @@ def encode_corpus(
     max_seq_length: int | None = None,
     chunk_size: int = 2048,
     progress: bool = True,
+    engine: Any = None,
 ) -> tuple[list[str], np.ndarray]:
     """Embed a corpus (title + text), normalised; reuse the cached matrix when there is one.
 
     With ``cache_dir`` the work is resumable: every ``chunk_size`` documents are saved as a part file
     as soon as they are encoded, so an interrupted run continues where it stopped; the parts are
-    merged into one ``.npy`` at the end.
+    merged into one ``.npy`` at the end. ``engine`` (an :class:`relforge.engine.EngineConfig`, None =
+    local) with ``kind="ray"`` encodes the chunks on a Ray actor pool (:mod:`relforge.engine.ray_dense`).
 
     Returns:
         ``(doc_ids, embeddings)`` with ``embeddings.shape == (len(doc_ids), dim)``.
@@ -97,9 +100,22 @@ def encode_corpus(
         logger.warning(
             "embedding cache %s has %d rows for %d docs: recomputing", path, emb.shape[0], len(ids)
         )
-    enc = load_encoder(model, max_seq_length)
     texts = [doc_text(d) for d in docs]
     parts_dir = path.with_suffix(".parts") if path is not None else None
+    if engine is not None and engine.is_ray:
+        from relforge.engine.ray_dense import encode_chunks_ray
+
+        chunks = encode_chunks_ray(
+            texts,
+            chunk_size,
+            parts_dir,
+            model,
+            engine=engine,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+        )
+        return ids, _merge(chunks, path, parts_dir)
+    enc = load_encoder(model, max_seq_length)
     chunks = []
     starts = range(0, len(texts), chunk_size)
     for start in starts:
@@ -122,13 +138,19 @@ def encode_corpus(
             part.parent.mkdir(parents=True, exist_ok=True)
             _save_npy(part, emb)
         chunks.append(emb)
+    return ids, _merge(chunks, path, parts_dir)
+
+
+def _merge(chunks: list[np.ndarray], path: Path | None, parts_dir: Path | None) -> np.ndarray:
+    """One matrix from the chunks; with a cache path, saved and the part files removed."""
     emb = np.concatenate(chunks, axis=0)
     if path is not None:
         _save_npy(path, emb)
-        for f in sorted(parts_dir.glob("*.npy")):
-            f.unlink()
-        parts_dir.rmdir()
-    return ids, emb
+        if parts_dir is not None and parts_dir.is_dir():
+            for f in sorted(parts_dir.glob("*.npy")):
+                f.unlink()
+            parts_dir.rmdir()
+    return emb
 
 
 def _top_k_numpy(q: np.ndarray, d: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +192,7 @@ def dense_search(
     max_seq_length: int | None = None,
     use_faiss: bool = False,
     progress: bool = True,
+    engine: Any = None,
 ) -> Run:
     """Retrieve the ``top_k`` documents by cosine similarity of sentence-transformers embeddings.
 
@@ -183,6 +206,7 @@ def dense_search(
         max_seq_length: truncate texts to this many tokens (None = the model's limit; part of the cache key).
         use_faiss: search with a faiss flat index (needs ``faiss-cpu``) instead of numpy.
         progress: show a progress bar while embedding the corpus.
+        engine: an :class:`relforge.engine.EngineConfig`; ``kind="ray"`` encodes the corpus on Ray.
 
     Returns:
         Run ``{qid: {docid: cosine}}``.
@@ -196,6 +220,7 @@ def dense_search(
         batch_size=batch_size,
         max_seq_length=max_seq_length,
         progress=progress,
+        engine=engine,
     )
     pairs = as_query_pairs(queries)
     run: Run = {qid: {} for qid, _ in pairs}

@@ -21,7 +21,7 @@ def retrieve(corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig | No
 
 
 def retrieve_methods(
-    corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig, methods: list[str]
+    corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig, methods: list[str], engine=None
 ) -> dict[str, Run]:
     """The runs of several methods at once, each retriever run once (hybrid reuses BM25's and dense's).
 
@@ -46,6 +46,7 @@ def retrieve_methods(
             batch_size=config.batch_size,
             max_seq_length=config.max_seq_length,
             use_faiss=config.use_faiss,
+            engine=engine,
         )
     if "hybrid" in need:
         runs["hybrid"] = rrf([runs["bm25"], runs["dense"]], k=config.rrf_k, top_k=config.top_k)

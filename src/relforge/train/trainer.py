@@ -10,6 +10,7 @@ and a training summary.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -295,6 +296,12 @@ def _args(cls, cfg: TrainConfig, ckpt: Path, n_rows: int, dev: DevSet | None, **
         **_precision(cfg),
         **extra,
     )
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # torchrun / accelerate launch: data-parallel
+        # every parameter is used in each step; the default (search unused ones) cannot see through the
+        # CrossEncoder's output and fails with "marked as ready twice"
+        kw["ddp_find_unused_parameters"] = False
+        if not torch.cuda.is_available():
+            kw["use_cpu"] = True  # without it HF Trainer stays single-process on CPU (gloo DDP with it)
     if dev is not None:
         kw.update(
             eval_strategy="steps",
@@ -320,6 +327,7 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
         {"step": h["step"], "ndcg@10": h["eval_dev_ndcg@10"]} for h in hist if "eval_dev_ndcg@10" in h
     ]
     steps = trainer.state.global_step
+    world = int(getattr(trainer.args, "world_size", 1) or 1)  # > 1 under torchrun / accelerate launch
     return {
         "kind": cfg.kind,
         "loss": cfg.loss,
@@ -328,7 +336,8 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
         "group_size": group_size,
         "steps": steps,
         "train_time_s": round(seconds, 2),
-        "pairs_per_s": round(steps * cfg.batch_groups * group_size / seconds, 2) if seconds else None,
+        "world_size": world,
+        "pairs_per_s": round(steps * cfg.batch_groups * world * group_size / seconds, 2) if seconds else None,
         "loss_curve": loss_curve,
         "dev_curve": dev_curve,
         "best_dev_ndcg@10": trainer.state.best_metric if dev is not None else None,
@@ -349,11 +358,13 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
 def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
     from relforge.data import atomic_write
 
+    summary["model_dir"] = str(out)
+    if not trainer.is_world_process_zero():  # data-parallel run: rank 0 writes the model
+        return summary
     model.save(str(out))
     shutil.rmtree(ckpt, ignore_errors=True)
     with atomic_write(out / "training_summary.json") as fh:
-        json.dump(summary, fh, indent=2)
-    summary["model_dir"] = str(out)
+        json.dump({k: v for k, v in summary.items() if k != "model_dir"}, fh, indent=2)
     return summary
 
 
