@@ -80,6 +80,12 @@ def judge(
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        help="A shipped labeller (`best`: LLM query likelihood + MiniLM cosine + a calibration head fitted "
+        "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
+    ),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
@@ -87,9 +93,19 @@ def judge(
     from relforge.errors import UsageError
 
     required = {"--corpus": corpus, "--queries": queries, "--pairs": pairs, "--llm": llm, "--out": out}
-    if all(v is None for v in required.values()):
+    if all(v is None for v in required.values()) and preset is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    if preset is not None:
+        _run_preset(
+            ctx,
+            preset,
+            dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out, top_k=top_k),
+            on_missing=on_missing,
+            batch_size=batch_size,
+            progress=not no_progress,
+        )
+        return
     missing = [k for k, v in required.items() if v is None]
     if missing:
         raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
@@ -127,6 +143,39 @@ def judge(
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
     )
+
+
+_PRESET_CONFLICTS = (
+    "llm",
+    "adapter",
+    "mode",
+    "template",
+    "reasoning",
+    "thresholds",
+    "calibrate_on",
+    "max_doc_tokens",
+)
+
+
+def _run_preset(ctx: typer.Context, preset: str, files: dict, **kw) -> None:
+    """``--preset``: the preset fixes model, features and calibration; flags that would change them are refused."""
+    from click.core import ParameterSource
+
+    from relforge.errors import UsageError
+
+    clash = [
+        "--" + n.replace("_", "-")
+        for n in _PRESET_CONFLICTS
+        if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)
+    ]
+    if clash:
+        raise UsageError(f"--preset fixes the model, features and calibration; drop {', '.join(clash)}")
+    missing = [f"--{k}" for k in ("corpus", "queries", "pairs", "out") if files[k] is None]
+    if missing:
+        raise UsageError(f"relforge judge --preset needs {', '.join(missing)} (see relforge judge --help)")
+    from relforge.judge.run import run_preset
+
+    run_preset(preset, **files, **kw)
 
 
 @judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
