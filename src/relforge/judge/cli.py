@@ -159,14 +159,12 @@ _PRESET_CONFLICTS = (
 
 def _run_preset(ctx: typer.Context, preset: str, files: dict, **kw) -> None:
     """``--preset``: the preset fixes model, features and calibration; flags that would change them are refused."""
-    from click.core import ParameterSource
-
     from relforge.errors import UsageError
 
     clash = [
         "--" + n.replace("_", "-")
         for n in _PRESET_CONFLICTS
-        if ctx.get_parameter_source(n) not in (ParameterSource.DEFAULT, None)
+        if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     ]
     if clash:
         raise UsageError(f"--preset fixes the model, features and calibration; drop {', '.join(clash)}")
