@@ -108,6 +108,12 @@ def judge(
     ray_address: str = typer.Option(
         None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT."
     ),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        help="A shipped labeller (`best`: LLM query likelihood + MiniLM cosine + a calibration head fitted "
+        "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
+    ),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
@@ -121,9 +127,23 @@ def judge(
         "--llm": llm or None,
         "--out": out,
     }
-    if all(v is None for v in required.values()):
+    if all(v is None for v in required.values()) and preset is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    if preset is not None:
+        from relforge.outputs import guard_file
+
+        if out is not None:
+            guard_file(out, overwrite=overwrite)
+        _run_preset(
+            ctx,
+            preset,
+            dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out, top_k=top_k),
+            on_missing=on_missing,
+            batch_size=batch_size,
+            progress=not no_progress,
+        )
+        return
     missing = [k for k, v in required.items() if v is None]
     if missing:
         raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
@@ -174,6 +194,37 @@ def judge(
         progress=not no_progress,
         llm_options=llm_net_options(llm[0], timeout, retries),
     )
+
+
+_PRESET_CONFLICTS = (
+    "llm",
+    "adapter",
+    "mode",
+    "template",
+    "reasoning",
+    "thresholds",
+    "calibrate_on",
+    "max_doc_tokens",
+)
+
+
+def _run_preset(ctx: typer.Context, preset: str, files: dict, **kw) -> None:
+    """``--preset``: the preset fixes model, features and calibration; flags that would change them are refused."""
+    from relforge.errors import UsageError
+
+    clash = [
+        "--" + n.replace("_", "-")
+        for n in _PRESET_CONFLICTS
+        if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    if clash:
+        raise UsageError(f"--preset fixes the model, features and calibration; drop {', '.join(clash)}")
+    missing = [f"--{k}" for k in ("corpus", "queries", "pairs", "out") if files[k] is None]
+    if missing:
+        raise UsageError(f"relforge judge --preset needs {', '.join(missing)} (see relforge judge --help)")
+    from relforge.judge.run import run_preset
+
+    run_preset(preset, **files, **kw)
 
 
 @judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
