@@ -774,8 +774,10 @@ def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
         "backbone": f"untrained {tr.base} (cosine of its embeddings), reranking {rr.first_stage} top-{rr.top_k}",
         "plain": f"{trained}; groups of mined negatives, no judge labels",
         "judged": f"{trained}; groups re-bucketed by the judge's grades",
+        "soft": f"{model} from {tr.base}, loss {tr.soft_loss} on the judge's expected grades "
+        f"(soft labels), reranking {rr.first_stage} top-{rr.top_k}",
     }
-    return {name: desc[name] for name in run_names(cfg)}
+    return {name: desc.get(name, name) for name in run_names(cfg)}
 
 
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
