@@ -74,16 +74,39 @@ def _kill_during(cmd: list[str], out: Path, stage: str, delay: float) -> str:
     return "running" if _stage_status(out, stage) == "running" else "done"
 
 
+#: JSON keys holding timings (a rate or a duration differs between any two runs)
+TIMING_KEYS = (
+    "pairs_per_s",
+    "elapsed_s",
+    "wall_s",
+    "cpu_s",
+    "seconds",
+    "train_time_s",
+    "started",
+    "finished",
+)
+
+
+def _untimed(obj):
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
 def _artifacts(out: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(out)): p.read_bytes()
-        for p in sorted(out.rglob("*"))
-        if p.is_file()
-        and p.suffix in COMPARED
-        and p.name not in NOT_COMPARED
-        and ".checkpoints" not in p.parts
-        and not p.name.startswith(".")
-    }
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if not (p.is_file() and p.suffix in COMPARED and p.name not in NOT_COMPARED):
+            continue
+        if ".checkpoints" in p.parts or p.name.startswith("."):
+            continue
+        data = p.read_bytes()
+        if p.suffix == ".json":
+            data = json.dumps(_untimed(json.loads(data)), sort_keys=True).encode()
+        files[str(p.relative_to(out))] = data
+    return files
 
 
 def _rows_by_kind(db: Path) -> dict[str, int]:
