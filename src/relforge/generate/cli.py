@@ -9,6 +9,7 @@ from typing import Any, Optional
 import typer
 
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
+from relforge.llm.net_options import retries_option, timeout_option
 
 _G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()
 
@@ -133,18 +134,8 @@ def register(app: typer.Typer) -> None:
             None, "--rejects-out", help="also write dropped queries with reasons"
         ),
         output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
-        timeout: float = typer.Option(
-            None,
-            "--timeout",
-            min=0.001,
-            help="openai: seconds per request before it is retried (default 60).",
-        ),
-        retries: int = typer.Option(
-            None,
-            "--retries",
-            min=0,
-            help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
-        ),
+        timeout: float = timeout_option(),
+        retries: int = retries_option(),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
         engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
         ray_address: Optional[str] = typer.Option(
@@ -177,7 +168,7 @@ def register(app: typer.Typer) -> None:
             {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
         )  # else the default cache
         from relforge.engine.ray_generate import open_generate_llm
-        from relforge.judge.cli import llm_net_options
+        from relforge.llm.net_options import llm_net_options
 
         model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(
             llm[0], **cache_kw, **llm_net_options(llm[0], timeout, retries)

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from relforge.judge.config import JudgeConfig
+from relforge.llm.net_options import llm_net_options, retries_option, timeout_option
 
 _D = JudgeConfig()
 
@@ -16,17 +17,6 @@ judge_app = typer.Typer(
     invoke_without_command=True,
     add_completion=False,
 )
-
-
-def llm_net_options(spec: str, timeout: float | None, retries: int | None) -> dict:
-    """``--timeout`` / ``--retries`` as backend options (openai: backends only; an error elsewhere)."""
-    from relforge.errors import UsageError
-    from relforge.llm import parse_spec
-
-    opts = {k: v for k, v in (("timeout", timeout), ("max_retries", retries)) if v is not None}
-    if opts and parse_spec(spec)[0] != "openai":
-        raise UsageError("--timeout and --retries apply to openai: LLM specs (local models do not time out)")
-    return opts
 
 
 def _thresholds(text: str | None) -> list[float] | None:
@@ -94,15 +84,8 @@ def judge(
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
-    timeout: float = typer.Option(
-        None, "--timeout", min=0.001, help="openai: seconds per request before it is retried (default 60)."
-    ),
-    retries: int = typer.Option(
-        None,
-        "--retries",
-        min=0,
-        help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
-    ),
+    timeout: float = timeout_option(),
+    retries: int = retries_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     engine: str = typer.Option(None, "--engine", help="local (default) or ray (Ray Data; see docs/ray.md)."),
     ray_address: str = typer.Option(
