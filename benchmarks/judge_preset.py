@@ -58,8 +58,15 @@ def features(args, pairs, queries, docs) -> dict[str, np.ndarray]:
     qt = [queries[q].text for q, _ in pairs]
     ds = [docs[d] for _, d in pairs]
     t = time.time()
-    feats = compute_features(COS_FEATURES, qt, ds, embedder=load_embedder("minilm"))
-    print(f"cosine features: {time.time() - t:.0f} s")
+    cos_cache = Path(str(path) + ".cos.json") if path else None
+    if cos_cache and cos_cache.is_file():
+        feats = {k: np.array(v) for k, v in json.loads(cos_cache.read_text()).items()}
+    else:
+        feats = compute_features(COS_FEATURES, qt, ds, embedder=load_embedder("minilm"))
+        print(f"cosine features: {time.time() - t:.0f} s = {len(pairs) / (time.time() - t):.2f} pairs/s")
+        if cos_cache:
+            cos_cache.parent.mkdir(parents=True, exist_ok=True)
+            cos_cache.write_text(json.dumps({k: v.tolist() for k, v in feats.items()}))
     llm = open_llm(args.llm, cache=False, batch_size=args.batch_size)
     t = time.time()
     feats.update(

@@ -71,7 +71,16 @@ def continuation_logprobs(llm: Any, chats: Sequence[list[dict[str, str]]]) -> li
             pos = range(keep - 1 - n, keep - 1)
             out[i] = [float(lp[b, p, t]) for p, t in zip(pos, targets, strict=True)]
 
-    llm._forward_rows(rows, keep, consume, "ql")
+    # a shared prompt prefix may not reach into the scored tail (the prior rows share all but the query)
+    from relforge.llm.hf import _common_prefix
+
+    sharing = llm.prefix_sharing
+    if sharing and len(rows) > 1 and min(map(len, rows)) - len(_common_prefix(rows)) < keep:
+        llm.prefix_sharing = False
+    try:
+        llm._forward_rows(rows, keep, consume, "ql")
+    finally:
+        llm.prefix_sharing = sharing
     return out
 
 
