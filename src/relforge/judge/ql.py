@@ -49,6 +49,8 @@ def continuation_logprobs(llm: Any, chats: Sequence[list[dict[str, str]]]) -> li
     Returns:
         One list of per-token log-probs per chat (the assistant message's tokens, in order).
     """
+    while "llm" in vars(llm):  # unwrap the caching layer: the prefix-sharing switch lives on the backend
+        llm = vars(llm)["llm"]
     if not hasattr(llm, "_forward_rows") or not hasattr(llm, "encode_chat"):
         raise UsageError(
             f"query likelihood needs a local transformers model (--llm smollm2, hf:PATH); "
