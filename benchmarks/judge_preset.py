@@ -26,12 +26,12 @@ from relforge.data import read_corpus, read_qrels, read_queries
 from relforge.data.samples import sample_path
 from relforge.judge.agreement import pair_metrics
 from relforge.judge.calibrate import CalibrationHead
-from relforge.judge.preset import COS_FEATURES, FEATURES, JudgePreset, compute_features, load_embedder
+from relforge.judge.preset import FEATURES, JudgePreset, compute_features, load_embedder
 
 LABELLERS = {  # name -> (features, uses an LLM)
     "llm-only (QL)": ["ql_cond", "ql_pmi"],
-    "cosine-only (MiniLM)": ["cos", "cos_text", "cos_title"],
-    "combined (QL + cosine)": ["ql_cond", "ql_pmi", "cos", "cos_text", "cos_title"],
+    "cosine-only (MiniLM)": ["cos"],
+    "combined (QL + cosine)": ["ql_cond", "ql_pmi", "cos"],
 }
 METRICS = ("kendall_tau_b", "per_query_tau_b", "quadratic_kappa", "accuracy", "macro_f1")
 
@@ -52,14 +52,21 @@ def features(args, pairs, queries, docs) -> dict[str, np.ndarray]:
             (r["qid"], r["docid"]) for r in rows
         ] == pairs:
             print(f"features from {path}")
-            return {f: np.array([r[f] for r in rows]) for f in FEATURES}
+            return {f: np.array([r[f] for r in rows]) for f in rows[0] if f in FEATURES}
     from relforge.judge.run import open_llm
 
     qt = [queries[q].text for q, _ in pairs]
     ds = [docs[d] for _, d in pairs]
     t = time.time()
-    feats = compute_features(COS_FEATURES, qt, ds, embedder=load_embedder("minilm"))
-    print(f"cosine features: {time.time() - t:.0f} s")
+    cos_cache = Path(str(path) + ".cos.json") if path else None
+    if cos_cache and cos_cache.is_file():
+        feats = {k: np.array(v) for k, v in json.loads(cos_cache.read_text()).items()}
+    else:
+        feats = compute_features(["cos"], qt, ds, embedder=load_embedder("minilm"))
+        print(f"cosine features: {time.time() - t:.0f} s = {len(pairs) / (time.time() - t):.2f} pairs/s")
+        if cos_cache:
+            cos_cache.parent.mkdir(parents=True, exist_ok=True)
+            cos_cache.write_text(json.dumps({k: v.tolist() for k, v in feats.items()}))
     llm = open_llm(args.llm, cache=False, batch_size=args.batch_size)
     t = time.time()
     feats.update(
@@ -73,9 +80,7 @@ def features(args, pairs, queries, docs) -> dict[str, np.ndarray]:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as fh:
             for i, (q, d) in enumerate(pairs):
-                fh.write(
-                    json.dumps({"qid": q, "docid": d, **{f: float(feats[f][i]) for f in FEATURES}}) + "\n"
-                )
+                fh.write(json.dumps({"qid": q, "docid": d, **{f: float(feats[f][i]) for f in feats}}) + "\n")
     return feats
 
 
@@ -116,7 +121,7 @@ def main() -> None:
     ap.add_argument("--features", default="runs/liveqa-features.jsonl")
     ap.add_argument("--out", default=None, help="write the preset JSON here")
     ap.add_argument("--llm", default="smollm2")
-    ap.add_argument("--max-doc-tokens", type=int, default=128)
+    ap.add_argument("--max-doc-tokens", type=int, default=96)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)

@@ -52,7 +52,6 @@ def _cosine_preset(path, kind="ordinal"):
     cos = rng.uniform(0, 1, 400)
     grades = np.clip((cos * 4).astype(int), 0, 3)
     head = CalibrationHead.fit({"cos": cos}, grades, ["cos"], kind=kind)
-    JudgePreset(name="cos-only", head=head).model_dump_json()
     path.write_text(JudgePreset(name="cos-only", head=head).model_dump_json())
     return path
 
@@ -89,14 +88,15 @@ def test_preset_file_with_cosine_only(beir, tmp_path):
 def test_preset_with_ql_features_on_a_tiny_llm(beir, tmp_path, tiny_llm_dir):
     shipped = JudgePreset.load("best")
     rng = np.random.default_rng(0)
-    x = {f: rng.normal(size=50) for f in shipped.head.features}
-    head = CalibrationHead.fit(x, rng.integers(0, 4, 50), shipped.head.features)
+    names = ["ql_cond", "ql_pmi", "cos"]
+    x = {f: rng.normal(size=50) for f in names}
+    head = CalibrationHead.fit(x, rng.integers(0, 4, 50), names)
     path = tmp_path / "tiny.json"
     path.write_text(shipped.model_copy(update={"llm": f"hf:{tiny_llm_dir}", "head": head}).model_dump_json())
     out = tmp_path / "j.jsonl"
     assert main(_args(beir, out, "--preset", str(path))) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
-    assert len(rows) == 4 and set(rows[0]["features"]) == set(shipped.head.features)
+    assert len(rows) == 4 and set(rows[0]["features"]) == set(names)
     assert all(np.isfinite(list(r["features"].values())).all() for r in rows)
 
 
@@ -118,3 +118,18 @@ def test_shipped_best_preset_is_documented_and_consistent():
     table = p.measured["table"]
     assert "cosine-only (MiniLM)|ordinal" in table and "raw cos" in table
     assert p.head.meta["n_train"] == 1147
+
+
+def test_continuation_logprobs_match_prompt_token_logprobs(tiny_llm_dir):
+    from relforge.judge.ql import _chat, continuation_logprobs, query_likelihood
+    from relforge.judge.run import open_llm
+
+    llm = open_llm(f"hf:{tiny_llm_dir}", cache=False)  # prefix sharing on, as the preset runs it
+    chats = [_chat("Anemia is a lack of iron.", "What causes anemia?", "W"), _chat("x", "What is flu?", "W")]
+    got = continuation_logprobs(llm, chats)
+    inner = vars(llm).get("llm", llm)
+    for c, lp in zip(chats, got, strict=True):
+        ref = inner.prompt_token_logprobs(inner.encode_chat(c, continue_final=True))
+        assert lp == pytest.approx(ref[-len(lp) :], abs=1e-4)
+    f = query_likelihood(llm, ["What causes anemia?", "What is flu?"], ["Anemia is iron.", "Flu."])
+    assert f["ql_pmi"] == pytest.approx(np.subtract(f["ql_cond"], f["ql_prior"]).tolist())

@@ -42,7 +42,7 @@ class JudgePreset(BaseModel):
     llm: str = "smollm2"
     #: sentence-transformers model for the cosine features (named model or folder)
     embedder: str = "minilm"
-    ql_max_doc_tokens: int = 128
+    ql_max_doc_tokens: int = 96
     ql_instruction: str = QL_INSTRUCTION
     #: query field read from queries.jsonl (``text``; LiveQA-Med also has ``message``)
     query_field: str = "text"
@@ -104,7 +104,7 @@ def compute_features(
     *,
     llm: Any = None,
     embedder: Any = None,
-    ql_max_doc_tokens: int = 128,
+    ql_max_doc_tokens: int = 96,
     ql_instruction: str = QL_INSTRUCTION,
 ) -> dict[str, np.ndarray]:
     """The named features of aligned (query text, Document) pairs (see the module doc)."""

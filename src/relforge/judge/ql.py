@@ -49,6 +49,8 @@ def continuation_logprobs(llm: Any, chats: Sequence[list[dict[str, str]]]) -> li
     Returns:
         One list of per-token log-probs per chat (the assistant message's tokens, in order).
     """
+    while "llm" in vars(llm):  # unwrap the caching layer: the prefix-sharing switch lives on the backend
+        llm = vars(llm)["llm"]
     if not hasattr(llm, "_forward_rows") or not hasattr(llm, "encode_chat"):
         raise UsageError(
             f"query likelihood needs a local transformers model (--llm smollm2, hf:PATH); "
@@ -71,7 +73,16 @@ def continuation_logprobs(llm: Any, chats: Sequence[list[dict[str, str]]]) -> li
             pos = range(keep - 1 - n, keep - 1)
             out[i] = [float(lp[b, p, t]) for p, t in zip(pos, targets, strict=True)]
 
-    llm._forward_rows(rows, keep, consume, "ql")
+    # a shared prompt prefix may not reach into the scored tail (the prior rows share all but the query)
+    from relforge.llm.hf import _common_prefix
+
+    sharing = llm.prefix_sharing
+    if sharing and len(rows) > 1 and min(map(len, rows)) - len(_common_prefix(rows)) < keep:
+        llm.prefix_sharing = False
+    try:
+        llm._forward_rows(rows, keep, consume, "ql")
+    finally:
+        llm.prefix_sharing = sharing
     return out
 
 
