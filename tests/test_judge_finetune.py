@@ -236,6 +236,8 @@ def test_cli_finetune_with_merge_and_query_field(tiny_llm_dir, tmp_path):
         "paraphrase",
         "--seed",
         "3",
+        "--folds",
+        "1",
     ]
     assert main(args) == 0
     meta = json.loads((out / "relforge.json").read_text())

@@ -37,6 +37,7 @@ METRICS_FILE = "metrics.jsonl"
 PLOT_FILE = "metrics.png"
 META_FILE = "relforge.json"
 PREDICTIONS_FILE = "val_predictions.jsonl"
+TEST_PREDICTIONS_FILE = "test_predictions.jsonl"
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -346,6 +347,7 @@ def finetune_judge(
     *,
     progress: bool = True,
     command: str | None = None,
+    hidden_cache: dict[tuple[int, ...], Any] | None = None,
 ) -> dict[str, Any]:
     """LoRA fine-tune an LLM judge on human grades, evaluating every epoch on held-out queries.
 
@@ -359,6 +361,9 @@ def finetune_judge(
         config: settings (defaults: :class:`FinetuneConfig`).
         progress: show progress bars.
         command: the command line that ran this (recorded in the README).
+        hidden_cache: shared frozen-bottom outputs keyed by token ids (k-fold: computed once for all
+            folds); validation and test pairs are then encoded with their label so one entry serves
+            every role a pair plays (the prompt's hidden states are a prefix of the full sequence's).
 
     Returns:
         The summary also written to ``out_dir/relforge.json``.
@@ -398,6 +403,9 @@ def finetune_judge(
         raise DataError(
             "no labelled pair has both its query and its document; check --queries/--corpus/--qrels"
         )
+    test_set = set(cfg.test_queries or [])
+    test = [e for e in examples if e.qid in test_set]  # never trained on, never used to pick the epoch
+    examples = [e for e in examples if e.qid not in test_set]
     if cfg.val_queries is not None:
         val_q = sorted(set(cfg.val_queries) & {e.qid for e in examples})
         if not val_q:
@@ -476,7 +484,7 @@ def finetune_judge(
     label_ids = _label_token_ids(tok, labels)
 
     # ---- encode (the judge's chat + truncation with the model tokenizer)
-    qview = _query_view({q: queries[q] for q in {e.qid for e in examples}}, cfg.query_field)
+    qview = _query_view({q: queries[q] for q in {e.qid for e in examples + test}}, cfg.query_field)
 
     def encode(e: Example, with_label: bool) -> Encoded:
         q = qview[e.qid]
@@ -485,12 +493,14 @@ def finetune_judge(
         return Encoded(e, p, c)
 
     enc_train = [encode(e, True) for e in train]
-    enc_val = [encode(e, False) for e in val]
-    too_long = sum(1 for x in enc_train + enc_val if len(x.ids) > cfg.max_seq_len)
+    shared = hidden_cache is not None
+    enc_val = [encode(e, shared) for e in val]
+    enc_test = [encode(e, shared) for e in test]
+    too_long = sum(1 for x in enc_train + enc_val + enc_test if len(x.ids) > cfg.max_seq_len)
     enc_train = [x for x in enc_train if len(x.ids) <= cfg.max_seq_len]
     if too_long:
         logger.warning("%d examples longer than max_seq_len=%d were skipped", too_long, cfg.max_seq_len)
-        if any(len(x.ids) > cfg.max_seq_len for x in enc_val):
+        if any(len(x.ids) > cfg.max_seq_len for x in enc_val + enc_test):
             raise DataError(
                 f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens"
             )
@@ -533,10 +543,17 @@ def finetune_judge(
         lm.eval()
         check = (enc_val or enc_train)[0]
         with torch.no_grad(), _progress(progress) as prog:
-            todo = sorted(enc_train + enc_val, key=lambda x: len(x.ids))
+            todo = sorted(enc_train + enc_val + enc_test, key=lambda x: len(x.ids))
+            if shared:
+                for x in todo:
+                    x.hidden = hidden_cache.get(tuple(x.ids))
+                todo = [x for x in todo if x.hidden is None]
             task = prog.add_task("caching frozen layers", total=len(todo))
-            with _layer_window(lm, 0, start, False):
-                _cache_bottom(_decoder(lm), todo, cfg.eval_batch_size, pad_id, device, prog, task)
+            if todo:
+                with _layer_window(lm, 0, start, False):
+                    _cache_bottom(_decoder(lm), todo, cfg.eval_batch_size, pad_id, device, prog, task)
+            if shared:
+                hidden_cache.update({tuple(x.ids): x.hidden for x in todo})
             # self-check: cached path == plain forward on one example (else refuse to cache silently wrong)
             full_ids = torch.tensor([check.prompt_ids], device=device)
             ref = lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[0, -1, label_ids]
@@ -549,25 +566,28 @@ def finetune_judge(
         cache_s = time.time() - t0
 
     # ---- evaluation (the judge's probs scoring: label probabilities normalised over the scale)
-    def evaluate(epoch: int, train_s: float) -> dict[str, Any]:
+    def evaluate(epoch: int, train_s: float, items: list[Encoded] | None = None) -> dict[str, Any]:
         lm.eval()
+        items = enc_val if items is None else items
         probs: list[list[float]] = []
         t0 = time.time()
         with torch.no_grad(), _progress(progress) as prog:
-            task = prog.add_task(f"validation epoch {epoch}", total=len(enc_val))
-            order = sorted(range(len(enc_val)), key=lambda i: len(enc_val[i].prompt_ids))
+            task = prog.add_task(
+                f"{'test' if items is enc_test else 'validation'} epoch {epoch}", total=len(items)
+            )
+            order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
             res: dict[int, list[float]] = {}
             for bi in batches(order, cfg.eval_batch_size):
-                b = [enc_val[i] for i in bi]
+                b = [items[i] for i in bi]
                 logits = forward(collate(b, False), 1)[:, -1, :]
                 full = torch.log_softmax(logits, dim=-1)[:, label_ids]
                 p = torch.softmax(full, dim=-1)
                 for i, row in zip(bi, p.tolist(), strict=True):
                     res[i] = row
                 prog.advance(task, len(b))
-            probs = [res[i] for i in range(len(enc_val))]
-        human = [x.ex.grade for x in enc_val]
-        m = agreement_metrics(human, probs, values, [x.ex.qid for x in enc_val])
+            probs = [res[i] for i in range(len(items))]
+        human = [x.ex.grade for x in items]
+        m = agreement_metrics(human, probs, values, [x.ex.qid for x in items])
         m.update(epoch=epoch, train_seconds=round(train_s, 1), eval_seconds=round(time.time() - t0, 1))
         m["_probs"] = probs
         return m
@@ -695,6 +715,21 @@ def finetune_judge(
             for i, x in enumerate(enc_val)
         ],
     )
+    test_m = evaluate(best_epoch, 0.0, enc_test) if enc_test else None
+    if test_m is not None:
+        test_probs = test_m.pop("_probs")
+        _write_jsonl_atomic(
+            out / TEST_PREDICTIONS_FILE,
+            [
+                {
+                    "qid": x.ex.qid,
+                    "docid": x.ex.docid,
+                    "human": x.ex.grade,
+                    "probs": [round(p, 6) for p in row],
+                }
+                for x, row in zip(enc_test, test_probs, strict=True)
+            ],
+        )
     judge_check = None
     if cfg.judge_check and val:
         t0 = time.time()
@@ -760,6 +795,8 @@ def finetune_judge(
         "best_epoch": best_epoch,
         "zero_shot": _public(by_epoch.get(0)),
         "best": _public(by_epoch.get(best_epoch)),
+        "test": test_m,
+        "test_queries": sorted({e.qid for e in test}),
         "judge_check": judge_check,
         "metrics_file": METRICS_FILE,
         "plot_file": PLOT_FILE if val else None,

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
-from relforge.judge.finetune_config import FinetuneConfig
+from relforge.judge.finetune_config import CVConfig, FinetuneConfig
 
 _D = FinetuneConfig()
+_CV = CVConfig()
 
 
 def register_finetune(judge_app: typer.Typer) -> None:
@@ -59,6 +60,14 @@ def register_finetune(judge_app: typer.Typer) -> None:
         overwrite: bool = typer.Option(
             False, "--overwrite", help="write into a non-empty folder relforge did not create"
         ),
+        folds: int = typer.Option(
+            _CV.folds,
+            "--folds",
+            help="K-fold CV by query into OUT/cv/ (cv.json, cv.png, MiniLM cosine beside); 1 = single split only.",
+        ),
+        no_final_adapter: bool = typer.Option(
+            False, "--no-final-adapter", help="With --folds K>1: skip the final all-data adapter in OUT."
+        ),
     ) -> None:
         """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
         import json
@@ -105,15 +114,36 @@ def register_finetune(judge_app: typer.Typer) -> None:
             raise UsageError(
                 f"invalid setting {'.'.join(str(x) for x in err['loc'])}={err.get('input')!r}: {err['msg']}"
             ) from None
+        cmd = "relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args)
+        data = (read_corpus(corpus), read_queries(queries), read_qrels(qrels))
+        out = claim_dir(out)
+        if folds > 1:
+            from relforge.judge.cv import run_cv
+
+            res = run_cv(
+                llm,
+                *data,
+                out / "cv",
+                cfg,
+                CVConfig(folds=folds, seed=seed),
+                progress=not no_progress,
+                command=cmd,
+            )
+            typer.echo(
+                json.dumps(
+                    {j.name: {"mean": j.mean, "sd": j.sd} for j in res.judges} | {"cv": str(out / "cv")},
+                    indent=2,
+                )
+            )
+            if no_final_adapter:
+                return
         summary = finetune_judge(
             llm,
-            read_corpus(corpus),
-            read_queries(queries),
-            read_qrels(qrels),
-            claim_dir(out),
+            *data,
+            out,
             cfg,
             progress=not no_progress,
-            command="relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args),
+            command=cmd,
         )
         zs, best = summary.get("zero_shot") or {}, summary.get("best") or {}
         typer.echo(

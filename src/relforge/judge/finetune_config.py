@@ -36,6 +36,11 @@ class FinetuneConfig(BaseModel):
         None, ge=1, description="cap on training examples per grade (sampled by seed)"
     )
     max_val_pairs: int | None = Field(None, ge=1, description="cap on validation pairs (None = all)")
+    test_queries: list[str] | None = Field(
+        None,
+        description="queries held out of training AND of the epoch choice, scored once with the chosen "
+        "epoch (k-fold reporting: the reported fold)",
+    )
 
     # ---- objective ----
     loss: Literal["lm", "choices"] = Field(
@@ -76,3 +81,17 @@ class FinetuneConfig(BaseModel):
     )
     merge: bool = Field(False, description="also write a merged full model to OUT/merged")
     adapter_dtype: Literal["float32", "float16"] = Field("float16", description="dtype of saved LoRA weights")
+
+
+class CVConfig(BaseModel):
+    """K-fold cross-validation of a judge recipe (``relforge judge finetune --folds K``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    folds: int = Field(5, ge=1, description="folds by query (1 = today's single split, no CV)")
+    seed: int = Field(0, description="fold assignment seed (sha256 of seed:qid)")
+    threshold_metric: Literal["qwk", "macro_f1"] = Field(
+        "qwk", description="what the grade cut points (fitted on training folds) maximise"
+    )
+    cosine_model: str = Field("minilm", description="embedding baseline scored on the same folds")
+    final_adapter: bool = Field(True, description="after the folds, train the adapter on all data into OUT")
