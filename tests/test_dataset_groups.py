@@ -58,7 +58,13 @@ def test_bad_positive_query_is_dropped_and_counted(world):
     assert sorted(set(ds["qid"])) == ["q1", "q3"]
     assert summary["dropped_queries"]["bad_positive"] == 1
     assert summary["dropped_qids"]["bad_positive"] == ["q2"]
-    assert summary["judgments"] == {"given": 3, "failed": 1, "duplicate": 0}
+    assert summary["judgments"] == {
+        "given": 3,
+        "failed": 1,
+        "duplicate": 0,
+        "unknown_query": 0,
+        "unknown_document": 0,
+    }
     assert summary["positives"]["unjudged"] == 1
     # an unjudged/failed positive gets unjudged_positive_grade as label, never a made-up judge grade
     q3 = ds.filter(lambda r: r["qid"] == "q3")[0]

@@ -69,7 +69,7 @@ def test_generate_cli_tiny_model(tmp_path, tiny_llm_dir):
     n_rejected = len((tmp_path / "rej.jsonl").read_text().splitlines())
     assert n_rejected == 6 - summary["kept"]
     first = (tmp_path / "q.jsonl").read_bytes()
-    assert main(args) == 0  # rerun: answered from the cache, identical output
+    assert main([*args, "--overwrite"]) == 0  # rerun: answered from the cache, identical output
     assert (tmp_path / "q.jsonl").read_bytes() == first
 
 

@@ -123,7 +123,7 @@ def test_calibrate_on_and_thresholds(beir, tiny_llm_dir, tmp_path):
     assert main(_judge_args(beir, tiny_llm_dir, out, "--calibrate-on", str(beir / "qrels.tsv"))) == 0
     summary = json.loads((tmp_path / "j.summary.json").read_text())
     assert len(summary["thresholds"]) == 3 and summary["calibrated_on"].endswith("qrels.tsv")
-    assert main(_judge_args(beir, tiny_llm_dir, out, "--thresholds", "-1,-1,-1")) == 0
+    assert main(_judge_args(beir, tiny_llm_dir, out, "--thresholds", "-1,-1,-1", "--overwrite")) == 0
     assert {json.loads(x)["grade"] for x in out.read_text().splitlines()} == {3}
 
 
@@ -137,7 +137,7 @@ def test_cli_errors(beir, tiny_llm_dir, tmp_path, capsys):
     assert main(args) == 5
     assert "unknown query ids (1): ['q7']" in capsys.readouterr().err
     assert main([*args, "--on-missing", "skip"]) == 0
-    assert main([*args, "--thresholds", "1,x"]) == 2
+    assert main([*args, "--thresholds", "1,x", "--overwrite"]) == 2
     assert (
         main(
             [

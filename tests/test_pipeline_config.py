@@ -136,6 +136,7 @@ def test_dry_run_plan(tmp_path, capsys):
         "train",
         "rerank",
         "evaluate",
+        "evaluate_extra",
         "ablation",
         "report",
     ]

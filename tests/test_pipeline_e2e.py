@@ -47,11 +47,43 @@ def _write(path: Path, cfg: dict) -> Path:
     return path
 
 
+SYSTEMS = ["bm25", "dense", "hybrid", "backbone", "plain", "judged", "soft"]
+#: the soft variant (margin-MSE on the judge's expected grades) and one out-of-domain pool collection
+SOFT_OOD = {
+    "train": {"variants": ["plain", "judged", "soft"], "soft_loss": "margin_mse"},
+    "evaluate": {
+        "extra": [{"name": "liveqa-med", "source": "sample:liveqa-med", "mode": "pool", "max_queries": 3}]
+    },
+}
+
+
+def _check_soft_and_ood(out: Path, printed: str) -> None:
+    """evaluate.extra: its own metrics and report table, with every system; the soft variant's summary."""
+    metrics = json.loads((out / "eval" / "metrics.json").read_text())
+    assert {(c["run"], c["versus"]) for c in metrics["pairwise"]} >= {("soft", "plain"), ("soft", "backbone")}
+    index = json.loads((out / "eval" / "extra" / "summary.json").read_text())
+    assert index["liveqa-med"]["queries"] == 3 and index["liveqa-med"]["mode"] == "pool"
+    ood = json.loads((out / index["liveqa-med"]["metrics"]).read_text())
+    assert list(ood["aggregates"]) == SYSTEMS
+    folder = out / "eval" / "extra" / "liveqa-med"
+    sizes = {len((folder / f"{s}.trec").read_text().splitlines()) for s in SYSTEMS}
+    assert len(sizes) == 1  # pool mode: every system ranks exactly the same judged pools
+    html = (out / "report.html").read_text()
+    table = html.split('data-collection="liveqa-med"')[1].split("</table>")[0]
+    assert all(f"<td>{s}" in table for s in SYSTEMS)
+    assert json.loads((out / "train" / "soft-summary.json").read_text())["loss"] == "margin_mse"
+    groups = json.loads((out / "dataset" / "soft" / "summary.json").read_text())
+    assert groups["policies"]["bad_positive"]["policy"] == "keep-as-soft"
+    assert "bad_positive policy 'keep-as-soft'" in printed
+
+
 def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
-    cfg = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir))
+    cfg = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir, **SOFT_OOD))
     out = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(out), "--sizes", "2,1000"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    _check_soft_and_ood(out, captured.out + captured.err)
     m = json.loads((out / "manifest.json").read_text())
     assert m["reranker_model"] == "train/judged"
     from sentence_transformers import CrossEncoder
@@ -69,14 +101,27 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
         "train",
         "rerank",
         "evaluate",
+        "evaluate_extra",
         "ablation",
         "report",
     }
     assert m["stages"]["generate"]["llm_tokens"]["completion"] > 0
     assert all(m["stages"][s]["wall_s"] > 0 for s in done)
-    assert (out / "report.html").stat().st_size > 10_000
+    # the report renders what the real stages wrote: every section, and the systems' descriptions
+    html = (out / "report.html").read_text()
+    for heading in (
+        "Retrieval metrics",
+        "Judge labels",
+        "Agreement with human labels",
+        "Training data buckets",
+        "Dataset-size ablation",
+        "Run configuration and timings",
+    ):
+        assert f"<h2>{heading}</h2>" in html, heading
+    assert list(m["systems"]) == SYSTEMS
+    assert "groups re-bucketed by the judge" in html and "untrained minilm" in html
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
-    assert list(metrics["aggregates"]) == ["bm25", "dense", "hybrid", "backbone", "plain", "judged"]
+    assert list(metrics["aggregates"]) == SYSTEMS
     agree = json.loads((out / "judge" / "agreement.json").read_text())
     assert set(agree) == {"judge", "minilm_cosine"} and agree["judge"]["n"] == 8
     ab = json.loads((out / "ablation.json").read_text())
@@ -91,11 +136,14 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
     before = {p: p.stat().st_mtime_ns for p in (out / "eval").iterdir()}
     assert main(["run", str(cfg), "--out", str(out), "--sizes", "2,1000"]) == 0
     m2 = json.loads((out / "manifest.json").read_text())
-    assert all(v.get("skipped_last_run") for v in m2["stages"].values())
+    assert [k for k, v in m2["stages"].items() if not v.get("skipped_last_run")] == []
     assert before == {p: p.stat().st_mtime_ns for p in (out / "eval").iterdir()}
 
     # a changed training setting reruns train and what depends on it, not the LLM stages
-    changed = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir, train={"lr": 1e-4}))
+    changed = _write(
+        tmp_path / "tiny.yaml",
+        tiny_config(tiny_llm_dir, **{**SOFT_OOD, "train": {**SOFT_OOD["train"], "lr": 1e-4}}),
+    )
     acts = {i.stage: (i.action, i.reason) for i in plan_pipeline(changed, out, sizes=[2, 1000])}
     assert acts["train"] == ("run", "configuration changed")
     assert acts["rerank"][0] == "run" and acts["ablation"][0] == "run"
@@ -104,7 +152,12 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
     )
 
     # the demo's setting: the same groups train a bi-encoder with dense LCE, reranked and evaluated as such
-    bi = _write(tmp_path / "tiny.yaml", tiny_config(tiny_llm_dir, train={"kind": "bi", "loss": "lce"}))
+    bi = _write(
+        tmp_path / "tiny.yaml",
+        tiny_config(
+            tiny_llm_dir, **{**SOFT_OOD, "train": {**SOFT_OOD["train"], "kind": "bi", "loss": "lce"}}
+        ),
+    )
     assert main(["run", str(bi), "--out", str(out), "--sizes", "2,1000"]) == 0
     m3 = json.loads((out / "manifest.json").read_text())
     assert m3["stages"]["judge"].get("skipped_last_run") and not m3["stages"]["train"].get("skipped_last_run")
@@ -114,7 +167,7 @@ def test_tiny_end_to_end(tmp_path, tiny_llm_dir, capsys):
     assert st.encode(["a question"]).shape == (1, 384)
     assert (out / m3["reranker_model"] / "1_Pooling").is_dir()  # a SentenceTransformer, not a CrossEncoder
     metrics3 = json.loads((out / "eval" / "metrics.json").read_text())
-    assert list(metrics3["aggregates"]) == ["bm25", "dense", "hybrid", "backbone", "plain", "judged"]
+    assert list(metrics3["aggregates"]) == SYSTEMS
     ab3 = json.loads((out / "ablation.json").read_text())
     assert ab3["rows"][1]["nDCG@10"] == round(metrics3["aggregates"]["judged"]["nDCG@10"], 4)
 

@@ -18,6 +18,7 @@ FIX = Path(__file__).parent / "fixtures" / "eval"
 IMG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 HEADINGS = [
     "Retrieval metrics",
+    "Further test collections",
     "Judge labels",
     "Agreement with human labels",
     "Judge fine-tuning",
@@ -192,7 +193,31 @@ def build_artifacts(root: Path) -> dict:
             }
         )
     )
-    return {"result": res}
+    extra = root / "eval" / "extra" / "ood"
+    extra.mkdir(parents=True, exist_ok=True)
+    ood = evaluate(FIX / "qrels.trec", {"BM25": FIX / "bm25.trec", "dense MiniLM": FIX / "dense.trec"})
+    ood.to_json(extra / "metrics.json")
+    (root / "eval" / "extra" / "summary.json").write_text(
+        json.dumps(
+            {
+                "ood": {
+                    "metrics": "eval/extra/ood/metrics.json",
+                    "source": "sample:liveqa-med",
+                    "mode": "pool",
+                    "queries": len(ood.queries),
+                    "description": "out of domain",
+                }
+            }
+        )
+    )
+    return {"result": res, "ood": ood}
+
+
+def test_extra_collections_get_their_own_table(full):
+    root, _, html, _ = full
+    table = html.split('data-collection="ood"')[1].split("</table>")[0]
+    assert "<td>BM25" in table and "<td>dense MiniLM" in table
+    assert "ood — out of domain" in html and "mode pool" in html
 
 
 @pytest.fixture(scope="module")
@@ -300,7 +325,7 @@ def test_partial_report_notes_what_did_not_run(tmp_path):
     for key in ARTIFACTS:
         if key != "metrics":
             assert f"no <code>{ARTIFACTS[key]}</code> in this artifacts directory" in html
-    assert html.count('class="notrun"') == 6
+    assert html.count('class="notrun"') == 7
     for h in HEADINGS:
         assert f"<h2>{h}</h2>" in html
 
@@ -360,3 +385,16 @@ def test_label_distribution_shows_the_whole_scale(tmp_path):
     j = load_artifacts(tmp_path)["judgments"]
     assert j["counts"] == {"0": 4, "1": 0, "2": 0, "3": 0, "unparsed": 1}
     assert j["n"] == 5 and j["queries"] == 2 and j["mean_expected"] == pytest.approx(0.6)
+
+
+def test_report_says_plainly_when_no_trained_reranker_beats_the_backbone(tmp_path):
+    runs = {"backbone": FIX / "dense.trec", "plain": FIX / "bm25.trec"}
+    res = evaluate(FIX / "qrels.trec", runs, permutation_rounds=200)
+    assert res.aggregates["plain"]["nDCG@10"] < res.aggregates["backbone"]["nDCG@10"]
+    (tmp_path / "eval").mkdir()
+    res.to_json(tmp_path / "eval" / "metrics.json")
+    html = render_report(tmp_path).read_text()
+    assert "No trained reranker beats its untrained backbone on nDCG@10" in html
+    swapped = evaluate(FIX / "qrels.trec", {"backbone": runs["plain"], "plain": runs["backbone"]})
+    swapped.to_json(tmp_path / "eval" / "metrics.json")
+    assert "No trained reranker beats" not in render_report(tmp_path).read_text()

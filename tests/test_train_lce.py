@@ -143,13 +143,17 @@ def test_loss_registry_errors_are_built_from_the_registry():
     from relforge.errors import UsageError
     from relforge.train.trainer import LOSSES, check_loss
 
-    assert sorted(LOSSES) == ["bce", "lambda", "lce", "listnet", "mnrl"]
+    assert sorted(LOSSES) == ["bce", "kl", "lambda", "lce", "listnet", "margin_mse", "mnrl"]
     with pytest.raises(
-        UsageError, match=re.escape("loss 'foo' is not one of bce, lambda, lce, listnet, mnrl (set --loss)")
+        UsageError,
+        match=re.escape(
+            "loss 'foo' is not one of bce, kl, lambda, lce, listnet, margin_mse, mnrl (set --loss)"
+        ),
     ):
         check_loss("foo", "cross")
     with pytest.raises(
-        UsageError, match=re.escape("loss 'bce' does not train kind 'bi'; for bi use one of lce, mnrl")
+        UsageError,
+        match=re.escape("loss 'bce' does not train kind 'bi'; for bi use one of kl, lce, margin_mse, mnrl"),
     ):
         check_loss("bce", "bi")
 

@@ -98,6 +98,14 @@ class LLMSection(Strict):
     #: extra keyword arguments for ``load_llm`` (e.g. ``api_key_env``, ``max_concurrency``)
     options: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("options")
+    @classmethod
+    def _no_secrets(cls, options: dict[str, Any]) -> dict[str, Any]:
+        from relforge.llm.secrets import check_no_secrets
+
+        check_no_secrets(options, "llm.options")  # before anything is written (config.yaml, manifest)
+        return options
+
 
 class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
     """Synthetic queries: ``GenerateConfig`` (``select.sample`` = how many documents) + which LLM."""
@@ -156,17 +164,37 @@ class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]
 
 
 class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
-    """LCE groups from the judged candidates (``GroupConfig``)."""
+    """LCE groups from the judged candidates (``GroupConfig``).
+
+    ``soft_policies``: the bucket policies of the ``soft`` training variant (the judged candidates
+    again, but no query or candidate thrown away: the teacher scores carry the judge's doubt).
+    """
+
+    soft_policies: dict[str, str] = Field(
+        default_factory=lambda: {"bad_positive": "keep-as-soft", "false_negatives": "keep-as-soft"}
+    )
+
+    @field_validator("soft_policies")
+    @classmethod
+    def _known_policies(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(v) - {"bad_positive", "false_negatives"})
+        if bad:
+            raise ValueError(f"soft_policies keys must be bad_positive / false_negatives, got {bad}")
+        return v
 
 
 class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
     """Reranker training (``TrainConfig``: cross-encoder, or bi-encoder with ``kind: bi``), once per variant.
 
     ``plain``: mined negatives without judge labels (the baseline); ``judged``: the judge's re-bucketed
-    groups. Both start from the same backbone with the same settings.
+    groups (hard bucket rules); ``soft``: the judged groups under ``groups.soft_policies`` trained with
+    ``soft_loss`` against the judge's expected grades. All start from the same backbone with the same
+    settings.
     """
 
-    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["plain", "judged"])
+    variants: list[Literal["plain", "judged", "soft"]] = Field(default_factory=lambda: ["plain", "judged"])
+    #: the loss of the ``soft`` variant: ``kl`` (listwise KL to the teacher) or ``margin_mse`` (GPL)
+    soft_loss: Literal["kl", "margin_mse"] = "kl"
 
 
 class RerankSection(Strict):
@@ -185,15 +213,53 @@ class RerankSection(Strict):
     backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
 
 
+class ExtraCollection(Strict):
+    """A further BEIR test collection every system is also scored on (e.g. out of domain).
+
+    ``mode: pool`` ranks each query's judged documents only (the collection's qrels pool; every
+    first-stage method and reranker sees the same pool, ``top_k`` None = the whole pool);
+    ``mode: full`` retrieves from the collection's whole corpus and reranks the first stage's top-k.
+    """
+
+    #: table name (and folder ``eval/extra/<name>``)
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    #: ``sample:liveqa-med``, ``sample:medquad`` or a BEIR folder
+    source: str
+    split: str = "test"
+    mode: Literal["pool", "full"] = "pool"
+    #: first-stage run that is reranked (None: ``rerank.first_stage``)
+    first_stage: Literal["bm25", "dense", "hybrid"] | None = None
+    #: depth reranked (None: the whole pool in ``pool`` mode, ``rerank.top_k`` in ``full`` mode)
+    top_k: int | None = Field(None, ge=1)
+    #: cap on evaluated queries (None: all), deterministic sample
+    max_queries: int | None = Field(None, ge=1)
+    description: str = ""
+
+
 class EvaluateSection(EvalConfig):  # type: ignore[misc, valid-type]
-    """Metrics and significance tests (``EvalConfig``); ``baseline`` defaults to ``bm25``."""
+    """Metrics and significance tests (``EvalConfig``); ``baseline`` defaults to ``bm25``.
+
+    ``extra``: further test collections (:class:`ExtraCollection`), each scored for every system in
+    its own report table (stage ``evaluate_extra``).
+    """
+
+    extra: list[ExtraCollection] = Field(default_factory=list)
+
+    @field_validator("extra")
+    @classmethod
+    def _unique_names(cls, v: list[ExtraCollection]) -> list[ExtraCollection]:
+        names = [c.name for c in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"extra collection names must be unique, got {dup} twice")
+        return v
 
 
 class AblationSection(Strict):
     """Dataset-size ablation: train on nested subsets (first N of one fixed shuffled order)."""
 
     sizes: list[int] = Field(default_factory=list)
-    variants: list[Literal["plain", "judged"]] = Field(default_factory=lambda: ["judged"])
+    variants: list[Literal["plain", "judged", "soft"]] = Field(default_factory=lambda: ["judged"])
     seed: int = 0
 
     @field_validator("sizes")
@@ -248,10 +314,11 @@ class PipelineConfig(Strict):
                 f"rerank.backend {self.rerank.backend!r} is for cross-encoders but train.kind is 'bi'; "
                 "use backend auto or torch"
             )
-        if "judged" in self.train.variants and not self.judge.enabled:
-            raise ValueError(
-                "train.variants has 'judged' but judge.enabled is false; remove 'judged' or enable the judge"
-            )
+        for v in ("judged", "soft"):
+            if v in self.train.variants and not self.judge.enabled:
+                raise ValueError(
+                    f"train.variants has {v!r} but judge.enabled is false; remove {v!r} or enable the judge"
+                )
         return self
 
     def llm_for(self, stage: Literal["generate", "judge"]) -> str:
@@ -313,6 +380,61 @@ def parse_config(raw: dict[str, Any] | None, source: str = "config") -> Pipeline
         raise err from None
 
 
+def _strict_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (naming both lines)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {seen[key]}, again at line {line}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return loader.construct_mapping(node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
+def load_yaml(path: str | os.PathLike, *, allow_empty: bool = False) -> Any:
+    """Parse a YAML file strictly: duplicate keys and (unless ``allow_empty``) an empty file are errors.
+
+    Raises:
+        MissingInputError: no such file. DataError: bad YAML (file:line), duplicate keys, empty file.
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise MissingInputError(f"{p}: no such config file")
+    try:
+        raw = yaml.load(p.read_text(encoding="utf-8"), Loader=_strict_loader())  # noqa: S506 (safe loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise DataError(
+            f"invalid YAML: {getattr(e, 'problem', e)}",
+            path=p,
+            line=(mark.line + 1) if mark is not None else None,
+        ) from None
+    if raw is None and not allow_empty:
+        raise DataError(
+            "the file is empty (no settings); write at least one section, e.g. 'name: my-run' to run "
+            "every stage with its defaults",
+            path=p,
+        )
+    return raw
+
+
 def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read and validate a YAML pipeline config.
 
@@ -326,21 +448,8 @@ def load_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None
     Raises:
         MissingInputError: the file does not exist. DataError: bad YAML, unknown keys, wrong types.
     """
-    import yaml
-
     p = Path(path)
-    if not p.is_file():
-        raise MissingInputError(f"{p}: no such config file")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise DataError(
-            f"invalid YAML: {getattr(e, 'problem', e)}",
-            path=p,
-            line=(mark.line + 1) if mark is not None else None,
-        ) from None
-    raw = raw or {}
+    raw = load_yaml(p)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)
     return parse_config(raw, source=p.name)

@@ -62,11 +62,17 @@ def medquad_cmd(
     fractions: str = typer.Option(
         ",".join(str(f) for f in DEFAULT_FRACTIONS), "--fractions", help="train,dev,test shares of documents"
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="write into a non-empty folder relforge did not create"
+    ),
 ) -> None:
     """Import MedQuAD into BEIR: answers = documents, questions = queries, split by document."""
     from relforge.data.medquad import import_medquad
+    from relforge.outputs import claim_dir, guard_dir
 
-    s = import_medquad(path, out, seed=seed, fractions=_parse_fractions(fractions))
+    guard_dir(out, overwrite=overwrite)
+    fractions_ = _parse_fractions(fractions)
+    s = import_medquad(path, claim_dir(out), seed=seed, fractions=fractions_)
     con = _console()
     rows = [
         [src, c["answered"], c.get("train", 0), c.get("dev", 0), c.get("test", 0)]
@@ -110,12 +116,22 @@ def convert_cmd(
     out_columns: Optional[str] = typer.Option(
         None, "--out-columns", help="output column names, e.g. id=docid"
     ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace an existing output file / write into a non-empty folder"
+    ),
 ) -> None:
     """Convert corpus / queries / qrels / run between BEIR, TREC, JSONL, CSV, TSV, Parquet and HF datasets."""
     from relforge.data.formats import convert
 
     r = convert(
-        src, dst, kind, from_format=from_format, to_format=to_format, columns=columns, out_columns=out_columns
+        src,
+        dst,
+        kind,
+        from_format=from_format,
+        to_format=to_format,
+        columns=columns,
+        out_columns=out_columns,
+        overwrite=overwrite,
     )
     typer.echo(f"wrote {r['records']} {kind} records ({r['from']} -> {r['to']}) to {dst}")
 
@@ -210,7 +226,13 @@ def validate_cmd(
         raise MissingInputError(f"{folder}: no such folder")
     v = validate_corpus(beir_file(folder, "corpus.jsonl"))
     qids = {q.id for q in iter_queries(beir_file(folder, "queries.jsonl"))}
-    rows = {split: check_qrels_file(p, qids, v["ids"]) for split, p in _qrels_files(folder).items()}
+    if not qids:
+        raise DataError("no queries", path=beir_file(folder, "queries.jsonl"))
+    conflicts: dict[str, dict] = {}
+    rows = {
+        split: check_qrels_file(p, qids, v["ids"], stats=conflicts.setdefault(split, {}))
+        for split, p in _qrels_files(folder).items()
+    }
     typer.echo(
         f"corpus: {v['documents']} documents, {v['duplicates']} duplicate ids, {v['empty']} empty; "
         f"queries: {len(qids)}; qrels rows: " + ", ".join(f"{k}={n}" for k, n in rows.items())
@@ -220,25 +242,41 @@ def validate_cmd(
         problems.append(f"{v['duplicates']} duplicate document ids (lines {v['duplicate_lines']})")
     if v["empty"]:
         problems.append(f"{v['empty']} empty documents (lines {v['empty_lines']})")
+    for split, c in conflicts.items():
+        if c["conflicts"]:
+            problems.append(
+                f"qrels/{split}: {c['conflicts']} (query, doc) pairs judged twice with different grades "
+                f"(lines {c['conflict_lines']})"
+            )
     if problems:
-        raise DataError("; ".join(problems), path=beir_file(folder, "corpus.jsonl"))
+        corpus_only = not any(c["conflicts"] for c in conflicts.values())
+        raise DataError(
+            "; ".join(problems), path=beir_file(folder, "corpus.jsonl") if corpus_only else folder
+        )
 
 
 @data_app.command("sample")
 def sample_cmd(
     name: str = typer.Argument(..., help="packaged sample: medquad | liveqa-med"),
     out: Path = typer.Option(..., "--out", "-o", help="folder to copy the sample into"),
-    force: bool = typer.Option(False, "--force", help="replace the files of an existing folder"),
+    force: bool = typer.Option(
+        False, "--force", "--overwrite", help="replace the files of an existing folder (deletes nothing)"
+    ),
 ) -> None:
     """Copy a packaged BEIR sample (with its README and licence attribution) out of the package."""
     import shutil
 
     from relforge.data.samples import sample_path
     from relforge.errors import UsageError
+    from relforge.outputs import claim_dir, guard_dir
 
     src = sample_path(name)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise UsageError(f"{out} exists and is not empty; choose another --out or add --force")
+    guard_dir(out, overwrite=force)
+    if out.is_dir() and any(out.iterdir()) and not force:  # even our own copy: it may have been edited
+        raise UsageError(
+            f"--out {out}: the folder exists and is not empty; choose another --out or add --force"
+        )
+    claim_dir(out)
     shutil.copytree(src, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     n = sum(1 for p in out.rglob("*") if p.is_file())
     typer.echo(f"copied sample {name!r} ({n} files) to {out}")

@@ -615,7 +615,16 @@ def _save_hf(path: PathLike, ds) -> int:
         finally:
             if not quiet:
                 datasets.enable_progress_bars()
-        if path.exists():
+        from relforge.outputs import MARKER, owned
+
+        if path.exists() and not owned(path):
+            # a folder relforge did not create (written with --overwrite): replace only our files
+            for f in sorted(tmp.iterdir()):
+                os.replace(f, path / f.name)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return len(ds)
+        (tmp / MARKER).write_text("written by relforge; relforge commands may replace this folder\n")
+        if path.exists():  # relforge's own earlier output: swap it whole
             old = path.with_name(f".{path.name}.old")
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
@@ -641,8 +650,12 @@ def convert(
     to_format: str | None = None,
     columns: str | dict[str, str] | None = None,
     out_columns: str | dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Convert a file of ``kind`` between formats, streaming corpus and queries.
+
+    An existing output file, or a non-empty output folder (``hf``) relforge did not create, is refused
+    unless ``overwrite`` (:mod:`relforge.outputs`).
 
     Returns:
         ``{"records", "from", "to"}``.
@@ -652,6 +665,14 @@ def convert(
     fout = _check_format(to_format or detect_format(dst, kind), kind)
     if Path(src).resolve() == Path(dst).resolve():
         raise UsageError(f"input and output are the same path ({src}); write to another file")
+    from relforge.outputs import guard_dir, guard_file
+
+    if fout == "hf":
+        guard_dir(dst, overwrite=overwrite, flag="output folder")
+        if Path(dst).is_dir() and Path(dst).resolve() in Path(src).resolve().parents:
+            raise UsageError(f"the input {src} is inside the output folder {dst}; write to another folder")
+    else:
+        guard_file(dst, overwrite=overwrite, flag="output")
     records = iter_table(src, kind, columns, format=fin)
     n = write_table(dst, kind, records, format=fout, columns=out_columns)
     return {"records": n, "from": fin, "to": fout}

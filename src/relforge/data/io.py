@@ -12,6 +12,7 @@ import gzip
 import io
 import json
 import logging
+import math
 import os
 import tempfile
 import zlib
@@ -194,8 +195,12 @@ def iter_queries(path: PathLike) -> Iterator[Query]:
         yield Query(id=qid, text=text, metadata=meta)
 
 
-def read_queries(path: PathLike) -> dict[str, Query]:
-    return {q.id: q for q in iter_queries(path)}
+def read_queries(path: PathLike, *, allow_empty: bool = False) -> dict[str, Query]:
+    """Read BEIR queries; a file without a single query is an error unless ``allow_empty``."""
+    out = {q.id: q for q in iter_queries(path)}
+    if not out and not allow_empty:
+        raise DataError("no queries in the file", path=path)
+    return out
 
 
 def write_queries(path: PathLike, queries: Iterable[Query]) -> int:
@@ -317,13 +322,18 @@ def iter_run(path: PathLike) -> Iterator[tuple[str, str, float]]:
             score = float(parts[4])
         except ValueError:
             raise DataError(f"score {parts[4]!r} is not a number", path=path, line=lineno) from None
+        if not math.isfinite(score):
+            raise DataError(f"score {parts[4]!r} is not a finite number", path=path, line=lineno)
         yield parts[0], parts[2], score
 
 
-def read_run(path: PathLike) -> Run:
+def read_run(path: PathLike, *, allow_empty: bool = False) -> Run:
+    """Read a TREC run; a run without a single line is an error unless ``allow_empty``."""
     run: Run = {}
     for qid, docid, score in iter_run(path):
         run.setdefault(qid, {})[docid] = score
+    if not run and not allow_empty:
+        raise DataError("the run is empty (no 'qid Q0 docid rank score tag' line)", path=path)
     return run
 
 
@@ -397,17 +407,27 @@ def _check_qrel_ids(qid, docid, queries, corpus, path, lineno) -> None:
         )
 
 
-def check_qrels_file(path: PathLike, queries=None, corpus=None) -> int:
+def check_qrels_file(path: PathLike, queries=None, corpus=None, *, stats: dict | None = None) -> int:
     """Stream a qrels file and raise a :class:`DataError` (file and line) at the first row naming a
     query or document that is not in ``queries`` / ``corpus`` (any containers of ids; ``None`` skips).
+
+    ``stats`` (if given) receives ``conflicts`` (pairs judged twice with different grades) and
+    ``conflict_lines`` (the first few lines of the second rows).
 
     Returns:
         The number of qrels rows checked.
     """
     n = 0
-    for lineno, qid, docid, _ in iter_qrels_lines(path):
+    seen: dict[tuple[str, str], int] = {}
+    conflicts: list[int] = []
+    for lineno, qid, docid, grade in iter_qrels_lines(path):
         _check_qrel_ids(qid, docid, queries, corpus, path, lineno)
+        if seen.setdefault((qid, docid), grade) != grade:
+            conflicts.append(lineno)
         n += 1
+    if stats is not None:
+        stats["conflicts"] = len(conflicts)
+        stats["conflict_lines"] = conflicts[:5]
     return n
 
 

@@ -41,9 +41,17 @@ def register(app: typer.Typer) -> None:
         mix: str = typer.Option(",".join(_D.mix), help="buckets in draw order, e.g. 'hard:4,soft,random'."),
         sampling: str = typer.Option(_D.sampling, help="inside a bucket: rank | random."),
         depth: int = typer.Option(_D.depth, help="candidates per query considered."),
-        false_negatives: str = typer.Option(_D.false_negatives, help="drop | promote (to extra positives)."),
+        false_negatives: str = typer.Option(
+            _D.false_negatives, help="false-negative policy: drop | promote | demote | keep-as-soft."
+        ),
+        bad_positive: str = typer.Option(
+            _D.bad_positive, help="own document graded low: drop (the query) | keep-as-soft | demote."
+        ),
         unjudged: str = typer.Option(_D.unjudged, help="unjudged candidates: negative | drop."),
         seed: int = typer.Option(_D.seed, help="random seed."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="write into a non-empty folder relforge did not create"
+        ),
     ) -> None:
         """Re-bucket judged candidates and write LCE groups."""
         import json
@@ -51,7 +59,7 @@ def register(app: typer.Typer) -> None:
         from pydantic import ValidationError
 
         from relforge.data import read_corpus, read_qrels, read_queries, read_run
-        from relforge.dataset.groups import build_groups, write_groups
+        from relforge.dataset.groups import build_groups, policy_lines, write_groups
         from relforge.errors import UsageError
 
         try:
@@ -61,6 +69,7 @@ def register(app: typer.Typer) -> None:
                 sampling=sampling,
                 depth=depth,
                 false_negatives=false_negatives,
+                bad_positive=bad_positive,
                 unjudged=unjudged,
                 seed=seed,
             )
@@ -68,11 +77,24 @@ def register(app: typer.Typer) -> None:
             raise UsageError(
                 "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
             ) from None
+        from relforge.outputs import claim_dir, guard_dir
+
+        guard_dir(out, overwrite=overwrite)
         js = _read_judgments(judgments) if judgments else None
         ds, summary = build_groups(
             read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
         )
-        write_groups(ds, summary, out)
+        write_groups(ds, summary, claim_dir(out))
+        unknown = {k: summary["judgments"][k] for k in ("unknown_query", "unknown_document")}
+        if any(unknown.values()):
+            typer.echo(
+                f"warning: {unknown['unknown_query']} judgments name unknown queries and "
+                f"{unknown['unknown_document']} unknown documents; they were not used",
+                err=True,
+            )
+        if js is not None:
+            for line in policy_lines(summary):
+                typer.echo(line, err=True)
         typer.echo(
             json.dumps(
                 {

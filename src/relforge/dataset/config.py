@@ -11,6 +11,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 #: (every candidate when no judgments are given), random = corpus document outside the run
 BUCKETS = ("hard", "soft", "unjudged", "random")
 
+#: what a bucket policy may do with the documents its rule catches (see :class:`GroupConfig`)
+BadPositivePolicy = Literal["drop", "keep-as-soft", "demote"]
+FalseNegativePolicy = Literal["drop", "promote", "demote", "keep-as-soft"]
+
 
 class GroupConfig(BaseModel):
     """How judged candidates become LCE groups (1 positive + ``group_size - 1`` negatives).
@@ -20,9 +24,16 @@ class GroupConfig(BaseModel):
         mix: buckets to draw negatives from, in order; ``"hard:3"`` caps a bucket at 3 negatives.
         sampling: inside a bucket, take candidates by run rank (``rank``) or a seeded random sample.
         depth: only the run's top ``depth`` candidates of a query are bucketed.
-        min_positive_grade: a query whose own positive the judge grades below this is dropped.
+        min_positive_grade: a query's own positive graded below this is a *bad positive*.
+        bad_positive: policy for a bad positive: ``drop`` the query (default); ``keep-as-soft`` keep it
+            as the positive, its label and teacher score being the judge's low grade; ``demote`` it to
+            a hard negative and make the query's best false negative (if any) its positive, else drop.
         false_negative_grade: a candidate graded at least this is a false hard negative.
-        false_negatives: ``drop`` them, or ``promote`` them to extra positives (one more group each).
+        false_negatives: policy for false negatives: ``drop`` them (default); ``promote`` them to extra
+            positives (one more group each); ``demote`` them to hard negatives (label and teacher capped
+            at ``false_negative_grade - 1``); ``keep-as-soft`` use them as hard negatives whose label and
+            teacher score stay the judge's (soft losses then learn they are nearly relevant).
+        teacher_unjudged: teacher score (``teacher`` column) of unjudged and random negatives.
         unjudged: unjudged candidates (when judgments are given) are used as ``negative`` or ``drop``ped.
         unjudged_positive_grade: label of a positive the judge did not grade (for listwise losses).
         incomplete: a group short of negatives is ``drop``ped (counted) — LCE needs a fixed size.
@@ -37,7 +48,9 @@ class GroupConfig(BaseModel):
     depth: int = Field(100, ge=1)
     min_positive_grade: int = 2
     false_negative_grade: int = 2
-    false_negatives: Literal["drop", "promote"] = "drop"
+    bad_positive: BadPositivePolicy = "drop"
+    false_negatives: FalseNegativePolicy = "drop"
+    teacher_unjudged: float = 0.0
     unjudged: Literal["negative", "drop"] = "negative"
     unjudged_positive_grade: int = 3
     incomplete: Literal["drop"] = "drop"

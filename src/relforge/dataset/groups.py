@@ -38,11 +38,15 @@ def _as_map(items: Mapping[str, Any] | Iterable[Any]) -> dict[str, Any]:
     return {it.id: it for it in items}
 
 
-def judgment_grades(judgments: Iterable[Any]) -> tuple[dict[tuple[str, str], int | None], Counter]:
+def judgment_grades(
+    judgments: Iterable[Any], expected: dict[tuple[str, str], float] | None = None
+) -> tuple[dict[tuple[str, str], int | None], Counter]:
     """Map ``(qid, docid) -> grade`` from :class:`relforge.judge.Judgment` objects or plain dicts.
 
     A judgment whose grade is ``None`` (the judge's output could not be parsed) stays ``None`` —
     never a grade — and is counted as ``failed``. A later judgment of the same pair wins (counted).
+    When ``expected`` is given it is filled with each pair's expected grade (the judge's
+    ``expected``, else its grade): the teacher scores of the soft losses.
     """
     grades: dict[tuple[str, str], int | None] = {}
     counts: Counter = Counter()
@@ -56,12 +60,23 @@ def judgment_grades(judgments: Iterable[Any]) -> tuple[dict[tuple[str, str], int
         grades[key] = None if grade is None else int(grade)
         counts["given"] += 1
         counts["failed"] += grade is None
+        if expected is not None:
+            e = get("expected")
+            if e is not None or grade is not None:
+                expected[key] = float(e if e is not None else grade)
+            else:
+                expected.pop(key, None)
     return grades, counts
 
 
 @dataclass
 class QueryBuckets:
-    """One query's documents sorted into buckets (lists of ``(docid, grade)``, run order)."""
+    """One query's documents sorted into buckets (lists of ``(docid, grade)``, run order).
+
+    ``tags`` names documents a policy changed (``bad-positive-kept``, ``bad-positive-demoted``,
+    ``false-demoted``, ``false-kept``, ``false-promoted-positive``); ``caps`` caps the label and
+    teacher score of demoted documents. ``policy`` counts what each policy did for this query.
+    """
 
     positives: list[tuple[str, int]] = field(default_factory=list)  # (docid, label grade)
     promoted: list[tuple[str, int]] = field(default_factory=list)
@@ -73,6 +88,37 @@ class QueryBuckets:
     unjudged_positives: int = 0
     exclude: set[str] = field(default_factory=set)  # never usable as a random negative
     drop_reason: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    caps: dict[str, int] = field(default_factory=dict)
+    policy: Counter = field(default_factory=Counter)
+
+
+def _bucket_candidates(qid, source, ranked, grades, config: GroupConfig, b: QueryBuckets) -> None:
+    """Candidates (not the query's own documents) into hard/soft/unjudged/false, applying the
+    false-negative policy (``demote`` and ``keep-as-soft`` put them in ``hard``, tagged)."""
+    for docid in ranked[: config.depth]:
+        if docid in source:
+            continue
+        g = None if grades is None else grades.get((qid, docid))
+        if g is None:
+            if grades is not None and config.unjudged == "drop":
+                b.skipped_unjudged += 1
+            else:
+                b.unjudged.append((docid, UNJUDGED))
+        elif g >= config.false_negative_grade:
+            b.policy["false_negatives"] += 1
+            if config.false_negatives in ("demote", "keep-as-soft"):
+                b.hard.append((docid, g))
+                demote = config.false_negatives == "demote"
+                b.tags[docid] = "false-demoted" if demote else "false-kept"
+                if demote:
+                    b.caps[docid] = config.false_negative_grade - 1
+            else:
+                b.false.append((docid, g))
+        elif g >= 1:
+            b.hard.append((docid, g))
+        else:
+            b.soft.append((docid, g))
 
 
 def bucket_query(
@@ -90,12 +136,13 @@ def bucket_query(
         ranked: candidate doc ids in run order (best first).
         grades: judge grades by ``(qid, docid)``; ``None`` = the unlabelled baseline (all candidates
             are plain negatives in the ``unjudged`` bucket).
-        config: the rules.
+        config: the rules and the two bucket policies (``bad_positive``, ``false_negatives``).
 
     Returns:
         QueryBuckets; ``drop_reason`` is set when no usable positive is left.
     """
     b = QueryBuckets(exclude=set(source) | set(ranked))
+    demoted: list[tuple[str, int]] = []
     for docid, qgrade in source.items():
         if qgrade <= 0:
             continue
@@ -105,24 +152,28 @@ def bucket_query(
             b.positives.append((docid, config.unjudged_positive_grade))
         elif g >= config.min_positive_grade:
             b.positives.append((docid, g))
-    if not b.positives:
+        else:
+            b.policy["bad_positive"] += 1
+            if config.bad_positive == "keep-as-soft":
+                b.positives.append((docid, g))
+                b.tags[docid] = "bad-positive-kept"
+            elif config.bad_positive == "demote":
+                demoted.append((docid, g))
+                b.tags[docid] = "bad-positive-demoted"
+    if not b.positives and not demoted:
         b.drop_reason = "bad_positive" if any(v > 0 for v in source.values()) else "no_positive"
         return b
-    for docid in ranked[: config.depth]:
-        if docid in source:
-            continue
-        g = None if grades is None else grades.get((qid, docid))
-        if g is None:
-            if grades is not None and config.unjudged == "drop":
-                b.skipped_unjudged += 1
-            else:
-                b.unjudged.append((docid, UNJUDGED))
-        elif g >= config.false_negative_grade:
-            b.false.append((docid, g))
-        elif g >= 1:
-            b.hard.append((docid, g))
-        else:
-            b.soft.append((docid, g))
+    _bucket_candidates(qid, source, ranked, grades, config, b)
+    b.hard = demoted + b.hard  # a demoted own document is the hardest negative
+    if not b.positives:  # demote: the best false negative becomes the positive
+        if not b.false:
+            b.drop_reason = "bad_positive"
+            return b
+        best = max(b.false, key=lambda dg: dg[1])  # highest grade, first in run order on ties
+        b.false.remove(best)
+        b.positives.append(best)
+        b.tags[best[0]] = "false-promoted-positive"
+        b.policy["rescued"] += 1
     if config.false_negatives == "promote":
         b.promoted = list(b.false)
     return b
@@ -165,12 +216,28 @@ def group_rows(
     negs: list[tuple[str, str, int]],
     corpus: dict[str, Document],
     config: GroupConfig,
+    expected: dict[tuple[str, str], float] | None = None,
+    b: QueryBuckets | None = None,
 ) -> dict[str, Any]:
     """One dataset row: texts for LCE (``query, positive, negative_1..n``) plus ids, buckets and grades.
 
     ``labels`` (for listwise losses) is the positive's grade, then each negative's grade with
-    unjudged/random negatives at 0.
+    unjudged/random negatives at 0. ``teacher`` (for the soft losses) is the judge's expected grade
+    of each document (its label where the judge gave none; ``config.teacher_unjudged`` for unjudged
+    and random negatives). A demoted document's label and teacher are capped by its policy.
     """
+    tags, caps = (b.tags, b.caps) if b is not None else ({}, {})
+
+    def teacher(docid: str, grade: int) -> float:
+        if grade == UNJUDGED:
+            return float(config.teacher_unjudged)
+        t = float(grade) if expected is None else expected.get((query.id, docid), float(grade))
+        return min(t, float(caps[docid])) if docid in caps else t
+
+    def label(docid: str, grade: int) -> float:
+        g = float(max(grade, 0))
+        return min(g, float(caps[docid])) if docid in caps else g
+
     row: dict[str, Any] = {
         "qid": query.id,
         "pos_id": pos[0],
@@ -180,9 +247,10 @@ def group_rows(
     for i, (docid, _, _) in enumerate(negs, start=1):
         row[f"negative_{i}"] = doc_text(corpus[docid])
     row["doc_ids"] = [pos[0]] + [d for d, _, _ in negs]
-    row["buckets"] = ["positive"] + [bk for _, bk, _ in negs]
+    row["buckets"] = ["positive"] + [tags.get(d, bk) for d, bk, _ in negs]
     row["grades"] = [pos[1]] + [g for _, _, g in negs]
-    row["labels"] = [float(pos[1])] + [float(max(g, 0)) for _, _, g in negs]
+    row["labels"] = [float(pos[1])] + [label(d, g) for d, _, g in negs]
+    row["teacher"] = [teacher(pos[0], pos[1])] + [teacher(d, g) for d, _, g in negs]
     return row
 
 
@@ -236,7 +304,12 @@ def build_groups(
 
     config = config or GroupConfig()
     queries, corpus = _as_map(queries), _as_map(corpus)
-    grades, jcounts = judgment_grades(judgments) if judgments is not None else (None, Counter())
+    expected: dict[tuple[str, str], float] = {}
+    grades, jcounts = judgment_grades(judgments, expected) if judgments is not None else (None, Counter())
+    for qid, docid in grades or {}:  # judgments naming ids this build does not know: counted, printed
+        jcounts["unknown_query"] += qid not in queries
+        jcounts["unknown_document"] += qid in queries and docid not in corpus
+    pol: Counter = Counter()
     corpus_ids = sorted(corpus)
     n_neg = config.group_size - 1
     rows: list[dict[str, Any]] = []
@@ -258,8 +331,13 @@ def build_groups(
             if d not in corpus:
                 raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
         b = bucket_query(qid, positives[qid], ranked, grades, config)
+        caught = b.policy["bad_positive"] > 0
+        pol["bp_caught"] += caught
+        pol["bp_rescued"] += b.policy["rescued"]
+        pol["fn_caught"] += b.policy["false_negatives"]
         if b.drop_reason:
             dropped[b.drop_reason].append(qid)
+            pol["bp_dropped"] += caught
             continue
         q_rows = []
         for kind, pos_list in (("source", b.positives), ("promoted", b.promoted)):
@@ -268,12 +346,16 @@ def build_groups(
                 negs = sample_negatives(b, n_neg, corpus_ids, rng, config)
                 if len(negs) < n_neg:
                     continue
-                q_rows.append(group_rows(queries[qid], pos, negs, corpus, config))
+                q_rows.append(group_rows(queries[qid], pos, negs, corpus, config, expected, b))
                 drawn.update(bk for _, bk, _ in negs)
+                pol.update(f"drawn:{b.tags[d]}" for d, _, _ in negs if d in b.tags)
                 pos_counts[kind] += 1
         if not q_rows:
             dropped["too_few_negatives"].append(qid)
+            pol["bp_dropped"] += caught
             continue
+        pol["bp_kept"] += caught
+        pol["fn_removed"] += len(b.false) if config.false_negatives == "drop" else 0
         rows += q_rows
         pos_counts["unjudged"] += b.unjudged_positives
         cand_total["unjudged_dropped"] += b.skipped_unjudged
@@ -281,7 +363,7 @@ def build_groups(
             per_query[k].append(len(getattr(b, k)))
             cand_total[k] += len(getattr(b, k))
     columns = ["qid", "pos_id", "query", "positive"] + [f"negative_{i}" for i in range(1, n_neg + 1)]
-    columns += ["doc_ids", "buckets", "grades", "labels"]
+    columns += ["doc_ids", "buckets", "grades", "labels", "teacher"]
     ds = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
     summary = {
         "queries_in": len(positives),
@@ -297,10 +379,46 @@ def build_groups(
         "per_query": {k: _percentiles(v) for k, v in per_query.items()},
         "negatives_drawn": {k: int(drawn[k]) for k in BUCKETS},
         "positives": {k: int(pos_counts[k]) for k in ("source", "promoted", "unjudged")},
-        "judgments": {k: int(jcounts[k]) for k in ("given", "failed", "duplicate")},
+        "judgments": {
+            k: int(jcounts[k]) for k in ("given", "failed", "duplicate", "unknown_query", "unknown_document")
+        },
+        "policies": policy_summary(pol, pos_counts, config),
         "config": config.model_dump(),
     }
     return ds, summary
+
+
+def policy_summary(pol: Counter, pos_counts: Counter, config: GroupConfig) -> dict[str, dict[str, Any]]:
+    """Per bucket policy: what its rule caught and what the policy kept, changed or removed."""
+    return {
+        "bad_positive": {
+            "policy": config.bad_positive,
+            "rule": f"own document graded < {config.min_positive_grade}",
+            "queries_caught": int(pol["bp_caught"]),
+            "queries_kept": int(pol["bp_kept"]),
+            "queries_dropped": int(pol["bp_dropped"]),
+            "queries_rescued": int(pol["bp_rescued"]),  # demote: a candidate became the positive
+            "negatives_from_demoted_positives": int(pol["drawn:bad-positive-demoted"]),
+        },
+        "false_negatives": {
+            "policy": config.false_negatives,
+            "rule": f"candidate graded >= {config.false_negative_grade}",
+            "negatives_caught": int(pol["fn_caught"]),
+            "negatives_removed": int(pol["fn_removed"]),
+            "negatives_demoted": int(pol["drawn:false-demoted"]),
+            "negatives_kept_as_soft": int(pol["drawn:false-kept"]),
+            "extra_positive_groups": int(pos_counts["promoted"]),
+        },
+    }
+
+
+def policy_lines(summary: dict[str, Any], name: str = "groups") -> list[str]:
+    """Console lines: one per policy, counts of what it caught and did."""
+    out = []
+    for rule, d in (summary.get("policies") or {}).items():
+        counts = ", ".join(f"{k} {v}" for k, v in d.items() if k not in ("policy", "rule"))
+        out.append(f"{name}: {rule} policy {d['policy']!r} ({d['rule']}): {counts}")
+    return out
 
 
 def write_groups(ds, summary: dict, out_dir: str | Path) -> Path:

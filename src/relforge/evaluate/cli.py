@@ -105,6 +105,7 @@ def evaluate_cmd(
     empty_queries: str = typer.Option(
         _D.empty_queries, "--empty-queries", help="Queries without a grade > 0: 'skip' (default) or 'zero'."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Evaluate TREC runs against qrels: ir_measures metrics, paired t-test and randomisation test."""
     from pydantic import ValidationError
@@ -128,6 +129,11 @@ def evaluate_cmd(
         field = str(err["loc"][0])
         flag = {"permutation_rounds": "--rounds"}.get(field, "--" + field.replace("_", "-"))
         raise UsageError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
+    from relforge.outputs import guard_file
+
+    for flag, path in (("--json", json_out), ("--csv", csv_out), ("--per-query", per_query)):
+        if path is not None:
+            guard_file(path, overwrite=overwrite, flag=flag)
     run_names = _run_names(run, names)
     result = evaluate(
         qrels, dict(zip(run_names, run, strict=True)), pairs=_pairs(pair, run_names), **cfg.model_dump()

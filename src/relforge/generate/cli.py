@@ -37,7 +37,6 @@ _FLAG_MAP = {
 
 def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str, Any]) -> GenerateConfig:
     """YAML file (if any) first, then the flags actually given on the command line."""
-    import yaml
 
     from relforge.errors import DataError, MissingInputError
 
@@ -45,7 +44,9 @@ def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str,
     if config_file is not None:
         if not config_file.is_file():
             raise MissingInputError(f"{config_file}: no such config file (--config)")
-        raw = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+        from relforge.config import load_yaml
+
+        raw = load_yaml(config_file) or {}
         raw = raw.get("generate", raw)
     from_file = config_file is not None
     for name, (section, fld) in _FLAG_MAP.items():
@@ -132,6 +133,19 @@ def register(app: typer.Typer) -> None:
             None, "--rejects-out", help="also write dropped queries with reasons"
         ),
         output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
+        timeout: float = typer.Option(
+            None,
+            "--timeout",
+            min=0.001,
+            help="openai: seconds per request before it is retried (default 60).",
+        ),
+        retries: int = typer.Option(
+            None,
+            "--retries",
+            min=0,
+            help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
+        ),
+        overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
         engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
         ray_address: Optional[str] = typer.Option(
             None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT"
@@ -143,6 +157,16 @@ def register(app: typer.Typer) -> None:
         from relforge.generate.queries import load_prompt
 
         cfg = build_config(ctx, config_file, dict(locals()))
+        from relforge.outputs import guard_file
+
+        guard_file(out, overwrite=overwrite)
+        guard_file(
+            qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv"),
+            overwrite=overwrite,
+            flag="--qrels-out",
+        )
+        if rejects_out:
+            guard_file(rejects_out, overwrite=overwrite, flag="--rejects-out")
         docs_all = read_corpus(corpus)
         load_prompt(cfg)  # fail on a bad prompt before loading a model
         select_stats: dict = {}
@@ -153,8 +177,11 @@ def register(app: typer.Typer) -> None:
             {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
         )  # else the default cache
         from relforge.engine.ray_generate import open_generate_llm
+        from relforge.judge.cli import llm_net_options
 
-        model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(llm[0], **cache_kw)
+        model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(
+            llm[0], **cache_kw, **llm_net_options(llm[0], timeout, retries)
+        )
         try:
             res = generate_queries(model, docs, cfg, corpus=docs_all)
         finally:

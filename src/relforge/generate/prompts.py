@@ -137,7 +137,12 @@ def truncate_words(text: str, max_words: int | None) -> str:
     """Keep the first ``max_words`` whitespace-separated words (None = unchanged)."""
     if not max_words:
         return text
+    from relforge.textcut import cut_chars
+
+    text, cut = cut_chars(text, 2 * max_words)  # characters first (16 per word): no 50 MB split()
     words = text.split()
+    if cut and len(words) <= max_words:
+        return text + " ..."
     return text if len(words) <= max_words else " ".join(words[:max_words]) + " ..."
 
 

@@ -18,6 +18,17 @@ judge_app = typer.Typer(
 )
 
 
+def llm_net_options(spec: str, timeout: float | None, retries: int | None) -> dict:
+    """``--timeout`` / ``--retries`` as backend options (openai: backends only; an error elsewhere)."""
+    from relforge.errors import UsageError
+    from relforge.llm import parse_spec
+
+    opts = {k: v for k, v in (("timeout", timeout), ("max_retries", retries)) if v is not None}
+    if opts and parse_spec(spec)[0] != "openai":
+        raise UsageError("--timeout and --retries apply to openai: LLM specs (local models do not time out)")
+    return opts
+
+
 def _thresholds(text: str | None) -> list[float] | None:
     from relforge.errors import UsageError
 
@@ -83,9 +94,25 @@ def judge(
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
+    timeout: float = typer.Option(
+        None, "--timeout", min=0.001, help="openai: seconds per request before it is retried (default 60)."
+    ),
+    retries: int = typer.Option(
+        None,
+        "--retries",
+        min=0,
+        help="openai: retries on 429/5xx/timeouts, each printed on stderr (default 4).",
+    ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     engine: str = typer.Option(None, "--engine", help="local (default) or ray (Ray Data; see docs/ray.md)."),
     ray_address: str = typer.Option(
         None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT."
+    ),
+    preset: str = typer.Option(
+        None,
+        "--preset",
+        help="A shipped labeller (`best`: LLM query likelihood + MiniLM cosine + a calibration head fitted "
+        "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
     ),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
@@ -100,14 +127,33 @@ def judge(
         "--llm": llm or None,
         "--out": out,
     }
-    if all(v is None for v in required.values()):
+    if all(v is None for v in required.values()) and preset is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    if preset is not None:
+        from relforge.outputs import guard_file
+
+        if out is not None:
+            guard_file(out, overwrite=overwrite)
+        _run_preset(
+            ctx,
+            preset,
+            dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out, top_k=top_k),
+            on_missing=on_missing,
+            batch_size=batch_size,
+            progress=not no_progress,
+        )
+        return
     missing = [k for k, v in required.items() if v is None]
     if missing:
         raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
     if thresholds is not None and calibrate_on is not None:
         raise UsageError("give either --thresholds or --calibrate-on, not both")
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
+    if qrels_out is not None:
+        guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
     try:
         cfg = JudgeConfig(
             template=template,
@@ -146,7 +192,39 @@ def judge(
         calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
+        llm_options=llm_net_options(llm[0], timeout, retries),
     )
+
+
+_PRESET_CONFLICTS = (
+    "llm",
+    "adapter",
+    "mode",
+    "template",
+    "reasoning",
+    "thresholds",
+    "calibrate_on",
+    "max_doc_tokens",
+)
+
+
+def _run_preset(ctx: typer.Context, preset: str, files: dict, **kw) -> None:
+    """``--preset``: the preset fixes model, features and calibration; flags that would change them are refused."""
+    from relforge.errors import UsageError
+
+    clash = [
+        "--" + n.replace("_", "-")
+        for n in _PRESET_CONFLICTS
+        if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
+    ]
+    if clash:
+        raise UsageError(f"--preset fixes the model, features and calibration; drop {', '.join(clash)}")
+    missing = [f"--{k}" for k in ("corpus", "queries", "pairs", "out") if files[k] is None]
+    if missing:
+        raise UsageError(f"relforge judge --preset needs {', '.join(missing)} (see relforge judge --help)")
+    from relforge.judge.run import run_preset
+
+    run_preset(preset, **files, **kw)
 
 
 @judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
@@ -163,11 +241,16 @@ def agreement_cmd(
         "nDCG@10", "--measure", help="ir_measures measure (reranking, system ranking)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the class-balanced subsample."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Agreement of LLM judgments with human grades: tau_b, kappa, weighted kappa, alpha, F1, confusion."""
     from relforge.errors import UsageError
     from relforge.judge.run import run_agreement
+    from relforge.outputs import guard_file
 
+    for flag, path in (("--out", out), ("--png", png)):
+        if path is not None:
+            guard_file(path, overwrite=overwrite, flag=flag)
     extra = list(ctx.args)
     if extra and not runs:
         raise UsageError(f"unexpected arguments {extra} (runs go after --runs)")

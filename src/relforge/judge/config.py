@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MODES = ("probs", "generate")
 ON_MISSING = ("error", "skip")
@@ -20,20 +20,20 @@ class JudgeConfig(BaseModel):
     #: ``probs``: one prefill per pair, distribution over the grade labels; ``generate``: decode and parse
     mode: Literal["probs", "generate"] = "probs"
     #: token budget of the document text (None: the template's ``max_doc_tokens``)
-    max_doc_tokens: int | None = None
+    max_doc_tokens: int | None = Field(None, ge=1)
     #: pairs handed to the backend per call (the backend may split further)
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     #: when the pairs come from a TREC run: judge the top-k of each query (None: all)
-    top_k: int | None = None
+    top_k: int | None = Field(None, ge=1)
     #: cut points on the expected grade replacing argmax (len = number of grades - 1)
     thresholds: list[float] | None = None
     #: pairs naming an unknown query/document: ``error`` (default) or ``skip`` (counted in the summary)
     on_missing: Literal["error", "skip"] = "error"
     #: generate mode: new tokens per reply (reasoning templates get ``reasoning_max_new_tokens``)
-    max_new_tokens: int = 8
-    reasoning_max_new_tokens: int = 256
+    max_new_tokens: int = Field(8, ge=1)
+    reasoning_max_new_tokens: int = Field(256, ge=1)
     #: generate mode: the retry of an unparseable reply samples with this temperature and a new seed
-    retry_temperature: float = 0.7
+    retry_temperature: float = Field(0.7, ge=0)
     #: ask for a short reasoning before the grade (generate mode only)
     reasoning: bool = False
     seed: int = 0
@@ -46,3 +46,13 @@ class JudgeConfig(BaseModel):
         if v is not None and any(b < a for a, b in zip(v, v[1:], strict=False)):
             raise ValueError(f"thresholds must be non-decreasing, got {v}")
         return v
+
+    def load_template(self):
+        """The judge template these settings name, with reasoning switched on when ``reasoning`` is set."""
+        from relforge.judge.prompt import JudgeTemplate
+
+        return JudgeTemplate.load(self.template, reasoning=True if self.reasoning else None)
+
+    def reply_tokens(self, template) -> int:
+        """Generate-mode reply length: ``reasoning_max_new_tokens`` for a reasoning template."""
+        return self.reasoning_max_new_tokens if template.reasoning else self.max_new_tokens

@@ -56,6 +56,9 @@ def register_finetune(judge_app: typer.Typer) -> None:
             False, "--no-judge-check", help="Skip the final `relforge judge` check."
         ),
         no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="write into a non-empty folder relforge did not create"
+        ),
     ) -> None:
         """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
         import json
@@ -73,6 +76,9 @@ def register_finetune(judge_app: typer.Typer) -> None:
         for flag, p in (("--corpus", corpus), ("--queries", queries), ("--qrels", qrels)):
             if not p.exists():
                 raise MissingInputError(f"{flag} {p} does not exist")
+        from relforge.outputs import claim_dir, guard_dir
+
+        guard_dir(out, overwrite=overwrite)
         try:
             cfg = FinetuneConfig(
                 epochs=epochs,
@@ -104,7 +110,7 @@ def register_finetune(judge_app: typer.Typer) -> None:
             read_corpus(corpus),
             read_queries(queries),
             read_qrels(qrels),
-            out,
+            claim_dir(out),
             cfg,
             progress=not no_progress,
             command="relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args),

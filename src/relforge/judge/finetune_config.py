@@ -19,7 +19,9 @@ class FinetuneConfig(BaseModel):
 
     # ---- prompt (the judge's template: one source of truth) ----
     template: str = Field("relevance-0to3", description="judge template id or YAML path")
-    max_doc_tokens: int | None = Field(96, description="document truncation in model tokens (the judge's)")
+    max_doc_tokens: int | None = Field(
+        96, ge=1, description="document truncation in model tokens (the judge's)"
+    )
     query_field: str = Field("text", description="query text: 'text' or a query metadata key")
     max_seq_len: int = Field(1024, ge=16, description="longer examples are skipped and counted")
 

@@ -217,21 +217,6 @@ def query_batches(pairs: Sequence[Pair], batch_size: int) -> list[list[int]]:
 # --------------------------------------------------------------------------- judging
 
 
-def _progress(enabled: bool, total: int, desc: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn(desc),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-        transient=False,
-    )
-
-
 def _from_probs(
     p: dict[str, float] | None, template: JudgeTemplate, thresholds: Sequence[float] | None
 ) -> tuple[int, float, dict[str, float]] | None:
@@ -322,8 +307,9 @@ def judge_pairs(
     out: list[Judgment | None] = [None] * len(known)
     retried = 0
     t0 = time.perf_counter()
-    with _progress(progress, len(known), f"judging ({mode})") as bar:
-        task = bar.add_task("judge", total=len(known))
+    from relforge.progress import progress as _steady_progress  # plain done/total/rate/ETA lines off a TTY
+
+    with _steady_progress(len(known), f"judging ({mode})", enabled=progress) as advance:
         for idx in query_batches(known, batch_size):
             chats: list[Chat] = [
                 template.build_chat(
@@ -346,7 +332,7 @@ def judge_pairs(
                 retried += _judge_generate(
                     llm, template, known, idx, chats, out, model, max_new_tokens, retry_temperature, seed
                 )
-            bar.advance(task, len(idx))
+            advance(len(idx))
     seconds = time.perf_counter() - t0
     judgments = [j for j in out if j is not None]
     if stats is not None:
@@ -441,16 +427,44 @@ def write_judgments(path: str | Path, judgments: Iterable[Judgment]) -> int:
     return n
 
 
-def read_judgments(path: str | Path) -> list[Judgment]:
-    """Read a ``judgments.jsonl`` (needs ``qid``, ``docid`` and ``grade`` on each line)."""
+def _check_judgment(obj: dict[str, Any], path, lineno: int, max_grade: int) -> None:
+    """Grades on the scale (0..``max_grade``, or the labels of ``probs``), finite scores; else file:line."""
+    g, probs, exp = obj["grade"], obj.get("probs"), obj.get("expected")
+    if g is not None and (
+        isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g != int(g)
+    ):
+        raise DataError(f"grade {g!r} is not an integer or null", path=path, line=lineno)
+    if isinstance(probs, dict) and probs:
+        vals = list(probs.values())
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in vals):
+            raise DataError(
+                f"probs {probs!r} has a value that is not a finite number", path=path, line=lineno
+            )
+        try:
+            scale = sorted(int(k) for k in probs)
+        except ValueError:
+            scale = list(range(max_grade + 1))
+    else:
+        scale = list(range(max_grade + 1))
+    if g is not None and int(g) not in scale:
+        raise DataError(
+            f"grade {g!r} is outside the judging scale {scale[0]}..{scale[-1]}", path=path, line=lineno
+        )
+    if exp is not None and (not isinstance(exp, (int, float)) or not math.isfinite(exp)):
+        raise DataError(f"expected {exp!r} is not a finite number", path=path, line=lineno)
+
+
+def read_judgments(path: str | Path, *, max_grade: int = 3) -> list[Judgment]:
+    """Read a ``judgments.jsonl`` (needs ``qid``, ``docid`` and ``grade`` on each line).
+
+    Grades outside 0..``max_grade`` (or outside the labels of the line's ``probs``) and non-finite
+    ``expected`` / ``probs`` raise a :class:`DataError` naming the file and line."""
     out = []
     for lineno, obj in iter_jsonl(path):
         missing = [k for k in ("qid", "docid", "grade") if k not in obj]
         if missing:
             raise DataError(f"judgment misses fields {missing}", path=path, line=lineno)
-        g = obj["grade"]
-        if g is not None and (not isinstance(g, (int, float)) or float(g) != int(g)):
-            raise DataError(f"grade {g!r} is not an integer or null", path=path, line=lineno)
+        _check_judgment(obj, path, lineno, max_grade)
         out.append(Judgment.from_dict(obj))
     return out
 

@@ -165,15 +165,19 @@ class JudgeTemplate:
         budget = self.max_doc_tokens if max_tokens is None else max_tokens
         if not budget or budget <= 0:
             return text
+        from relforge.textcut import cut_chars
+
+        full = text
+        text, cut = cut_chars(text, budget)  # characters first: never tokenise a 50 MB document whole
         if tokenizer is not None:
             ids = tokenizer.encode(text, add_special_tokens=False)
             if len(ids) <= budget:
-                return text
+                return text + self.truncation_marker if cut else full
             return tokenizer.decode(ids[:budget]).rstrip() + self.truncation_marker
         words = text.split()
         max_words = max(1, int(budget * 0.75))
         if len(words) <= max_words:
-            return text
+            return text + self.truncation_marker if cut else full
         return " ".join(words[:max_words]) + self.truncation_marker
 
     def _fields(self, doc: Document, tokenizer: Any, max_doc_tokens: int | None) -> list[tuple[str, str]]:

@@ -39,7 +39,14 @@ def calibrate_judgments(
     return th
 
 
-def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None, batch_size: int = 8) -> Any:
+def open_llm(
+    spec: str,
+    *,
+    adapter: Path | str | None = None,
+    cache: Any = None,
+    batch_size: int = 8,
+    options: dict[str, Any] | None = None,
+) -> Any:
     """``load_llm`` with the judge's defaults: the default cache unless ``cache`` is a path or False;
     for local transformers models, shared-prompt-prefix KV reuse on and the backend's own progress bar off."""
     from relforge.llm import load_llm, parse_spec
@@ -49,6 +56,7 @@ def open_llm(spec: str, *, adapter: Path | str | None = None, cache: Any = None,
         kw["cache"] = cache
     if parse_spec(spec)[0] == "hf":
         kw.update(prefix_sharing=True, progress=False)
+    kw.update(options or {})
     return load_llm(spec, adapter=str(adapter) if adapter else None, batch_size=batch_size, **kw)
 
 
@@ -86,6 +94,7 @@ def run_judge(
     calibrate_on: Path | None = None,
     max_new_tokens: int | None = None,
     progress: bool = True,
+    llm_options: dict[str, Any] | None = None,
     engine: Any = None,
     extra_llms: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -102,11 +111,10 @@ def run_judge(
     from relforge.data import read_corpus, read_queries
     from relforge.errors import UsageError
     from relforge.judge.judge import judge_pairs, read_pairs, write_judgment_qrels, write_judgments
-    from relforge.judge.prompt import JudgeTemplate
 
     if calibrate_on is not None and cfg.mode != "probs":
         raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
-    template = JudgeTemplate.load(cfg.template, reasoning=True if cfg.reasoning else None)
+    template = cfg.load_template()
     adapter, cfg = resolve_adapter(adapter, cfg)
     docs = read_corpus(corpus)
     qs = read_queries(queries)
@@ -122,7 +130,7 @@ def run_judge(
     elif extra_llms:
         raise UsageError("several --llm endpoints need --engine ray")
     else:
-        llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size)
+        llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
     stats: dict[str, Any] = {}
     try:
         js = judge_pairs(
@@ -137,7 +145,7 @@ def run_judge(
             batch_size=batch_size,
             max_doc_tokens=cfg.max_doc_tokens,
             on_missing=cfg.on_missing,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
             retry_temperature=cfg.retry_temperature,
             seed=cfg.seed,
             stats=stats,
@@ -229,3 +237,134 @@ def run_agreement(
     if png is not None:
         plot_confusion(report["all"]["confusion"], report["values"], png)
     return report
+
+
+def _preset_judgments(preset: Any, pairs: list, feats: dict, *, model: str) -> list[dict[str, Any]]:
+    """Output lines of a preset run: the judgment fields plus the features that produced them."""
+    import numpy as np
+
+    from relforge.judge.judge import Judgment
+
+    head = preset.head
+    probs, expected, grades = head.predict({f: feats[f] for f in head.features})
+    labels = [str(v) for v in head.values]
+    rows = []
+    for i, (q, d) in enumerate(pairs):
+        j = Judgment(
+            qid=q,
+            docid=d,
+            grade=int(grades[i]),
+            expected=float(expected[i]),
+            probs={lab: float(p) for lab, p in zip(labels, probs[i], strict=True)},
+            mode="preset",
+            model=model,
+            template_hash="",
+        )
+        rows.append(
+            {
+                **j.to_dict(),
+                "preset": preset.name,
+                "features": {f: float(np.asarray(feats[f])[i]) for f in head.features},
+            }
+        )
+    return rows
+
+
+def run_preset(
+    preset_name: str | Path,
+    *,
+    corpus: Path,
+    queries: Path,
+    pairs: Path,
+    out: Path,
+    qrels_out: Path | None = None,
+    top_k: int | None = None,
+    on_missing: str = "error",
+    batch_size: int = 16,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """``relforge judge --preset NAME``: compute the preset's features for every distinct pair and grade them
+    with its calibration head; writes ``out`` (JSONL: qid, docid, grade, expected, probs, features),
+    ``<out>.summary.json`` and optional TREC qrels."""
+    import time
+
+    from rich.console import Console
+
+    from relforge.data import read_corpus, read_queries
+    from relforge.data.io import atomic_write
+    from relforge.judge.judge import Judgment, check_pairs, read_pairs, write_judgment_qrels
+    from relforge.judge.preset import (
+        COS_FEATURES,
+        QL_FEATURES,
+        JudgePreset,
+        compute_features,
+        load_embedder,
+        query_text,
+    )
+
+    preset = JudgePreset.load(preset_name)
+    docs, qs = read_corpus(corpus), read_queries(queries)
+    todo = list(dict.fromkeys(read_pairs(pairs, top_k=top_k)))
+    known, unknown = check_pairs(todo, qs, docs, on_missing=on_missing, source=str(pairs))
+    names = preset.head.features
+    uses_llm, uses_emb = any(f in QL_FEATURES for f in names), any(f in COS_FEATURES for f in names)
+    t0 = time.time()
+    llm = open_llm(preset.llm, cache=False, batch_size=batch_size) if uses_llm and known else None
+    if llm is not None and hasattr(llm, "progress"):
+        llm.progress = progress
+    emb = load_embedder(preset.embedder) if uses_emb and known else None
+    feats = (
+        compute_features(
+            names,
+            [query_text(qs[q], preset.query_field) for q, _ in known],
+            [docs[d] for _, d in known],
+            llm=llm,
+            embedder=emb,
+            ql_max_doc_tokens=preset.ql_max_doc_tokens,
+            ql_instruction=preset.ql_instruction,
+        )
+        if known
+        else {f: [] for f in names}
+    )
+    secs = time.time() - t0
+    model = (
+        f"preset:{preset.name}("
+        + "+".join(x for x, used in ((preset.llm, uses_llm), (preset.embedder, uses_emb)) if used)
+        + ")"
+    )
+    rows = _preset_judgments(preset, known, feats, model=model) if known else []
+    with atomic_write(out) as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if qrels_out is not None:
+        write_judgment_qrels(qrels_out, [Judgment.from_dict(r) for r in rows])
+    from collections import Counter
+
+    grades = Counter(r["grade"] for r in rows)
+    stats = {
+        "preset": preset.name,
+        "description": preset.description,
+        "features": names,
+        "llm": preset.llm if uses_llm else None,
+        "embedder": preset.embedder if uses_emb else None,
+        "pairs": len(rows),
+        "queries": len({r["qid"] for r in rows}),
+        "skipped_unknown": len(unknown),
+        "grades": {str(v): grades.get(v, 0) for v in preset.head.values},
+        "seconds": round(secs, 2),
+        "pairs_per_s": round(len(rows) / secs, 3) if secs > 0 and rows else None,
+        "pairs_file": str(pairs),
+        "out": str(out),
+        "qrels_out": str(qrels_out) if qrels_out else None,
+    }
+    with atomic_write(_summary_path(out)) as fh:
+        json.dump(stats, fh, indent=2)
+    console = Console(stderr=True)
+    console.print(
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {model} in {secs:.1f} s "
+        f"= {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; skipped (unknown ids): {len(unknown)}"
+    )
+    console.print(
+        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
+    )
+    return stats

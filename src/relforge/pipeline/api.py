@@ -48,6 +48,10 @@ def _as_config(config: PipelineConfig | str | os.PathLike | dict, sizes: list[in
         data = cfg.model_dump()
         data["ablation"]["sizes"] = list(sizes)
         cfg = parse_config(data, source="--sizes")
+    from relforge.pipeline.preflight import preflight
+
+    source = Path(config).name if isinstance(config, (str, os.PathLike)) else "config"
+    preflight(cfg, source)  # everything knowable, before anything is written or loaded
     return cfg
 
 
@@ -99,14 +103,16 @@ def run_pipeline(
     cfg = _as_config(config, sizes)
     if cfg.offline:
         set_offline()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from relforge.llm.secrets import redact_obj
+    from relforge.outputs import claim_dir
+
+    out = claim_dir(out_dir)
     with atomic_write(out / "config.yaml") as fh:
-        yaml.safe_dump(cfg.model_dump(mode="json"), fh, sort_keys=False)
+        yaml.safe_dump(redact_obj(cfg.model_dump(mode="json")), fh, sort_keys=False)
     runner = Runner(build_stages(cfg), cfg, out, log=log)
     from relforge import __version__
 
     runner.manifest["relforge_version"] = __version__
     runner.manifest["name"] = cfg.name
-    runner.manifest["config"] = cfg.model_dump(mode="json")
+    runner.manifest["config"] = redact_obj(cfg.model_dump(mode="json"))
     return runner.run(from_stage=from_stage, only=only, to_stage=to_stage)

@@ -13,6 +13,7 @@ ONLY_HELP = "Run only this stage (its inputs must exist)."
 TO_HELP = "Stop after this stage."
 DRY_HELP = "Print the plan (which stages run or skip, and why) and exit."
 SIZES_HELP = "Dataset-size ablation: comma-separated numbers of training groups, e.g. 100,200,400,800."
+OVERWRITE_HELP = "Use a non-empty --out folder that relforge did not create (its other files are kept)."
 
 
 def _parse_sizes(text: str | None) -> list[int] | None:
@@ -128,10 +129,23 @@ def _f(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
 
-def _run(config, out: Path, from_stage, only, to_stage, dry_run, sizes, quiet: bool = False) -> None:
+def _run(
+    config,
+    out: Path,
+    from_stage,
+    only,
+    to_stage,
+    dry_run,
+    sizes,
+    quiet: bool = False,
+    overwrite: bool = False,
+) -> None:
     from rich.console import Console
 
+    from relforge.outputs import guard_dir
     from relforge.pipeline.api import plan_pipeline, run_pipeline
+
+    guard_dir(out, overwrite=overwrite)
 
     sz = _parse_sizes(sizes)
     if dry_run:
@@ -164,12 +178,13 @@ def register(app: typer.Typer) -> None:
         to_stage: str = typer.Option(None, "--to", help=TO_HELP),
         dry_run: bool = typer.Option(False, "--dry-run", help=DRY_HELP),
         sizes: str = typer.Option(None, "--sizes", help=SIZES_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """Run the whole pipeline from one config; unchanged stages are skipped, interrupted ones resume."""
         if from_stage and only:
             raise UsageError("--from and --only exclude each other; give one")
         out = out or Path("runs") / config.stem
-        _run(config, out, from_stage, only, to_stage, dry_run, sizes)
+        _run(config, out, from_stage, only, to_stage, dry_run, sizes, overwrite=overwrite)
 
     @app.command("demo")
     def demo_cmd(
@@ -179,6 +194,7 @@ def register(app: typer.Typer) -> None:
         to_stage: str = typer.Option(None, "--to", help=TO_HELP),
         dry_run: bool = typer.Option(False, "--dry-run", help=DRY_HELP),
         sizes: str = typer.Option(None, "--sizes", help=SIZES_HELP),
+        overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
         """The pipeline on the bundled MedQuAD sample, offline (SmolLM2 + shipped judge adapter, MiniLM)."""
         from relforge.pipeline.api import demo_config_path, set_offline
@@ -186,4 +202,4 @@ def register(app: typer.Typer) -> None:
         set_offline()  # before anything imports transformers / huggingface_hub
         if from_stage and only:
             raise UsageError("--from and --only exclude each other; give one")
-        _run(demo_config_path(), out, from_stage, only, to_stage, dry_run, sizes)
+        _run(demo_config_path(), out, from_stage, only, to_stage, dry_run, sizes, overwrite=overwrite)

@@ -34,6 +34,7 @@ from relforge.config import (
     GenerateConfig,
     GroupConfig,
     PipelineConfig,
+    RetrieveConfig,
     TrainConfig,
     stage_part,
 )
@@ -48,7 +49,10 @@ SYSTEMS = {
     "backbone": "untrained backbone",
     "plain": "reranker, mined negatives (no judge)",
     "judged": "reranker, judge re-bucketed",
+    "soft": "reranker, judge soft labels",
 }
+#: training variants in table order
+VARIANTS = ("plain", "judged", "soft")
 SHIPPED_ADAPTER = "smollm2-liveqa"
 
 
@@ -71,8 +75,9 @@ def _dump(model: Any) -> Any:
 # --------------------------------------------------------------------------- paths / resolution
 
 
-def resolve_data_source(source: str) -> Path:
-    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist."""
+def resolve_data_source(source: str, key: str = "data.source") -> Path:
+    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist (the error
+    names the config ``key`` holding it)."""
     if source.startswith("sample:"):
         from relforge.data.samples import sample_path
 
@@ -80,8 +85,12 @@ def resolve_data_source(source: str) -> Path:
     p = Path(source).expanduser()
     if not p.exists():
         raise MissingInputError(
-            f"data source {source!r} does not exist; set data.source to sample:medquad, a "
-            f"MedQuAD .tar.xz / folder, or a BEIR folder"
+            f"{key}: {source!r} does not exist; set {key} to "
+            + (
+                "sample:medquad, a MedQuAD .tar.xz / folder, or a BEIR folder"
+                if key == "data.source"
+                else "sample:liveqa-med or a BEIR folder with human qrels"
+            )
         )
     return p.resolve()
 
@@ -137,17 +146,10 @@ def _adapter_meta(adapter: str | None) -> dict[str, Any]:
 
 
 def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
-    for key in ("val_queries", "validation_query_ids", "val_query_ids", "validation_qids", "val_qids"):
-        if isinstance(meta.get(key), list):
-            return [str(q) for q in meta[key]]
-    split = meta.get("split") or {}
-    for key in ("val_queries", "validation", "val", "validation_query_ids", "val_qids"):
-        v = split.get(key) if isinstance(split, dict) else None
-        if isinstance(v, list):
-            return [str(q) for q in v]
-        if isinstance(v, dict) and isinstance(v.get("query_ids"), list):
-            return [str(q) for q in v["query_ids"]]
-    return None
+    """The adapter's held-out validation query ids: ``val_queries`` of the ``relforge.json`` that
+    ``relforge judge finetune`` writes (None for an adapter trained elsewhere)."""
+    val = meta.get("val_queries")
+    return [str(q) for q in val] if isinstance(val, list) else None
 
 
 def _external_inputs(cfg: PipelineConfig) -> list[str]:
@@ -286,10 +288,8 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
 def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
     from relforge.data import read_corpus, read_qrels, read_queries, write_run
-    from relforge.retrieve.bm25 import bm25_search
-    from relforge.retrieve.dense import dense_search
-    from relforge.retrieve.fusion import rrf
     from relforge.retrieve.mining import mine_negatives
+    from relforge.retrieve.search import retrieve_methods
 
     cfg: PipelineConfig = ctx.cfg
     rc = cfg.retrieve
@@ -297,27 +297,14 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     synth = read_queries(ctx.path("generate/queries.jsonl"))
     test = read_queries(ctx.path("data/test-queries.jsonl"))
     both = {**synth, **test}
-    need = set(rc.methods) | {rc.method}
-    if "hybrid" in need:
-        need |= {"bm25", "dense"}
-    runs: dict[str, Any] = {}
-    if "bm25" in need:
-        runs["bm25"] = bm25_search(
-            corpus, both, rc.top_k, str(ctx.path("retrieve/cache/bm25-index")), stemmer=rc.stemmer
-        )
-    if "dense" in need:
-        runs["dense"] = dense_search(
-            corpus,
-            both,
-            rc.top_k,
-            rc.model,
-            str(ctx.path("retrieve/cache/embeddings")),
-            batch_size=rc.batch_size,
-            use_faiss=rc.use_faiss,
-            engine=cfg.engine,
-        )
-    if "hybrid" in need:
-        runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
+    where = {
+        "index_dir": str(ctx.path("retrieve/cache/bm25-index")),
+        "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
+    }
+    settings = stage_part(rc, RetrieveConfig, **where)
+    runs = retrieve_methods(
+        corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])), engine=cfg.engine
+    )
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
     write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
     for m in rc.methods:
@@ -348,7 +335,7 @@ def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     ft = cfg.judge_finetune
-    folder = resolve_data_source(ft.data)
+    folder = resolve_data_source(ft.data, "judge_finetune.data")
     corpus, queries, qrels = _read_labelled(folder)
     del read_beir
     base = ft.base or cfg.llm_for("judge")
@@ -385,11 +372,10 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
     """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
     from relforge.engine.pipeline import judge_batch_size
     from relforge.judge.judge import judge_pairs
-    from relforge.judge.prompt import JudgeTemplate
     from relforge.judge.run import resolve_adapter
 
     _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
-    template = JudgeTemplate.load(jc.template)
+    template = jc.load_template()  # judge.reasoning reaches the prompt, as in `relforge judge`
     max_doc_tokens = jc.max_doc_tokens
     return judge_pairs(
         llm,
@@ -402,7 +388,7 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
         batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
         max_doc_tokens=max_doc_tokens,
         on_missing=jc.on_missing,
-        max_new_tokens=jc.max_new_tokens,
+        max_new_tokens=jc.reply_tokens(template),
         retry_temperature=jc.retry_temperature,
         seed=jc.seed,
         stats=stats,
@@ -440,7 +426,7 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     ac = cfg.judge.agreement
-    corpus, queries, human = _read_labelled(resolve_data_source(ac.human))
+    corpus, queries, human = _read_labelled(resolve_data_source(ac.human, "judge.agreement.human"))
     adapter = _adapter_abs(ctx, judge_adapter(cfg))
     meta = _adapter_meta(adapter)
     qids = sorted(human)
@@ -612,6 +598,7 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
     """LCE groups twice: plain mined negatives (no judge) and the judge's re-bucketed candidates."""
     from relforge.data import read_corpus, read_queries
     from relforge.dataset import build_groups, write_groups
+    from relforge.dataset.groups import policy_lines
     from relforge.judge.judge import read_judgments
 
     cfg: PipelineConfig = ctx.cfg
@@ -622,8 +609,12 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
     res: dict[str, Any] = {}
     summaries: dict[str, dict] = {}
     for variant in _group_variants(cfg):
-        js = read_judgments(ctx.path("judge/judgments.jsonl")) if variant == "judged" else None
-        ds, summary = build_groups(queries, positives, run, corpus, js, gc)
+        js = read_judgments(ctx.path("judge/judgments.jsonl")) if variant != "plain" else None
+        vc = gc.model_copy(update=cfg.groups.soft_policies) if variant == "soft" else gc
+        ds, summary = build_groups(queries, positives, run, corpus, js, type(gc)(**vc.model_dump()))
+        if js is not None:
+            for line in policy_lines(summary, f"groups {variant}"):
+                ctx.log(line)
         if len(ds) == 0:
             raise UsageError(
                 f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
@@ -649,21 +640,25 @@ def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
     out["group_size"] = main.get("group_size")
     if "judged" in summaries:
         out["positives_judged"] = summaries["judged"].get("positives")
+    for variant, s in summaries.items():
+        for rule, d in (s.get("policies") or {}).items():
+            if s.get("judged"):
+                out[f"policy_{variant}_{rule}"] = d
     return out
 
 
 def _group_variants(cfg: PipelineConfig) -> list[str]:
     return sorted(
         set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
-        key=["plain", "judged"].index,
+        key=VARIANTS.index,
     )
 
 
-def _train(ctx: StageContext, groups, out_rel: str) -> dict[str, Any]:
+def _train(ctx: StageContext, groups, out_rel: str, variant: str = "plain") -> dict[str, Any]:
     from relforge.train import train_bi_encoder, train_cross_encoder
 
     cfg: PipelineConfig = ctx.cfg
-    tc = stage_part(cfg.train, TrainConfig)
+    tc = stage_part(cfg.train, TrainConfig, **({"loss": cfg.train.soft_loss} if variant == "soft" else {}))
     fn = train_bi_encoder if tc.kind == "bi" else train_cross_encoder
     return fn(groups, str(ctx.path(out_rel)), tc) or {}
 
@@ -675,7 +670,7 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
     cfg: PipelineConfig = ctx.cfg
     res: dict[str, Any] = {}
     for variant in cfg.train.variants:
-        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}")
+        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}", variant)
         _write_json(ctx.path(f"train/{variant}-summary.json"), info)
         res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
     ctx.set_manifest("reranker_model", reranker_rel(cfg))
@@ -684,7 +679,7 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
 
 def reranker_rel(cfg: PipelineConfig) -> str | None:
     """The final reranker's folder relative to the run folder (judged if trained, else plain)."""
-    for v in ("judged", "plain"):
+    for v in ("judged", "soft", "plain"):
         if v in cfg.train.variants:
             return f"train/{v}"
     return None
@@ -701,21 +696,28 @@ def _backbone(cfg: PipelineConfig) -> str:
 # --------------------------------------------------------------------------- rerank / evaluate
 
 
-def _rerank(ctx: StageContext, model: str, kind: str = "cross", backend: str = "auto") -> dict:
+def _rerank(
+    ctx: StageContext, model: str, kind: str = "cross", backend: str = "auto", data: tuple | None = None
+) -> dict:
+    """Rerank the held-out questions' first stage (or ``data = (corpus, queries, run, top_k)``)."""
     from relforge.data import read_corpus, read_queries, read_run
     from relforge.train.rerank import rerank
 
     cfg: PipelineConfig = ctx.cfg
     rr = cfg.rerank
-    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
-    queries = read_queries(ctx.path("data/test-queries.jsonl"))
-    run = read_run(ctx.path(f"retrieve/test-{rr.first_stage}.trec"))
+    if data is None:
+        corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+        queries = read_queries(ctx.path("data/test-queries.jsonl"))
+        run = read_run(ctx.path(f"retrieve/test-{rr.first_stage}.trec"))
+        top_k = rr.top_k
+    else:
+        corpus, queries, run, top_k = data
     return rerank(
         model,
         corpus,
         queries,
         run,
-        top_k=rr.top_k,
+        top_k=top_k,
         kind=kind,
         backend=backend,
         batch_size=rr.batch_size,
@@ -754,10 +756,28 @@ def run_names(cfg: PipelineConfig) -> dict[str, str]:
     out = {m: f"retrieve/test-{m}.trec" for m in cfg.retrieve.methods}
     if cfg.rerank.backbone:
         out["backbone"] = "rerank/backbone.trec"
-    for v in ("plain", "judged"):
+    for v in VARIANTS:
         if v in cfg.train.variants:
             out[v] = f"rerank/{v}.trec"
     return out
+
+
+def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
+    """One line per evaluated system (manifest ``systems``, the report's system descriptions)."""
+    tr, rr = cfg.train, cfg.rerank
+    model = "bi-encoder" if tr.kind == "bi" else "cross-encoder"
+    trained = f"{model} from {tr.base}, loss {tr.loss}, reranking {rr.first_stage} top-{rr.top_k}"
+    desc = {
+        "bm25": f"BM25 ({cfg.retrieve.stemmer} stemming), top-{cfg.retrieve.top_k}",
+        "dense": f"dense retrieval, {cfg.retrieve.model} cosine, top-{cfg.retrieve.top_k}",
+        "hybrid": f"reciprocal-rank fusion of BM25 and dense (k={cfg.retrieve.rrf_k})",
+        "backbone": f"untrained {tr.base} (cosine of its embeddings), reranking {rr.first_stage} top-{rr.top_k}",
+        "plain": f"{trained}; groups of mined negatives, no judge labels",
+        "judged": f"{trained}; groups re-bucketed by the judge's grades",
+        "soft": f"{model} from {tr.base}, loss {tr.soft_loss} on the judge's expected grades "
+        f"(soft labels), reranking {rr.first_stage} top-{rr.top_k}",
+    }
+    return {name: desc.get(name, name) for name in run_names(cfg)}
 
 
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
@@ -771,6 +791,14 @@ def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
     return kw
 
 
+def comparison_pairs(runs) -> list[tuple[str, str]]:
+    """The questions the comparison answers: what did the judge's labels buy over plain mined
+    negatives (judged/soft vs plain), and did training beat the untrained backbone?"""
+    pairs = [(v, "plain") for v in ("judged", "soft") if {v, "plain"} <= set(runs)]
+    pairs += [(v, "backbone") for v in VARIANTS if {v, "backbone"} <= set(runs)]
+    return pairs
+
+
 def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     """Metrics of every system on the held-out human questions, significance vs BM25."""
     from relforge.data import read_qrels, read_run
@@ -779,15 +807,100 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     cfg: PipelineConfig = ctx.cfg
     runs = {name: read_run(ctx.path(rel)) for name, rel in run_names(cfg).items()}
     baseline = cfg.evaluate.baseline or ("bm25" if "bm25" in runs else next(iter(runs)))
-    # the question the comparison answers: what did the judge's labels buy over plain mined negatives?
-    pairs = [("judged", "plain")] if {"judged", "plain"} <= set(runs) else []
+    pairs = comparison_pairs(runs)
     result = evaluate(
         read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline), pairs=pairs
     )
     result.to_json(ctx.path("eval/metrics.json"))
     result.to_csv(ctx.path("eval/metrics.csv"))
+    ctx.set_manifest("systems", describe_systems(cfg))  # the report's system descriptions
     first = result.measures[0]
     return {f"{name}:{first}": round(result.aggregates[name][first], 4) for name in result.runs}
+
+
+# --------------------------------------------------------------------------- extra test collections
+
+
+def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict]]:
+    """Corpus, queries, qrels and first-stage runs of one extra collection (pool or full mode)."""
+    from relforge.data import read_beir
+    from relforge.retrieve.bm25 import bm25_search
+    from relforge.retrieve.dense import dense_search
+    from relforge.retrieve.fusion import rrf
+
+    cfg: PipelineConfig = ctx.cfg
+    corpus, queries, qrels = read_beir(resolve_data_source(ec.source), ec.split)
+    qids = sorted(q for q, docs in qrels.items() if q in queries and any(g > 0 for g in docs.values()))
+    if ec.max_queries is not None and len(qids) > ec.max_queries:
+        qids = sorted(random.Random(cfg.seed).sample(qids, ec.max_queries))
+    qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in qids}
+    queries = {q: queries[q] for q in qids}
+    if ec.mode == "pool":
+        corpus = {d: corpus[d] for d in sorted({d for docs in qrels.values() for d in docs})}
+    depth = len(corpus) if ec.mode == "pool" else cfg.retrieve.top_k
+    cache = ctx.path(f"eval/extra/{ec.name}/cache")
+    runs = {"bm25": bm25_search(corpus, queries, depth, str(cache / "bm25-index"))}
+    runs["dense"] = dense_search(
+        corpus,
+        queries,
+        depth,
+        cfg.retrieve.model,
+        str(cache / "embeddings"),
+        batch_size=cfg.retrieve.batch_size,
+        max_seq_length=cfg.retrieve.max_seq_length,
+    )
+    runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=cfg.retrieve.rrf_k, top_k=depth)
+    if ec.mode == "pool":  # every system ranks exactly the judged pool; unscored documents go last
+        for run in runs.values():
+            for q in qids:
+                got = {d: v for d, v in run.get(q, {}).items() if d in qrels[q]}
+                floor = min(got.values(), default=0.0) - 1.0
+                rest = sorted(set(qrels[q]) - set(got))
+                run[q] = {**got, **{d: floor - i * 1e-3 for i, d in enumerate(rest)}}
+    return corpus, queries, qrels, runs
+
+
+def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
+    """Every system again on each ``evaluate.extra`` collection (e.g. out of domain), its own table."""
+    from relforge.data import write_run
+    from relforge.evaluate import evaluate
+
+    cfg: PipelineConfig = ctx.cfg
+    index: dict[str, Any] = {}
+    res: dict[str, Any] = {}
+    for ec in cfg.evaluate.extra:
+        corpus, queries, qrels, first = _extra_data(ctx, ec)
+        stage = ec.first_stage or cfg.rerank.first_stage
+        top_k = ec.top_k or (max(len(v) for v in qrels.values()) if ec.mode == "pool" else cfg.rerank.top_k)
+        runs = {m: first[m] for m in cfg.retrieve.methods}
+        data = (corpus, queries, first[stage], top_k)
+        if cfg.rerank.backbone:
+            runs["backbone"] = _rerank(ctx, _backbone(cfg), "bi", data=data)
+        for v in cfg.train.variants:
+            runs[v] = _rerank(ctx, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend, data)
+        folder = f"eval/extra/{ec.name}"
+        for name, run in runs.items():
+            write_run(ctx.path(f"{folder}/{name}.trec"), run, tag=name)
+        baseline = cfg.evaluate.baseline if cfg.evaluate.baseline in runs else next(iter(runs))
+        result = evaluate(qrels, runs, **_eval_kwargs(cfg, baseline), pairs=comparison_pairs(runs))
+        result.to_json(ctx.path(f"{folder}/metrics.json"))
+        result.to_csv(ctx.path(f"{folder}/metrics.csv"))
+        index[ec.name] = {
+            "metrics": f"{folder}/metrics.json",
+            "source": ec.source,
+            "split": ec.split,
+            "mode": ec.mode,
+            "first_stage": stage,
+            "top_k": top_k,
+            "queries": len(queries),
+            "documents": len(corpus),
+            "description": ec.description,
+        }
+        m = result.measures[0]
+        res[ec.name] = {name: round(result.aggregates[name][m], 4) for name in result.runs}
+        ctx.log(f"extra {ec.name} ({len(queries)} queries, {ec.mode}): {m} {res[ec.name]}")
+    _write_json(ctx.path("eval/extra/summary.json"), index)
+    return res
 
 
 # --------------------------------------------------------------------------- ablation
@@ -834,7 +947,7 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
                 row["source"] = f"train/{variant} (full set)"
             else:
                 rel = f"ablation/{variant}-{n}"
-                info = _train(ctx, groups.select(idx), rel)
+                info = _train(ctx, groups.select(idx), rel, variant)
                 run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
@@ -955,7 +1068,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage(
             "judge_finetune",
             stage_judge_finetune,
-            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data))],
+            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data, "judge_finetune.data"))],
             outputs=lambda k: ["judge_finetune"],
             config=lambda k: {
                 "ft": _dump(k.judge_finetune),
@@ -988,7 +1101,10 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage(
             "agreement",
             stage_agreement,
-            inputs=lambda k: [str(resolve_data_source(k.judge.agreement.human))] + _adapter_inputs(k),
+            inputs=lambda k: (
+                [str(resolve_data_source(k.judge.agreement.human, "judge.agreement.human"))]
+                + _adapter_inputs(k)
+            ),
             outputs=lambda k: ["judge/agreement.json"],
             config=lambda k: {
                 "judge": _dump(k.judge),
@@ -1010,11 +1126,11 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                     "retrieve/candidates.trec",
                     "retrieve/negatives.json",
                 ]
-                + (["judge/judgments.jsonl"] if "judged" in _group_variants(k) else [])
+                + (["judge/judgments.jsonl"] if set(_group_variants(k)) - {"plain"} else [])
             ),
             outputs=lambda k: variants_outputs("dataset", k, _group_variants(k)) + ["dataset/summary.json"],
             config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
-            description="re-bucket hard negatives into LCE groups (plain and judged)",
+            description="re-bucket hard negatives into LCE groups (plain, judged, soft)",
         ),
         Stage(
             "train",
@@ -1040,8 +1156,25 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_evaluate,
             inputs=lambda k: ["data/test-qrels.tsv"] + list(run_names(k).values()),
             outputs=lambda k: ["eval/metrics.json", "eval/metrics.csv"],
-            config=lambda k: {"evaluate": _dump(k.evaluate)},
+            config=lambda k: {"evaluate": k.evaluate.model_dump(mode="json", exclude={"extra"})},
             description="metrics + significance vs BM25",
+        ),
+        Stage(
+            "evaluate_extra",
+            stage_evaluate_extra,
+            inputs=lambda k: (
+                [str(resolve_data_source(e.source)) for e in k.evaluate.extra]
+                + [f"train/{v}" for v in k.train.variants]
+            ),
+            outputs=lambda k: ["eval/extra/summary.json"],
+            config=lambda k: {
+                "evaluate": _dump(k.evaluate),
+                "rerank": _dump(k.rerank),
+                "retrieve": _dump(k.retrieve),
+                "backbone": _backbone(k),
+            },
+            enabled=lambda k: bool(k.evaluate.extra),
+            description="every system on the evaluate.extra collections (e.g. out of domain)",
         ),
         Stage(
             "ablation",
@@ -1061,7 +1194,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "ablation": _dump(k.ablation),
                 "train": _dump(k.train),
                 "rerank": _dump(k.rerank),
-                "evaluate": _dump(k.evaluate),
+                "evaluate": k.evaluate.model_dump(mode="json", exclude={"extra"}),
             },
             enabled=lambda k: bool(k.ablation.sizes),
             description="dataset-size ablation",
@@ -1095,4 +1228,6 @@ def _report_inputs(cfg: PipelineConfig) -> list[str]:
     out += [f"dataset/{v}" for v in _group_variants(cfg)]
     if cfg.ablation.sizes:
         out.append("ablation.json")
+    if cfg.evaluate.extra:
+        out.append("eval/extra/summary.json")
     return out

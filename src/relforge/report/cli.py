@@ -16,10 +16,15 @@ def report_cmd(
     strict: bool = typer.Option(
         False, "--strict", help="Fail on an unreadable artifact instead of flagging it."
     ),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing --out file"),
 ) -> None:
     """Render one self-contained report.html (tables, plots inlined) from an artifacts folder."""
     from relforge.report.render import ARTIFACTS, load_artifacts, write_report
 
+    if out is not None:
+        from relforge.outputs import guard_file
+
+        guard_file(out, overwrite=overwrite)
     art = load_artifacts(artifacts_dir, strict=strict)
     path = write_report(art, out, strict=strict)
     missing = [f for k, f in ARTIFACTS.items() if not art["present"][k]]

@@ -21,6 +21,7 @@ ARTIFACTS: dict[str, str] = {
     "finetune": "judge_finetune/metrics.jsonl",
     "dataset": "dataset/summary.json",
     "ablation": "ablation.json",
+    "extra": "eval/extra/summary.json",
 }
 
 PRETTY_NAMES = {
@@ -134,6 +135,7 @@ def load_artifacts(artifacts_dir: str | os.PathLike, *, strict: bool = False) ->
         "finetune": _load_finetune,
         "dataset": _load_dataset,
         "ablation": _load_ablation,
+        "extra": _load_extra,
     }
     for key, loader in loaders.items():
         if not present[key]:
@@ -272,6 +274,37 @@ def _load_finetune(path: Path) -> list[dict[str, Any]]:
     return sorted((_normalise(r) for r in rows), key=lambda r: r["epoch"])
 
 
+def _load_extra(path: Path) -> dict[str, Any]:
+    """``eval/extra/summary.json``: ``{name: {"metrics": rel path, ...info}}`` -> each EvalResult."""
+    d = _read_json(path)
+    _need(isinstance(d, dict), "expected a JSON object {collection name: {...}}", path)
+    out = {}
+    for name, info in d.items():
+        _need(isinstance(info, dict) and "metrics" in info, f"{name!r}: no 'metrics' path", path)
+        out[name] = {"info": info, "result": _load_metrics(path.parents[2] / info["metrics"])}
+    return out
+
+
+def _extra_section(d: dict[str, Any], systems: dict[str, str] | None = None) -> dict[str, Any]:
+    tables = []
+    for name, e in d.items():
+        info = e["info"]
+        about = (
+            f"{info.get('queries', '?')} queries · {info.get('documents', '?')} documents · "
+            f"source {info.get('source', '?')} ({info.get('split', '?')}) · mode {info.get('mode', '?')}"
+            f" · rerankers see {info.get('first_stage', '?')} top {info.get('top_k', '?')}"
+        )
+        tables.append(
+            {
+                "name": name,
+                "about": about,
+                "description": info.get("description", ""),
+                "m": _metrics_section(e["result"], systems),
+            }
+        )
+    return {"tables": tables}
+
+
 def _load_dataset(path: Path) -> dict[str, Any]:
     d = _read_json(path)
     _need(isinstance(d, dict), "expected a JSON object", path)
@@ -309,6 +342,25 @@ def _rr10(measures: list[str], canonical: dict[str, str]) -> str | None:
         if c.startswith("RR") and c.endswith("@10"):
             return m
     return None
+
+
+#: trained variants of the pipeline (run names) and the untrained model they start from
+TRAINED_RUNS = ("plain", "judged", "soft")
+
+
+def _budget_notes(res, primary: str) -> list[str]:
+    """A plain statement when no trained reranker beats its untrained backbone."""
+    trained = [r for r in TRAINED_RUNS if r in res.runs]
+    if "backbone" not in res.runs or not trained:
+        return []
+    base = res.aggregates["backbone"][primary]
+    if any(res.aggregates[r][primary] > base for r in trained):
+        return []
+    return [
+        f"No trained reranker beats its untrained backbone on {primary} ({fmt(base)}): this run's "
+        "training budget (groups × steps, and the quality of its labels) is too small for training to "
+        "improve on the backbone. configs/medquad-cpu.yaml is the larger CPU recipe (docs/training.md)."
+    ]
 
 
 def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
@@ -374,7 +426,7 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
     if not chart_measures:
         chart_measures = measures[:2]
     chart = plots.metrics_bars({r: res.aggregates[r] for r in res.runs}, chart_measures)
-    notes = []
+    notes = _budget_notes(res, primary)
     if res.skipped_queries:
         notes.append(f"{len(res.skipped_queries)} qrels queries without any relevant judgment were skipped.")
     notes.extend(res.warnings)
@@ -696,6 +748,7 @@ def write_report(
         "finetune": _finetune_section,
         "dataset": _dataset_section,
         "ablation": _ablation_section,
+        "extra": _extra_section,
         "manifest": _manifest_section,
     }
     manifest = art.get("manifest") if isinstance(art.get("manifest"), dict) else {}
@@ -704,7 +757,8 @@ def write_report(
     for key, build in builders.items():
         if key in art:
             try:
-                sections[key] = build(art[key], systems) if key == "metrics" else build(art[key])
+                with_systems = key in ("metrics", "extra")
+                sections[key] = build(art[key], systems) if with_systems else build(art[key])
             except (ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
                 path = root / ARTIFACTS[key]
                 if strict:

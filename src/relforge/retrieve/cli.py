@@ -36,6 +36,7 @@ def retrieve_cmd(
     stemmer: str = typer.Option(_R.stemmer, "--stemmer", help="auto (PyStemmer if installed) | none"),
     rrf_k: int = typer.Option(_R.rrf_k, "--rrf-k", help="RRF constant for hybrid"),
     use_faiss: bool = typer.Option(_R.use_faiss, "--faiss", help="dense search with faiss (if installed)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Retrieve the top-k documents for every query and write a TREC run."""
     if ctx.invoked_subcommand is not None:
@@ -47,6 +48,9 @@ def retrieve_cmd(
     missing = [f for f, v in (("--corpus", corpus), ("--queries", queries), ("--out", out)) if v is None]
     if missing:
         raise UsageError(f"relforge retrieve needs {', '.join(missing)} (or a subcommand: mine)")
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
     try:
         cfg = RetrieveConfig(
             method=method,
@@ -82,12 +86,15 @@ def mine_cmd(
     margin: Optional[float] = typer.Option(None, "--margin", help="negative score < positive score - margin"),
     relative_margin: Optional[float] = typer.Option(None, "--relative-margin", help="neg < pos * (1 - m)"),
     seed: int = typer.Option(_M.seed, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
 ) -> None:
     """Pick hard negatives per query from a run: positives excluded, rank window, margin, random share."""
     from relforge.data import atomic_write, iter_corpus, read_qrels, read_run, write_jsonl
     from relforge.errors import UsageError
+    from relforge.outputs import guard_file
     from relforge.retrieve.mining import mine_negatives_split
 
+    guard_file(out, overwrite=overwrite)
     try:
         cfg = MiningConfig(
             rank_min=rank_min,

@@ -17,13 +17,27 @@ def retrieve(corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig | No
     Hybrid fuses the top ``top_k`` of each retriever.
     """
     config = config or RetrieveConfig()
+    return retrieve_methods(corpus, queries, config, [config.method])[config.method]
+
+
+def retrieve_methods(
+    corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig, methods: list[str], engine=None
+) -> dict[str, Run]:
+    """The runs of several methods at once, each retriever run once (hybrid reuses BM25's and dense's).
+
+    The one place retrieval settings reach the retrievers: ``relforge retrieve`` and the pipeline's
+    retrieve stage both call it.
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown retrieval method {unknown[0]!r}; allowed: {list(METHODS)} (--method)")
     docs = as_doc_list(corpus)
-
-    def _bm25() -> Run:
-        return bm25_search(docs, queries, config.top_k, config.index_dir, stemmer=config.stemmer)
-
-    def _dense() -> Run:
-        return dense_search(
+    need = set(methods) | ({"bm25", "dense"} if "hybrid" in methods else set())
+    runs: dict[str, Run] = {}
+    if "bm25" in need:
+        runs["bm25"] = bm25_search(docs, queries, config.top_k, config.index_dir, stemmer=config.stemmer)
+    if "dense" in need:
+        runs["dense"] = dense_search(
             docs,
             queries,
             config.top_k,
@@ -32,12 +46,8 @@ def retrieve(corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig | No
             batch_size=config.batch_size,
             max_seq_length=config.max_seq_length,
             use_faiss=config.use_faiss,
+            engine=engine,
         )
-
-    if config.method == "bm25":
-        return _bm25()
-    if config.method == "dense":
-        return _dense()
-    if config.method == "hybrid":
-        return rrf([_bm25(), _dense()], k=config.rrf_k, top_k=config.top_k)
-    raise UsageError(f"unknown retrieval method {config.method!r}; allowed: {list(METHODS)} (--method)")
+    if "hybrid" in need:
+        runs["hybrid"] = rrf([runs["bm25"], runs["dense"]], k=config.rrf_k, top_k=config.top_k)
+    return {m: runs[m] for m in methods}

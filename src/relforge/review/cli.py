@@ -88,11 +88,16 @@ def export_cmd(
     resolve: str = typer.Option("latest", "--resolve", help="latest or median of the annotators' labels."),
     annotator: list[str] = typer.Option(None, "--annotator", help="Only these annotators (repeatable)."),
     include_flagged: bool = typer.Option(False, "--include-flagged", help="Keep flagged pairs in the qrels."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="write into a non-empty folder relforge did not create"
+    ),
 ) -> None:
     """Write OUT/qrels/{train,dev}.tsv (BEIR; `relforge judge finetune` takes them), OUT/qrels.trec,
     OUT/label-studio.json and OUT/{corpus,queries}.jsonl from the review database."""
+    from relforge.outputs import prepare_dir
     from relforge.review.export import export
 
+    prepare_dir(out, overwrite=overwrite)
     cfg = _config(
         ExportConfig, resolve=resolve, annotators=annotator or None, include_flagged=include_flagged
     )

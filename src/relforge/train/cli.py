@@ -38,7 +38,9 @@ def register(app: typer.Typer) -> None:
             ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
         ),
         base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
-        loss: str = typer.Option(_D.loss, help="lce | mnrl (cross or bi); bce | lambda | listnet (cross)."),
+        loss: str = typer.Option(
+            _D.loss, help="lce | mnrl | kl | margin_mse (cross or bi); bce | lambda | listnet (cross)."
+        ),
         kind: str = typer.Option(_D.kind, help="cross | bi."),
         epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
         lr: float = typer.Option(_D.lr, help="peak learning rate."),
@@ -48,6 +50,9 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
         negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
         temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
+        teacher_temperature: float = typer.Option(
+            _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
+        ),
         precision: str = typer.Option(_D.precision, help="auto | fp32 | bf16 | fp16."),
         seed: int = typer.Option(_D.seed, help="random seed."),
         dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
@@ -58,14 +63,19 @@ def register(app: typer.Typer) -> None:
         eval_steps: int | None = typer.Option(
             _D.eval_steps, help="evaluate every N steps (default 4x per run)."
         ),
+        overwrite: bool = typer.Option(
+            False, "--overwrite", help="write into a non-empty folder relforge did not create"
+        ),
     ) -> None:
         """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
         from pydantic import ValidationError
 
         from relforge.errors import UsageError
+        from relforge.outputs import claim_dir, guard_dir
         from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
 
         check_loss(loss, kind)
+        guard_dir(out, overwrite=overwrite)
         try:
             cfg = TrainConfig(
                 base=base,
@@ -79,6 +89,7 @@ def register(app: typer.Typer) -> None:
                 max_steps=max_steps,
                 seed=seed,
                 temperature=temperature,
+                teacher_temperature=teacher_temperature,
                 negatives=negatives,
                 precision=precision,
                 eval_steps=eval_steps,
@@ -90,7 +101,7 @@ def register(app: typer.Typer) -> None:
             ) from None
         dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
         fn = train_bi_encoder if kind == "bi" else train_cross_encoder
-        summary = fn(groups, out, cfg, dev=dev)
+        summary = fn(groups, claim_dir(out), cfg, dev=dev)
         typer.echo(
             json.dumps(
                 {
@@ -109,19 +120,24 @@ def register(app: typer.Typer) -> None:
         queries: Path = typer.Option(..., help="queries.jsonl."),
         run: Path = typer.Option(..., help="first-stage run (TREC)."),
         out: Path = typer.Option(..., help="reranked run to write (TREC)."),
-        top_k: int = typer.Option(100, help="documents per query to rerank."),
+        top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
         kind: str = typer.Option("cross", help="cross | bi."),
         backend: str = typer.Option(
             "auto",
             help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
         ),
-        batch_size: int = typer.Option(32, help="pairs per forward pass."),
-        max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
+        batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
+        max_length: int | None = typer.Option(
+            None, min=8, help="token limit of a pair (default: the model's)."
+        ),
+        overwrite: bool = typer.Option(False, help="replace existing output files"),
     ) -> None:
         """Rerank the top-k of a run and write a TREC run."""
         from relforge.data import read_corpus, read_queries, read_run, write_run
+        from relforge.outputs import guard_file
         from relforge.train.rerank import rerank
 
+        guard_file(out, overwrite=overwrite)
         result = rerank(
             model,
             read_corpus(corpus),

@@ -22,6 +22,8 @@ class TrainConfig(BaseModel):
         max_steps: stop after this many steps (-1 = run the epochs).
         seed: seed of the head init, shuffling and dropout.
         temperature: cross-encoder LCE temperature (1.0 = exact LCE).
+        teacher_temperature: soft losses (``kl``): the teacher's softmax is taken over the judge's
+            expected grades divided by this (lower = sharper teacher).
         scale: bi-encoder LCE: cosine similarities are multiplied by this (inverse temperature).
         negatives: use the first ``negatives`` negatives of each group (None = all).
         precision: ``auto`` = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU.
@@ -43,6 +45,7 @@ class TrainConfig(BaseModel):
     max_steps: int = -1
     seed: int = 0
     temperature: float = Field(1.0, gt=0)
+    teacher_temperature: float = Field(1.0, gt=0)
     scale: float = Field(20.0, gt=0)
     negatives: int | None = Field(None, ge=1)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

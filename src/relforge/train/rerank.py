@@ -65,7 +65,11 @@ def encode_sorted(tokenizer, pairs: list[tuple[str, str]], max_length: int) -> t
     encodings in that order plus the permutation (``order[i]`` = index of the i-th sorted pair)."""
     if not pairs:
         return [], np.zeros(0, dtype=np.int64)
-    enc = tokenizer([q for q, _ in pairs], [d for _, d in pairs], truncation=True, max_length=max_length)
+    from relforge.textcut import cut_chars
+
+    docs = [cut_chars(d, max_length)[0] for _, d in pairs]  # characters first, then tokens
+    queries = [cut_chars(q, max_length)[0] for q, _ in pairs]
+    enc = tokenizer(queries, docs, truncation=True, max_length=max_length)
     lengths = np.array([len(ids) for ids in enc["input_ids"]])
     order = np.argsort(-lengths, kind="stable")
     keys = list(enc.keys())

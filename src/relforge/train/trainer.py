@@ -28,7 +28,7 @@ class LossSpec:
     """A registered loss: model kinds it trains, data format, and a factory ``(model, config) -> loss``."""
 
     kinds: tuple[str, ...]
-    fmt: str  # "group": query, positive, negative_1..n | "pairs": query, doc, label | "list": query, docs, labels
+    fmt: str  # "group": query, positive, negative_1..n | "soft": group + scores (teacher) | "pairs": query, doc, label | "list": query, docs, labels
     build: Callable[[Any, TrainConfig], Any]
     help: str
 
@@ -39,6 +39,21 @@ def _lce(model, cfg):
     if cfg.kind == "bi":
         return DenseLCELoss(model, scale=cfg.scale)
     return LCELoss(model, temperature=cfg.temperature)
+
+
+def _soft(kind: str):
+    def build(model, cfg):
+        from relforge.train.losses import DenseSoftGroupLoss, SoftGroupLoss
+
+        if cfg.kind == "bi":
+            return DenseSoftGroupLoss(
+                model, kind=kind, teacher_temperature=cfg.teacher_temperature, scale=cfg.scale
+            )
+        return SoftGroupLoss(
+            model, kind=kind, teacher_temperature=cfg.teacher_temperature, temperature=cfg.temperature
+        )
+
+    return build
 
 
 def _ce_loss(name: str):
@@ -65,6 +80,18 @@ LOSSES: dict[str, LossSpec] = {
         "group",
         _lce,
         "exact LCE: softmax CE over the query's own group (no in-batch negatives)",
+    ),
+    "kl": LossSpec(
+        ("cross", "bi"),
+        "soft",
+        _soft("kl"),
+        "listwise KL to the softmax of the judge's expected grades (teacher) over the query's group",
+    ),
+    "margin_mse": LossSpec(
+        ("cross", "bi"),
+        "soft",
+        _soft("margin_mse"),
+        "GPL margin-MSE: (s_pos - s_neg) vs the judge's (t_pos - t_neg) over the query's group",
     ),
     "bce": LossSpec(
         ("cross",), "pairs", _ce_loss("BinaryCrossEntropyLoss"), "pointwise BCE, positive=1 negatives=0"
@@ -126,6 +153,17 @@ def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross
     if fmt == "group":
         out = groups.select_columns(["query", "positive", *negs])
         return out.rename_column("query", "anchor") if kind == "bi" else out
+    if fmt == "soft":
+        if "teacher" not in cols:
+            raise DataError(
+                f"soft losses (kl, margin_mse) need the 'teacher' column of `relforge dataset build`; got {cols}"
+            )
+        rows = groups.select_columns(["query", "positive", *negs, "teacher"])
+        cols_out = {("anchor" if kind == "bi" else "query"): rows["query"], "positive": rows["positive"]}
+        cols_out.update({c: rows[c] for c in negs})
+        # built in memory: a .map() would write a cache file into the groups folder (a stage output)
+        cols_out["scores"] = [[float(x) for x in t[: 1 + len(negs)]] for t in rows["teacher"]]
+        return datasets.Dataset.from_dict(cols_out)
     if fmt == "pairs":
         q, d, y = [], [], []
         for row in groups.select_columns(["query", "positive", *negs]):

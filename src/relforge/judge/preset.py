@@ -1,0 +1,137 @@
+"""Judge presets: a shipped labeller = feature extractors (LLM query likelihood, MiniLM cosine) + a
+:class:`~relforge.judge.calibrate.CalibrationHead` fitted on human labels.
+
+``relforge judge --preset best`` loads ``presets/best.json`` (written by ``benchmarks/judge_preset.py``,
+see docs/judge-preset.md), computes the features it names for every pair and writes judgments with the
+head's grade, expected grade and probabilities.
+
+Features (all per (query, document) pair; documents are ``title + "\\n" + text`` unless said otherwise):
+
+- ``ql_cond``, ``ql_prior``, ``ql_pmi``: query likelihood under the preset's LLM (:mod:`relforge.judge.ql`);
+- ``cos``: cosine of the embedder's vectors of the query and ``title + " " + text``;
+- ``cos_text``: the same with the text only; ``cos_title``: with the title only (the text when no title).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from relforge.errors import UsageError
+from relforge.judge.calibrate import CalibrationHead
+from relforge.judge.ql import QL_INSTRUCTION
+
+PRESET_DIR = Path(__file__).with_name("presets")
+QL_FEATURES = ("ql_cond", "ql_prior", "ql_pmi")
+COS_FEATURES = ("cos", "cos_text", "cos_title")
+FEATURES = QL_FEATURES + COS_FEATURES
+
+
+class JudgePreset(BaseModel):
+    """A shipped labeller: which models compute which features, and the head mapping them to grades."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    #: LLM spec for the query-likelihood features (only loaded when the head uses one)
+    llm: str = "smollm2"
+    #: sentence-transformers model for the cosine features (named model or folder)
+    embedder: str = "minilm"
+    ql_max_doc_tokens: int = 128
+    ql_instruction: str = QL_INSTRUCTION
+    #: query field read from queries.jsonl (``text``; LiveQA-Med also has ``message``)
+    query_field: str = "text"
+    head: CalibrationHead
+    #: the cross-validated numbers that chose this preset (docs/judge-preset.md)
+    measured: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def load(cls, name_or_path: str | Path) -> JudgePreset:
+        """A shipped preset by name (``best``) or a preset JSON file."""
+        from pydantic import ValidationError
+
+        from relforge.errors import DataError, MissingInputError
+
+        p = Path(name_or_path)
+        if not p.suffix:
+            p = PRESET_DIR / f"{name_or_path}.json"
+        if not p.is_file():
+            shipped = sorted(x.stem for x in PRESET_DIR.glob("*.json"))
+            raise MissingInputError(f"judge preset {str(name_or_path)!r} not found (shipped: {shipped})")
+        try:
+            return cls.model_validate_json(p.read_text(encoding="utf-8"))
+        except (ValidationError, ValueError) as e:
+            raise DataError(f"not a judge preset: {str(e).splitlines()[0]}", path=p) from None
+
+
+def doc_text(doc: Any) -> str:
+    """``title\\ntext`` (or the text alone without a title)."""
+    return f"{doc.title}\n{doc.text}" if getattr(doc, "title", "") else doc.text
+
+
+def query_text(q: Any, field: str) -> str:
+    if field == "text":
+        return q.text
+    value = (getattr(q, "metadata", None) or {}).get(field)
+    return str(value) if value else q.text
+
+
+def cosine_features(
+    embedder: Any, queries: Sequence[str], docs: Sequence[Any], names: Sequence[str], batch_size: int = 32
+) -> dict[str, np.ndarray]:
+    """Cosine features of aligned (query text, Document) pairs; each distinct text is embedded once."""
+    views = {
+        "cos": lambda d: f"{d.title} {d.text}".strip(),
+        "cos_text": lambda d: d.text,
+        "cos_title": lambda d: d.title or d.text,
+    }
+    texts = sorted(set(queries) | {views[n](d) for n in names for d in docs})
+    vec = embedder.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    at = {t: i for i, t in enumerate(texts)}
+    qv = vec[[at[q] for q in queries]]
+    return {n: np.einsum("ij,ij->i", qv, vec[[at[views[n](d)] for d in docs]]) for n in names}
+
+
+def compute_features(
+    names: Sequence[str],
+    queries: Sequence[str],
+    docs: Sequence[Any],
+    *,
+    llm: Any = None,
+    embedder: Any = None,
+    ql_max_doc_tokens: int = 128,
+    ql_instruction: str = QL_INSTRUCTION,
+) -> dict[str, np.ndarray]:
+    """The named features of aligned (query text, Document) pairs (see the module doc)."""
+    unknown = sorted(set(names) - set(FEATURES))
+    if unknown:
+        raise UsageError(f"unknown judge features {unknown}; known: {list(FEATURES)}")
+    out: dict[str, np.ndarray] = {}
+    if any(n in QL_FEATURES for n in names):
+        from relforge.judge.ql import query_likelihood
+
+        ql = query_likelihood(
+            llm,
+            queries,
+            [doc_text(d) for d in docs],
+            max_doc_tokens=ql_max_doc_tokens,
+            instruction=ql_instruction,
+        )
+        out.update({k: np.asarray(v) for k, v in ql.items() if k in names})
+    cos = [n for n in names if n in COS_FEATURES]
+    if cos:
+        out.update(cosine_features(embedder, queries, docs, cos))
+    return out
+
+
+def load_embedder(spec: str) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    from relforge.models import resolve_model
+
+    return SentenceTransformer(resolve_model(spec), device="cpu")

@@ -1,0 +1,120 @@
+"""`relforge judge --preset`: the shipped labeller (QL + cosine + calibration head) end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from relforge.cli import main
+from relforge.judge.calibrate import CalibrationHead
+from relforge.judge.judge import read_judgments
+from relforge.judge.preset import PRESET_DIR, JudgePreset
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("beir")
+    docs = [
+        {"_id": "d1", "title": "What causes anemia?", "text": "Anemia is caused by a lack of iron or B12."},
+        {"_id": "d2", "title": "Flu symptoms", "text": "Influenza causes fever, cough and muscle aches."},
+        {"_id": "d3", "title": "Knee surgery", "text": "Arthroscopy of the knee repairs torn cartilage."},
+    ]
+    (d / "corpus.jsonl").write_text("".join(json.dumps(x) + "\n" for x in docs))
+    qs = [
+        {"_id": "q1", "text": "What causes anemia?"},
+        {"_id": "q2", "text": "What are the symptoms of flu?"},
+    ]
+    (d / "queries.jsonl").write_text("".join(json.dumps(x) + "\n" for x in qs))
+    (d / "pairs.tsv").write_text("q1\td1\nq1\td3\nq2\td2\nq2\td3\nq2\td2\n")  # one duplicate
+    return d
+
+
+def _args(beir, out, *extra):
+    return [
+        "judge",
+        "--corpus",
+        str(beir / "corpus.jsonl"),
+        "--queries",
+        str(beir / "queries.jsonl"),
+        "--pairs",
+        str(beir / "pairs.tsv"),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def _cosine_preset(path, kind="ordinal"):
+    rng = np.random.default_rng(0)
+    cos = rng.uniform(0, 1, 400)
+    grades = np.clip((cos * 4).astype(int), 0, 3)
+    head = CalibrationHead.fit({"cos": cos}, grades, ["cos"], kind=kind)
+    JudgePreset(name="cos-only", head=head).model_dump_json()
+    path.write_text(JudgePreset(name="cos-only", head=head).model_dump_json())
+    return path
+
+
+#: the shipped preset is written by benchmarks/judge_preset.py; until it is computed and committed, the tests
+#: that read it say so instead of passing
+needs_best = pytest.mark.skipif(
+    not (PRESET_DIR / "best.json").exists(),
+    reason="presets/best.json not shipped yet (python benchmarks/judge_preset.py writes it)",
+)
+
+
+def test_preset_file_with_cosine_only(beir, tmp_path):
+    out = tmp_path / "j.jsonl"
+    preset = _cosine_preset(tmp_path / "cos-only.json")
+    assert main(_args(beir, out, "--preset", str(preset), "--qrels-out", str(tmp_path / "q.txt"))) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(r["qid"], r["docid"]) for r in rows] == [("q1", "d1"), ("q1", "d3"), ("q2", "d2"), ("q2", "d3")]
+    for r in rows:
+        assert set(r) >= {"qid", "docid", "grade", "expected", "probs", "features", "preset"}
+        assert sum(r["probs"].values()) == pytest.approx(1.0) and r["grade"] in (0, 1, 2, 3)
+        assert set(r["features"]) == {"cos"} and -1 <= r["features"]["cos"] <= 1
+    by = {(r["qid"], r["docid"]): r for r in rows}
+    # MiniLM: the matching answer is closer than the knee surgery one, so the expected grade is higher
+    assert by["q1", "d1"]["expected"] > by["q1", "d3"]["expected"]
+    assert by["q2", "d2"]["expected"] > by["q2", "d3"]["expected"]
+    assert len(read_judgments(out)) == 4  # readable by `relforge judge agreement`
+    summary = json.loads((tmp_path / "j.summary.json").read_text())
+    assert summary["pairs"] == 4 and summary["llm"] is None and summary["embedder"] == "minilm"
+    assert (tmp_path / "q.txt").read_text().count("\n") == 4
+
+
+@needs_best
+def test_preset_with_ql_features_on_a_tiny_llm(beir, tmp_path, tiny_llm_dir):
+    shipped = JudgePreset.load("best")
+    rng = np.random.default_rng(0)
+    x = {f: rng.normal(size=50) for f in shipped.head.features}
+    head = CalibrationHead.fit(x, rng.integers(0, 4, 50), shipped.head.features)
+    path = tmp_path / "tiny.json"
+    path.write_text(shipped.model_copy(update={"llm": f"hf:{tiny_llm_dir}", "head": head}).model_dump_json())
+    out = tmp_path / "j.jsonl"
+    assert main(_args(beir, out, "--preset", str(path))) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 4 and set(rows[0]["features"]) == set(shipped.head.features)
+    assert all(np.isfinite(list(r["features"].values())).all() for r in rows)
+
+
+@needs_best
+def test_preset_refuses_flags_it_fixes_and_unknown_names(beir, tmp_path, capsys):
+    out = tmp_path / "j.jsonl"
+    assert main(_args(beir, out, "--preset", "best", "--llm", "smollm2", "--adapter", "auto")) == 2
+    assert "drop --llm, --adapter" in capsys.readouterr().err
+    assert main(_args(beir, out, "--preset", "no-such-preset")) != 0
+    assert "shipped: ['best']" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@needs_best
+def test_shipped_best_preset_is_documented_and_consistent():
+    p = JudgePreset.load("best")
+    assert (PRESET_DIR / "best.json").stat().st_size < 20_000
+    assert p.head.features and p.head.values == [0, 1, 2, 3]
+    table = p.measured["table"]
+    assert "cosine-only (MiniLM)|ordinal" in table and "raw cos" in table
+    assert p.head.meta["n_train"] == 1147
