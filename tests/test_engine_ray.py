@@ -275,3 +275,33 @@ def test_dense_encoding_on_ray_equals_local(cluster, tmp_path):
     keep = np.r_[0:8, 16:30]
     assert float(np.abs(remote[keep] - local[keep]).max()) < 1e-5
     assert _cache_file(cache, "minilm", docs).is_file() and not parts.exists()
+
+
+def test_generate_on_ray_equals_local(cluster, beir, servers, tmp_path):
+    (tmp_path / "g.yaml").write_text("filters:\n  min_words: 1\n  check_style: false\n", encoding="utf-8")
+
+    def run(name, *extra):
+        out = tmp_path / f"{name}.jsonl"
+        args = ["generate", "--corpus", str(beir / "corpus.jsonl"), "--out", str(out), "--per-doc", "1"]
+        args += [
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "8",
+            "--config",
+            str(tmp_path / "g.yaml"),
+            "--no-cache",
+        ]
+        args += ["--rejects-out", str(tmp_path / f"{name}.rej.jsonl"), *extra]
+        assert main(args) == 0
+        kept = [(q["metadata"]["doc_id"], q["text"]) for q in map(json.loads, out.read_text().splitlines())]
+        rej = [
+            (r["doc_id"], r["raw"], r["reason"])
+            for r in map(json.loads, (tmp_path / f"{name}.rej.jsonl").read_text().splitlines())
+        ]
+        return kept, rej
+
+    local = run("local", "--llm", f"openai:{servers[0].url}#tiny")
+    ray_ = run("ray", "--engine", "ray", *[x for s in servers for x in ("--llm", f"openai:{s.url}#tiny")])
+    assert ray_ == local and len(local[0]) + len(local[1]) == N_D
+    assert _shard_lines(tmp_path / "ray.jsonl.ray") == N_D  # the completions went through the Ray engine
