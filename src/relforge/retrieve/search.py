@@ -32,6 +32,7 @@ def retrieve(corpus: DocsLike, queries: QueriesLike, config: RetrieveConfig | No
             batch_size=config.batch_size,
             max_seq_length=config.max_seq_length,
             use_faiss=config.use_faiss,
+            precision=config.precision,
         )
 
     if config.method == "bm25":

@@ -48,7 +48,10 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
         negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
         temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
-        precision: str = typer.Option(_D.precision, help="auto | fp32 | bf16 | fp16."),
+        precision: str = typer.Option(
+            _D.precision,
+            help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 (CPU: bf16 autocast, fp32 weights) | fp16 (GPU).",
+        ),
         seed: int = typer.Option(_D.seed, help="random seed."),
         dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
         dev_queries: Path | None = typer.Option(None, help="dev queries.jsonl."),
@@ -117,10 +120,16 @@ def register(app: typer.Typer) -> None:
         ),
         batch_size: int = typer.Option(32, help="pairs per forward pass."),
         max_length: int | None = typer.Option(None, help="token limit of a pair (default: the model's)."),
+        precision: str = typer.Option(
+            "fp32",
+            help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
+        ),
     ) -> None:
         """Rerank the top-k of a run and write a TREC run."""
         from relforge.data import read_corpus, read_queries, read_run, write_run
-        from relforge.train.rerank import rerank
+        from relforge.train.rerank import rerank, rerank_plan
+
+        used, plan = rerank_plan(kind, backend, precision)
 
         result = rerank(
             model,
@@ -132,6 +141,9 @@ def register(app: typer.Typer) -> None:
             backend=backend,
             batch_size=batch_size,
             max_length=max_length,
+            precision=precision,
         )
         n = write_run(out, result, tag=f"relforge-{kind}")
-        typer.echo(f"wrote {n} lines for {len(result)} queries to {out}")
+        typer.echo(
+            f"wrote {n} lines for {len(result)} queries to {out} (backend {used}, precision {plan.resolved})"
+        )
