@@ -262,7 +262,7 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
     docs = select_documents(corpus, gc.select, stats=sel_stats)
-    llm = ctx.llm(cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    llm = ctx.llm(cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm_options("generate"))
     res = generate_queries(llm, docs, gc, corpus=corpus)
     write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
     if not res.queries:
@@ -283,7 +283,7 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
     from relforge.data import read_corpus, read_qrels, read_queries, write_run
     from relforge.retrieve.bm25 import bm25_search
-    from relforge.retrieve.dense import dense_search
+    from relforge.retrieve.dense import dense_search, encoder_plan
     from relforge.retrieve.fusion import rrf
     from relforge.retrieve.mining import mine_negatives
 
@@ -310,6 +310,7 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
             str(ctx.path("retrieve/cache/embeddings")),
             batch_size=rc.batch_size,
             use_faiss=rc.use_faiss,
+            precision=rc.precision,
         )
     if "hybrid" in need:
         runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=rc.top_k)
@@ -323,7 +324,13 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     _write_json(ctx.path("retrieve/negatives.json"), negs)
     _write_json(
         ctx.path("retrieve/summary.json"),
-        {"mining": stats, "methods": rc.methods, "candidates": rc.method, "top_k": rc.top_k},
+        {
+            "mining": stats,
+            "methods": rc.methods,
+            "candidates": rc.method,
+            "top_k": rc.top_k,
+            **({"dense": encoder_plan(rc.precision).metadata()} if "dense" in need else {}),
+        },
     )
     return {
         "synthetic_queries": len(synth),
@@ -369,7 +376,9 @@ def _read_labelled(folder: Path):
 
 def _judge_llm(ctx: StageContext, adapter: str | None):
     cfg: PipelineConfig = ctx.cfg
-    return ctx.llm(cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options)
+    return ctx.llm(
+        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm_options("judge")
+    )
 
 
 def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
@@ -710,6 +719,7 @@ def _rerank(ctx: StageContext, model: str, kind: str = "cross", backend: str = "
         backend=backend,
         batch_size=rr.batch_size,
         max_length=rr.max_length,
+        precision=rr.precision,
     )
 
 
@@ -736,7 +746,18 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
         one("backbone", _backbone(cfg), "bi")
     for v in cfg.train.variants:
         one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
-    return {"queries": res, "pairs_per_s": speed, "backend": cfg.rerank.backend}
+    from relforge.train.rerank import rerank_plan
+
+    used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
+    used.update(
+        {v: rerank_plan(cfg.train.kind, cfg.rerank.backend, cfg.rerank.precision) for v in cfg.train.variants}
+    )
+    return {
+        "queries": res,
+        "pairs_per_s": speed,
+        "backend": cfg.rerank.backend,
+        "precision": {name: {"backend": b, **plan.metadata()} for name, (b, plan) in used.items()},
+    }
 
 
 def run_names(cfg: PipelineConfig) -> dict[str, str]:
@@ -921,7 +942,11 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             config=lambda k: (
                 {"human_split": k.data.train_split}
                 if k.data.train_split
-                else {"generate": _dump(k.generate), "llm": k.llm_for("generate"), "options": k.llm.options}
+                else {
+                    "generate": _dump(k.generate),
+                    "llm": k.llm_for("generate"),
+                    "options": k.llm_options("generate"),
+                }
             ),
             enabled=lambda k: k.generate.enabled,
             description="LLM writes queries for documents (or data.train_split's human questions)",
@@ -970,7 +995,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             config=lambda k: {
                 "judge": _dump(k.judge.model_copy(update={"agreement": None})),
                 "llm": k.llm_for("judge"),
-                "options": k.llm.options,
+                "options": k.llm_options("judge"),
             },
             enabled=judge_on,
             description="LLM judge grades positives and candidates",
@@ -984,7 +1009,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "judge": _dump(k.judge),
                 "llm": k.llm_for("judge"),
                 "seed": k.seed,
-                "options": k.llm.options,
+                "options": k.llm_options("judge"),
             },
             enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
             description="judge vs held-out human labels, next to MiniLM cosine",

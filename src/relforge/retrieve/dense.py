@@ -89,14 +89,13 @@ def encode_texts(enc: Any, texts: list[str], batch_size: int = 64, progress: boo
             convert_to_numpy=True,
             show_progress_bar=progress,
         ).astype(np.float32)
-    out = enc.encode(
-        texts,
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_tensor=True,
-        show_progress_bar=progress,
-    )
-    return out.float().cpu().numpy()
+    out = enc.encode(texts, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=progress)
+    return _normalized(out.float().cpu().numpy())
+
+
+def _normalized(emb: np.ndarray) -> np.ndarray:
+    """Row-normalised in float32 (bf16 models: normalising in bf16 leaves norms off by ~1e-3)."""
+    return (emb / np.clip(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12, None)).astype(np.float32)
 
 
 def _cache_file(

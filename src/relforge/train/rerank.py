@@ -455,6 +455,8 @@ def _rerank_bi(enc, corpus, queries, lists, batch_size, plan: PrecisionPlan) -> 
 def _st_encode(st, texts: list[str], batch_size: int, plan: PrecisionPlan) -> np.ndarray:
     if plan.resolved == "fp32":  # exactly the numbers of relforge before precision existed
         return st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    from relforge.retrieve.dense import _normalized
+
     with plan.context():
-        out = st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_tensor=True)
-    return out.float().cpu().numpy()
+        out = st.encode(texts, batch_size=batch_size, convert_to_tensor=True)
+    return _normalized(out.float().cpu().numpy())
