@@ -96,10 +96,13 @@ def test_every_shipped_config_validates():
 def test_train_split_and_rerank_backend_checks():
     with pytest.raises(DataError, match="train_split 'test' is also an evaluation split"):
         parse_config({"data": {"test_split": "dev,test", "train_split": "test"}})
-    with pytest.raises(
-        DataError, match="rerank.backend 'onnx-int8' is for cross-encoders but train.kind is 'bi'"
-    ):
-        parse_config({"train": {"kind": "bi"}, "rerank": {"backend": "onnx-int8"}})
+    # bi-encoders rerank on ONNX Runtime too (relforge.train.onnx_bi)
+    assert (
+        parse_config({"train": {"kind": "bi"}, "rerank": {"backend": "onnx-int8"}}).rerank.backend
+        == "onnx-int8"
+    )
+    with pytest.raises(DataError, match="rerank.precision 'bf16' cannot run on rerank.backend 'onnx'"):
+        parse_config({"rerank": {"backend": "onnx", "precision": "bf16"}})
     cfg = parse_config(
         {"data": {"train_split": "train", "train_queries": 5}, "rerank": {"backend": "onnx-int8"}}
     )

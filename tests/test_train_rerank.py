@@ -139,8 +139,10 @@ def test_rerank_bi_encoder_and_argument_errors(task):
     assert len(r[q0]) == 5 and all(-1.0 <= s <= 1.0 for s in r[q0].values())
     with pytest.raises(UsageError, match="backend 'gpu' is not one of auto, onnx, onnx-int8, torch"):
         rerank("minilm", corpus, queries, sub, backend="gpu")
-    with pytest.raises(UsageError, match="backend 'onnx' is only implemented for kind 'cross'"):
-        rerank("minilm", corpus, queries, sub, kind="bi", backend="onnx")
+    onnx = rerank("minilm", corpus, queries, sub, top_k=5, kind="bi", backend="onnx")  # bi-encoders too
+    assert max(abs(onnx[q][d] - r[q][d]) for q in r for d in r[q]) < 1e-4
+    with pytest.raises(UsageError, match="cannot run on backend 'onnx'"):
+        rerank("minilm", corpus, queries, sub, kind="bi", backend="onnx", precision="bf16")
     with pytest.raises(DataError, match="document 'nope'"):
         rerank("minilm", corpus, queries, {q0: {"nope": 1.0}}, kind="bi")
 

@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from relforge.engine.config import EngineConfig
 from relforge.errors import DataError, MissingInputError
 
+#: the pipeline's ``precision`` values (top level and per stage; see docs/precision.md)
+PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -113,6 +116,8 @@ class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
     enabled: bool = True
     #: LLM spec (None: ``llm.spec``)
     llm: str | None = None
+    #: local (hf) LLM precision (None: ``llm.options.precision``, else the top-level ``precision``)
+    precision: PrecisionSetting | None = None
 
 
 class RetrieveSection(RetrieveConfig):  # type: ignore[misc, valid-type]
@@ -145,6 +150,8 @@ class JudgeSection(JudgeConfig):  # type: ignore[misc, valid-type]
 
     enabled: bool = True
     llm: str | None = None
+    #: local (hf) LLM precision (None: ``llm.options.precision``, else the top-level ``precision``)
+    precision: PrecisionSetting | None = None
     #: ``auto`` (the LoRA adapter shipped in the package when the judge LLM is the packaged SmolLM2,
     #: else none), ``shipped``, ``finetune`` (the judge_finetune stage's output), a folder, or null
     #: (zero-shot). Each synthetic query's source document and its ``retrieve.mining.num_negatives``
@@ -208,9 +215,12 @@ class RerankSection(Strict):
     max_length: int | None = Field(None, ge=8)
     #: also rerank with the untrained backbone (as a bi-encoder: cosine of its embeddings)
     backbone: bool = True
-    #: trained cross-encoders: ``auto``/``onnx`` (ONNX Runtime, exact), ``onnx-int8`` (int8 weights:
-    #: ~2x faster, approximate) or ``torch``; bi-encoders always run on torch
+    #: ``auto`` (onnx for cross, torch for bi) / ``onnx`` (ONNX Runtime, exact), ``onnx-int8`` (int8 weights:
+    #: ~2x faster, approximate) or ``torch``; bi-encoders too (relforge.train.onnx_bi)
     backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
+    #: ``fp32`` (exact; the backend as given), ``bf16`` (torch), ``int8`` (ONNX int8), ``auto`` (bf16 if the
+    #: CPU has it); see relforge.train.rerank.rerank_plan
+    precision: PrecisionSetting = "fp32"
 
 
 class ExtraCollection(Strict):
@@ -282,6 +292,11 @@ class PipelineConfig(Strict):
     seed: int = 0
     #: set HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE / HF_DATASETS_OFFLINE for the run
     offline: bool = True
+    #: numeric precision of every local model (``auto | fp32 | bf16 | int8``), unless a stage sets its own
+    #: (``retrieve.precision``, ``train.precision``, ``rerank.precision``, ``generate.precision``,
+    #: ``judge.precision`` / ``llm.options.precision``). None: each stage's default (fp32; train: auto).
+    #: Training never runs int8: with ``int8`` here it keeps its own default.
+    precision: PrecisionSetting | None = None
     data: DataSection = Field(default_factory=DataSection)
     llm: LLMSection = Field(default_factory=LLMSection)
     generate: GenerateSection = Field(default_factory=GenerateSection)
@@ -309,21 +324,46 @@ class PipelineConfig(Strict):
                 f"rerank.first_stage {self.rerank.first_stage!r} is not in retrieve.methods "
                 f"{self.retrieve.methods}; add it there"
             )
-        if self.rerank.backend.startswith("onnx") and self.train.kind == "bi":
+        bad = {"bf16": ("onnx", "onnx-int8"), "int8": ("onnx",)}.get(self.rerank.precision, ())
+        if self.rerank.backend in bad:
             raise ValueError(
-                f"rerank.backend {self.rerank.backend!r} is for cross-encoders but train.kind is 'bi'; "
-                "use backend auto or torch"
+                f"rerank.precision {self.rerank.precision!r} cannot run on rerank.backend "
+                f"{self.rerank.backend!r}; use backend auto or torch"
             )
         for v in ("judged", "soft"):
             if v in self.train.variants and not self.judge.enabled:
                 raise ValueError(
                     f"train.variants has {v!r} but judge.enabled is false; remove {v!r} or enable the judge"
                 )
+        self._spread_precision()
         return self
+
+    def _spread_precision(self) -> None:
+        """The top-level ``precision`` into the stage sections that do not set their own."""
+        if self.precision is None:
+            return
+        for section in (self.retrieve, self.rerank, self.train):
+            if "precision" in section.model_fields_set or "precision" not in type(section).model_fields:
+                continue
+            if section is self.train and self.precision == "int8":
+                continue
+            section.precision = self.precision
 
     def llm_for(self, stage: Literal["generate", "judge"]) -> str:
         own = self.generate.llm if stage == "generate" else self.judge.llm
         return own or self.llm.spec
+
+    def llm_options(self, stage: Literal["generate", "judge"]) -> dict[str, Any]:
+        """``llm.options`` for ``stage``'s LLM, with its precision (the stage's, else ``llm.options``', else
+        the top-level one) when that LLM is a local (hf) model; exactly ``llm.options`` otherwise."""
+        from relforge.llm import parse_spec
+
+        opts = dict(self.llm.options)
+        own = self.generate.precision if stage == "generate" else self.judge.precision
+        precision = own or opts.get("precision") or self.precision
+        if precision is not None and parse_spec(self.llm_for(stage))[0] == "hf":
+            opts["precision"] = precision
+        return opts
 
 
 # --------------------------------------------------------------------------- loading and errors

@@ -267,7 +267,7 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     from relforge.engine.pipeline import stage_llm
 
     llm = stage_llm(ctx, cfg.llm_for("generate")) or ctx.llm(
-        cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm.options
+        cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm_options("generate")
     )
     res = generate_queries(llm, docs, gc, corpus=corpus)
     write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
@@ -288,6 +288,7 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
 def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
     from relforge.data import read_corpus, read_qrels, read_queries, write_run
+    from relforge.retrieve.dense import encoder_plan
     from relforge.retrieve.mining import mine_negatives
     from relforge.retrieve.search import retrieve_methods
 
@@ -302,6 +303,9 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
         "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
     }
     settings = stage_part(rc, RetrieveConfig, **where)
+    need = (
+        set(rc.methods) | {rc.method} | ({"bm25", "dense"} if "hybrid" in rc.methods + [rc.method] else set())
+    )
     runs = retrieve_methods(
         corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])), engine=cfg.engine
     )
@@ -315,7 +319,13 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     _write_json(ctx.path("retrieve/negatives.json"), negs)
     _write_json(
         ctx.path("retrieve/summary.json"),
-        {"mining": stats, "methods": rc.methods, "candidates": rc.method, "top_k": rc.top_k},
+        {
+            "mining": stats,
+            "methods": rc.methods,
+            "candidates": rc.method,
+            "top_k": rc.top_k,
+            **({"dense": encoder_plan(rc.precision).metadata()} if "dense" in need else {}),
+        },
     )
     return {
         "synthetic_queries": len(synth),
@@ -364,7 +374,7 @@ def _judge_llm(ctx: StageContext, adapter: str | None):
 
     cfg: PipelineConfig = ctx.cfg
     return stage_llm(ctx, cfg.llm_for("judge"), adapter) or ctx.llm(
-        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm.options
+        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm_options("judge")
     )
 
 
@@ -722,6 +732,7 @@ def _rerank(
         backend=backend,
         batch_size=rr.batch_size,
         max_length=rr.max_length,
+        precision=rr.precision,
     )
 
 
@@ -748,7 +759,18 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
         one("backbone", _backbone(cfg), "bi")
     for v in cfg.train.variants:
         one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
-    return {"queries": res, "pairs_per_s": speed, "backend": cfg.rerank.backend}
+    from relforge.train.rerank import rerank_plan
+
+    used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
+    used.update(
+        {v: rerank_plan(cfg.train.kind, cfg.rerank.backend, cfg.rerank.precision) for v in cfg.train.variants}
+    )
+    return {
+        "queries": res,
+        "pairs_per_s": speed,
+        "backend": cfg.rerank.backend,
+        "precision": {name: {"backend": b, **plan.metadata()} for name, (b, plan) in used.items()},
+    }
 
 
 def run_names(cfg: PipelineConfig) -> dict[str, str]:
@@ -1044,7 +1066,11 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             config=lambda k: (
                 {"human_split": k.data.train_split}
                 if k.data.train_split
-                else {"generate": _dump(k.generate), "llm": k.llm_for("generate"), "options": k.llm.options}
+                else {
+                    "generate": _dump(k.generate),
+                    "llm": k.llm_for("generate"),
+                    "options": k.llm_options("generate"),
+                }
             ),
             enabled=lambda k: k.generate.enabled,
             description="LLM writes queries for documents (or data.train_split's human questions)",
@@ -1093,7 +1119,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             config=lambda k: {
                 "judge": _dump(k.judge.model_copy(update={"agreement": None})),
                 "llm": k.llm_for("judge"),
-                "options": k.llm.options,
+                "options": k.llm_options("judge"),
             },
             enabled=judge_on,
             description="LLM judge grades positives and candidates",
@@ -1110,7 +1136,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "judge": _dump(k.judge),
                 "llm": k.llm_for("judge"),
                 "seed": k.seed,
-                "options": k.llm.options,
+                "options": k.llm_options("judge"),
             },
             enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
             description="judge vs held-out human labels, next to MiniLM cosine",

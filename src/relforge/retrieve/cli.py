@@ -37,6 +37,11 @@ def retrieve_cmd(
     rrf_k: int = typer.Option(_R.rrf_k, "--rrf-k", help="RRF constant for hybrid"),
     use_faiss: bool = typer.Option(_R.use_faiss, "--faiss", help="dense search with faiss (if installed)"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    precision: str = typer.Option(
+        _R.precision,
+        "--precision",
+        help="dense encoder: fp32 (exact) | bf16 | int8 (ONNX Runtime) | auto (bf16 if the CPU has it)",
+    ),
 ) -> None:
     """Retrieve the top-k documents for every query and write a TREC run."""
     if ctx.invoked_subcommand is not None:
@@ -62,12 +67,18 @@ def retrieve_cmd(
             rrf_k=rrf_k,
             max_seq_length=max_seq_length,
             use_faiss=use_faiss,
+            precision=precision,
         )
     except ValueError as e:
         raise UsageError(f"invalid retrieve settings: {e}") from None
     run = retrieve(read_corpus(corpus), read_queries(queries), cfg)
     n = write_run(out, run, tag=f"relforge-{method}", top_k=top_k)
-    typer.secho(f"wrote {n} lines for {len(run)} queries to {out}", err=True)
+    how = ""
+    if method != "bm25":
+        from relforge.retrieve.dense import encoder_plan
+
+        how = f" (dense encoder precision {encoder_plan(cfg.precision).resolved})"
+    typer.secho(f"wrote {n} lines for {len(run)} queries to {out}{how}", err=True)
 
 
 @retrieve_app.command("mine")

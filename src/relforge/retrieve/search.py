@@ -47,6 +47,7 @@ def retrieve_methods(
             max_seq_length=config.max_seq_length,
             use_faiss=config.use_faiss,
             engine=engine,
+            precision=config.precision,
         )
     if "hybrid" in need:
         runs["hybrid"] = rrf([runs["bm25"], runs["dense"]], k=config.rrf_k, top_k=config.top_k)

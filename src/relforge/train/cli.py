@@ -53,7 +53,10 @@ def register(app: typer.Typer) -> None:
         teacher_temperature: float = typer.Option(
             _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
         ),
-        precision: str = typer.Option(_D.precision, help="auto | fp32 | bf16 | fp16."),
+        precision: str = typer.Option(
+            _D.precision,
+            help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 (CPU: bf16 autocast, fp32 weights) | fp16 (GPU).",
+        ),
         seed: int = typer.Option(_D.seed, help="random seed."),
         dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
         dev_queries: Path | None = typer.Option(None, help="dev queries.jsonl."),
@@ -131,11 +134,17 @@ def register(app: typer.Typer) -> None:
             None, min=8, help="token limit of a pair (default: the model's)."
         ),
         overwrite: bool = typer.Option(False, help="replace existing output files"),
+        precision: str = typer.Option(
+            "fp32",
+            help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
+        ),
     ) -> None:
         """Rerank the top-k of a run and write a TREC run."""
         from relforge.data import read_corpus, read_queries, read_run, write_run
         from relforge.outputs import guard_file
-        from relforge.train.rerank import rerank
+        from relforge.train.rerank import rerank, rerank_plan
+
+        used, plan = rerank_plan(kind, backend, precision)
 
         guard_file(out, overwrite=overwrite)
         result = rerank(
@@ -148,6 +157,9 @@ def register(app: typer.Typer) -> None:
             backend=backend,
             batch_size=batch_size,
             max_length=max_length,
+            precision=precision,
         )
         n = write_run(out, result, tag=f"relforge-{kind}")
-        typer.echo(f"wrote {n} lines for {len(result)} queries to {out}")
+        typer.echo(
+            f"wrote {n} lines for {len(result)} queries to {out} (backend {used}, precision {plan.resolved})"
+        )

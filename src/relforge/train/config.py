@@ -26,7 +26,9 @@ class TrainConfig(BaseModel):
             expected grades divided by this (lower = sharper teacher).
         scale: bi-encoder LCE: cosine similarities are multiplied by this (inverse temperature).
         negatives: use the first ``negatives`` negatives of each group (None = all).
-        precision: ``auto`` = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU.
+        precision: ``auto`` = bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU (unchanged: CPU
+            bf16 is opt-in); ``bf16`` on CPU = mixed precision (fp32 master weights, bf16 autocast); ``fp16``
+            GPU only. ``int8`` is an inference setting and is refused here.
         eval_steps: evaluate on the dev set every this many steps (None = 4 times per run).
         dev_top_k: depth of the dev run reranked during evaluation.
         logging_steps: loss curve resolution.

@@ -10,6 +10,11 @@ sentence-transformers ONNX extra breaks this stack). The export is cached beside
 ``backend="onnx-int8"`` adds dynamic int8 quantisation of the export's MatMul weights (per channel;
 the classifier head stays fp32), cached as ``model-int8.onnx`` beside the fp32 file. It is faster
 but no longer exact: ``benchmarks/rerank.py`` measures its speed and its nDCG@10 change in one run.
+
+``precision`` (:mod:`relforge.precision`) picks the numeric path for both kinds: ``fp32`` (default: the
+``backend`` as given, today's scores exactly), ``bf16`` (torch, bfloat16 weights), ``int8`` (ONNX Runtime
+with int8 weights: ``onnx-int8``; bi-encoders through :class:`relforge.train.onnx_bi.OnnxBiEncoder`) or
+``auto`` (bf16 on a CPU with AVX-512 BF16 / AMX, else fp32). :func:`rerank_plan` says what a setting runs.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from relforge.errors import DataError, RelforgeError, UsageError
+from relforge.precision import PrecisionPlan, apply_precision, plan_precision
 from relforge.types import Document, Query, Run, sorted_ranking
 
 KINDS = ("cross", "bi")
@@ -87,8 +93,13 @@ def _unsort(scores: np.ndarray, order: np.ndarray) -> np.ndarray:
     return out
 
 
-def torch_logits(model, pairs: list[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
-    """Raw logits of a CrossEncoder for ``pairs`` with torch (length-sorted batches)."""
+def torch_logits(
+    model, pairs: list[tuple[str, str]], batch_size: int = 32, plan: PrecisionPlan | None = None
+) -> np.ndarray:
+    """Raw logits of a CrossEncoder for ``pairs`` with torch (length-sorted batches), inside the
+    precision plan's context (autocast plans)."""
+    import contextlib
+
     import torch
 
     hf = model.model
@@ -96,7 +107,8 @@ def torch_logits(model, pairs: list[tuple[str, str]], batch_size: int = 32) -> n
     encoded, order = encode_sorted(model.tokenizer, pairs, model.max_length)
     names = set(_input_names(hf))
     out = []
-    with torch.inference_mode():
+    ctx = plan.context() if plan is not None else contextlib.nullcontext()
+    with torch.inference_mode(), ctx:
         for batch in _batches(model.tokenizer, encoded, batch_size):
             feed = {k: torch.from_numpy(v).to(hf.device) for k, v in batch.items() if k in names}
             out.append(hf(**feed).logits[:, 0].float().cpu().numpy())
@@ -285,6 +297,37 @@ def model_names(model) -> list[str]:
 # --------------------------------------------------------------------------- rerank
 
 
+def rerank_plan(
+    kind: str, backend: str = "auto", precision: str | None = "fp32"
+) -> tuple[str, PrecisionPlan]:
+    """``(backend, plan)`` a reranking setting runs: the concrete backend (``onnx | onnx-int8 | torch``) and
+    the resolved precision (``fp32 | bf16 | int8``), for the run's metadata.
+
+    ``precision`` fp32 keeps ``backend`` as given (``auto`` = onnx for cross, torch for bi; an explicit
+    ``onnx-int8`` is then recorded as int8); bf16 runs on torch; int8 on ONNX Runtime (``onnx-int8``), or
+    torch dynamic quantisation with ``backend="torch"``.
+    """
+    _check_choice("kind", kind, KINDS, "kind / --kind")
+    _check_choice("backend", backend, BACKENDS, "backend / --backend")
+    plan = plan_precision(precision or "fp32", "cpu")
+    p = plan.resolved
+    if p == "fp32":
+        if backend == "auto":
+            backend = "onnx" if kind == "cross" else "torch"
+        if backend == "onnx-int8":
+            plan = plan_precision("int8", "cpu")
+        return backend, plan
+    allowed = {"bf16": ("auto", "torch"), "int8": ("auto", "onnx-int8", "torch")}[p]
+    if backend not in allowed:
+        raise UsageError(
+            f"precision {precision!r} ({p}) cannot run on backend {backend!r}; use --backend "
+            f"{' or '.join(allowed)} (or --precision fp32)"
+        )
+    return (
+        "onnx-int8" if p == "int8" and backend == "auto" else "torch" if backend == "auto" else backend
+    ), plan
+
+
 def rerank(
     model_dir: str,
     corpus: Mapping[str, Document],
@@ -296,6 +339,7 @@ def rerank(
     batch_size: int = 32,
     max_length: int | None = None,
     model: Any = None,
+    precision: str | None = "fp32",
 ) -> Run:
     """Rerank each query's top ``top_k`` documents of ``run``.
 
@@ -310,24 +354,20 @@ def rerank(
             approximate), ``torch``, or ``auto`` (onnx for cross, torch for bi).
         batch_size: pairs per forward pass.
         max_length: token limit of (query, doc) pairs; default the model's.
-        model: an already loaded model to use instead of loading ``model_dir`` (torch backend).
+        model: an already loaded model to use instead of loading ``model_dir`` (torch backend; with bf16
+            it runs under autocast rather than being cast, so the caller's model is left as it is).
+        precision: ``fp32`` (default, exact), ``bf16``, ``int8`` or ``auto``; see :func:`rerank_plan`.
 
     Returns:
         The reranked run (top ``top_k`` per query, scores from the model).
     """
     from relforge.dataset.groups import doc_text
 
-    _check_choice("kind", kind, KINDS, "kind / --kind")
-    _check_choice("backend", backend, BACKENDS, "backend / --backend")
-    if kind == "bi" and backend.startswith("onnx"):
-        raise UsageError(
-            f"backend {backend!r} is only implemented for kind 'cross'; use --backend torch for bi-encoders"
-        )
+    backend, plan = rerank_plan(kind, backend, precision)
     if top_k < 1:
         raise UsageError(f"top_k must be >= 1, got {top_k} (set --top-k)")
     if batch_size < 1:
         raise UsageError(f"batch_size must be >= 1, got {batch_size} (set --batch-size)")
-    backend = ("onnx" if kind == "cross" else "torch") if backend == "auto" else backend
     lists: dict[str, list[str]] = {}
     for qid, scores in run.items():
         if qid not in queries:
@@ -337,9 +377,8 @@ def rerank(
             if d not in corpus:
                 raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
     if kind == "bi":
-        return _rerank_bi(
-            model if model is not None else model_dir, corpus, queries, lists, batch_size, max_length
-        )
+        enc = _bi_encoder(model if model is not None else model_dir, backend, plan, max_length)
+        return _rerank_bi(enc, corpus, queries, lists, batch_size, plan)
     pairs = [(queries[q].text, doc_text(corpus[d])) for q, ds in lists.items() for d in ds]
     ce = model if model is not None else load_cross_encoder(model_dir, max_length)
     if backend.startswith("onnx"):
@@ -351,7 +390,8 @@ def rerank(
             quantize="int8" if backend == "onnx-int8" else None,
         ).predict(pairs, batch_size)
     else:
-        scores = torch_logits(ce, pairs, batch_size)
+        ce, plan = _torch_precision(ce, plan, owned=model is None, skip=("classifier",))
+        scores = torch_logits(ce, pairs, batch_size, plan)
     out: Run = {}
     i = 0
     for qid, ds in lists.items():
@@ -360,31 +400,53 @@ def rerank(
     return out
 
 
-def _rerank_bi(model, corpus, queries, lists, batch_size, max_length) -> Run:
-    from relforge.dataset.groups import doc_text
+def _torch_precision(model, plan: PrecisionPlan, *, owned: bool, skip: tuple[str, ...] = ()):
+    """Put a torch model into ``plan``: cast (bf16) or quantise (int8) a model loaded here (``owned``); a
+    caller's model is never changed: bf16 runs it under autocast, int8 is refused."""
+    if plan.resolved == "fp32":
+        return model, plan
+    if owned:
+        return apply_precision(model, plan, skip=skip)
+    if plan.resolved == "int8":
+        raise UsageError(
+            "precision int8 quantises the model in place: pass a model folder, not a loaded model"
+        )
+    return model, plan_precision(plan.requested, plan.device, autocast=True)
 
-    if isinstance(model, str):
+
+def _bi_encoder(model, backend: str, plan: PrecisionPlan, max_length: int | None):
+    """The bi-encoder to rerank with: a SentenceTransformer (torch, in ``plan``) or an OnnxBiEncoder."""
+    owned = isinstance(model, str)
+    source = None
+    if owned:
         from sentence_transformers import SentenceTransformer
 
         from relforge.models import resolve_model
 
-        model = SentenceTransformer(resolve_model(model))
+        source = resolve_model(model)
+        model = SentenceTransformer(source)
     if max_length is not None:
         model.max_seq_length = max_length
+    if backend.startswith("onnx"):
+        from relforge.train.onnx_bi import OnnxBiEncoder
+
+        return OnnxBiEncoder(model, source, quantize="int8" if backend == "onnx-int8" else None)
+    model, plan = _torch_precision(model, plan, owned=owned)
+    return model, plan
+
+
+def _rerank_bi(enc, corpus, queries, lists, batch_size, plan: PrecisionPlan) -> Run:
+    from relforge.dataset.groups import doc_text
+
     qids = list(lists)
     dids = sorted({d for ds in lists.values() for d in ds})
-    qv = model.encode(
-        [queries[q].text for q in qids],
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-    )
-    dv = model.encode(
-        [doc_text(corpus[d]) for d in dids],
-        batch_size=batch_size,
-        normalize_embeddings=True,
-        convert_to_numpy=True,
-    )
+    qtexts = [queries[q].text for q in qids]
+    dtexts = [doc_text(corpus[d]) for d in dids]
+    if isinstance(enc, tuple):  # (SentenceTransformer, plan) on torch
+        st, plan = enc
+        qv, dv = _st_encode(st, qtexts, batch_size, plan), _st_encode(st, dtexts, batch_size, plan)
+    else:
+        qv, dv = enc.encode(qtexts, batch_size), enc.encode(dtexts, batch_size)
     didx = {d: i for i, d in enumerate(dids)}
     out: Run = {}
     for qi, qid in enumerate(qids):
@@ -392,3 +454,13 @@ def _rerank_bi(model, corpus, queries, lists, batch_size, max_length) -> Run:
         sims = dv[idx] @ qv[qi]
         out[qid] = {d: float(s) for d, s in zip(lists[qid], sims, strict=True)}
     return out
+
+
+def _st_encode(st, texts: list[str], batch_size: int, plan: PrecisionPlan) -> np.ndarray:
+    if plan.resolved == "fp32":  # exactly the numbers of relforge before precision existed
+        return st.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+    from relforge.retrieve.dense import _normalized
+
+    with plan.context():
+        out = st.encode(texts, batch_size=batch_size, convert_to_tensor=True)
+    return _normalized(out.float().cpu().numpy())

@@ -257,8 +257,17 @@ def _load(groups):
     return groups
 
 
-def _precision(cfg: TrainConfig) -> dict[str, bool]:
+def precision_plan(cfg: TrainConfig):
+    """The training precision as a :class:`~relforge.precision.PrecisionPlan` (autocast: fp32 master weights).
+
+    ``auto``: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU (relforge's CPU default before
+    precision existed, kept: CPU bf16 training is opt-in, ``benchmarks/precision_train.py`` measures it).
+    """
+    import dataclasses
+
     import torch
+
+    from relforge.precision import plan_precision
 
     cuda = torch.cuda.is_available()
     p = cfg.precision
@@ -266,7 +275,17 @@ def _precision(cfg: TrainConfig) -> dict[str, bool]:
         p = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "fp32"
     if p == "fp16" and not cuda:
         raise UsageError("precision 'fp16' needs a CUDA GPU; on CPU use fp32 or bf16 (set --precision)")
-    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+    plan = plan_precision(p, "cuda" if cuda else "cpu", autocast=True)
+    return dataclasses.replace(plan, requested=cfg.precision)
+
+
+def _precision(cfg: TrainConfig) -> dict[str, bool]:
+    """TrainingArguments flags: ``bf16``/``fp16``, plus ``use_cpu`` for bf16 autocast on CPU."""
+    plan = precision_plan(cfg)
+    kw = {"bf16": plan.resolved == "bf16", "fp16": plan.resolved == "fp16"}
+    if plan.device == "cpu" and plan.resolved == "bf16":
+        kw["use_cpu"] = True  # transformers refuses bf16 without a GPU unless told it is on CPU
+    return kw
 
 
 def _args(cls, cfg: TrainConfig, ckpt: Path, n_rows: int, dev: DevSet | None, **extra):
@@ -338,6 +357,7 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
         "train_time_s": round(seconds, 2),
         "world_size": world,
         "pairs_per_s": round(steps * cfg.batch_groups * world * group_size / seconds, 2) if seconds else None,
+        "precision": precision_plan(cfg).metadata(),
         "loss_curve": loss_curve,
         "dev_curve": dev_curve,
         "best_dev_ndcg@10": trainer.state.best_metric if dev is not None else None,
