@@ -44,7 +44,7 @@ def probe_chat(prompt: str, query: str, doc: str) -> tuple[list[dict[str, str]],
 
 
 def _backend(llm: Any) -> Any:
-    while "llm" in vars(llm):  # unwrap the caching layer
+    while "llm" in getattr(llm, "__dict__", {}):  # unwrap the caching layer
         llm = vars(llm)["llm"]
     if not hasattr(llm, "encode_chat") or not hasattr(llm, "_left_pad"):
         raise UsageError(
