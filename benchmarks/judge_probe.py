@@ -35,14 +35,20 @@ from relforge.judge.probe import ALPHAS, hidden_features, inner_cv, select, stan
 from relforge.judge.ql import NO_DOC, QL_INSTRUCTION, _chat, _mean, continuation_logprobs  # noqa: E402
 
 
+def extract_cached(path: Path, pairs) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such feature cache (run this script with --cache {path} first)")
+    z = dict(np.load(path, allow_pickle=False))
+    if z["qid"].tolist() == [q for q, _ in pairs] and z["docid"].tolist() == [d for _, d in pairs]:
+        print(f"features from {path} ({float(z['pairs_per_s']):.2f} pairs/s when extracted)")
+        return z
+    raise SystemExit(f"{path}: cached pairs differ from the sample's; delete it to recompute")
+
+
 def extract(args, pairs, queries, docs) -> dict[str, np.ndarray]:
     path = Path(args.cache)
     if path.is_file():
-        z = dict(np.load(path, allow_pickle=False))
-        if z["qid"].tolist() == [q for q, _ in pairs] and z["docid"].tolist() == [d for _, d in pairs]:
-            print(f"features from {path} ({float(z['pairs_per_s']):.2f} pairs/s when extracted)")
-            return z
-        raise SystemExit(f"{path}: cached pairs differ from the sample's; delete it to recompute")
+        return extract_cached(path, pairs)
     import torch
 
     from relforge.judge.run import open_llm
@@ -87,17 +93,24 @@ def extract(args, pairs, queries, docs) -> dict[str, np.ndarray]:
 
 def grams(feats, train: np.ndarray) -> dict[str, np.ndarray]:
     """Linear-kernel grams of every probe input, standardised with the training rows' statistics:
-    each pooling at each layer, each pooling over all layers (sum of the layer grams) and both."""
-    h, layers = feats["hidden"], feats["layers"].tolist()
+    each pooling at each layer, over the middle layers, over all layers (sums of the layer grams) and
+    both poolings; with a second prompt's states (``--also``) the same again, and both prompts."""
     out: dict[str, np.ndarray] = {}
-    for pool in ("last", "mean"):
-        for layer in layers:
-            x = select(h, feats["layers"], pool, [layer]).astype(np.float64)
-            mu, sd = standardise(x[train])
-            z = (x - mu) / sd
-            out[f"{pool}@L{layer}"] = z @ z.T
-        out[f"{pool}@all"] = sum(out[f"{pool}@L{v}"] for v in layers)
-    out["last+mean@all"] = out["last@all"] + out["mean@all"]
+    sets = [("", feats)] + [(f"{t}:", f) for t, f in feats.get("_also", [])]
+    for tag, fs in sets:
+        h, layers = fs["hidden"], fs["layers"].tolist()
+        for pool in ("last", "mean"):
+            for layer in layers:
+                x = select(h, fs["layers"], pool, [layer]).astype(np.float64)
+                mu, sd = standardise(x[train])
+                z = (x - mu) / sd
+                out[f"{tag}{pool}@L{layer}"] = z @ z.T
+            out[f"{tag}{pool}@all"] = sum(out[f"{tag}{pool}@L{v}"] for v in layers)
+            mid = layers[1:-1]
+            out[f"{tag}{pool}@L{mid[0]}-{mid[-1]}"] = sum(out[f"{tag}{pool}@L{v}"] for v in mid)
+        out[f"{tag}last+mean@all"] = out[f"{tag}last@all"] + out[f"{tag}mean@all"]
+    for tag, _ in sets[1:]:
+        out[f"last@all + {tag}last@all"] = out["last@all"] + out[f"{tag}last@all"]
     return out
 
 
@@ -154,7 +167,7 @@ def print_table(per: dict[str, list[dict]], pairs_per_s: dict[str, float]) -> No
     print(
         f"{'labeller':34s} "
         + " ".join(f"{m:>15s}" for m in METRICS)
-        + f" {'d tau vs cos':>15s} {'pairs/s':>8s}"
+        + f" {'d tau vs cos':>15s} {'wins':>4s} {'pairs/s':>8s}"
     )
     for name, folds in per.items():
         res = summarise(folds)
@@ -166,6 +179,7 @@ def print_table(per: dict[str, list[dict]], pairs_per_s: dict[str, float]) -> No
             f"{name:34s} "
             + " ".join(f"{c:>15s}" for c in cells)
             + f" {d.mean():+.3f}+-{d.std():.3f}".rjust(16)
+            + f" {int((d > 0).sum())}/{len(d)}".rjust(5)
             + (f" {rate:8.2f}" if np.isfinite(rate) else f" {'-':>8s}")
         )
 
@@ -173,6 +187,9 @@ def print_table(per: dict[str, list[dict]], pairs_per_s: dict[str, float]) -> No
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", default="runs/probe-smollm2-ql.npz")
+    ap.add_argument(
+        "--also", nargs="*", default=[], help="more caches (another prompt/model) whose states join the probe"
+    )
     ap.add_argument("--llm", default="smollm2")
     ap.add_argument("--prompt", default="ql", choices=["ql", "judge"])
     ap.add_argument("--max-doc-tokens", type=int, default=128)
@@ -187,12 +204,14 @@ def main() -> None:
     feats = extract(args, pairs, queries, docs)
     if args.limit:
         return
+    feats["_also"] = [(Path(p).stem.split("-")[-1], extract_cached(Path(p), pairs)) for p in args.also]
     qids = [q for q, _ in pairs]
     per, info = cross_validate(feats, grades, qids, args.folds, args.seed, args.inner_folds)
     print(
         f"{args.folds}-fold by query (folds of benchmarks/judge_preset.py, seed {args.seed}), {len(pairs)} pairs, "
         f"{len(set(qids))} queries; mean +- sd over folds; PROBE* = the probe variant with the best inner-CV tau "
-        f"(chosen per fold on its training folds); d tau = per-fold pair tau_b minus cosine-only's"
+        f"(chosen per fold on its training folds); d tau = per-fold pair tau_b minus cosine-only's; "
+        "wins = folds where it beats cosine-only"
     )
     rates = {"llm": float(feats["pairs_per_s"]), "cos": float(feats.get("cos_pairs_per_s", np.nan))}
     print_table(per, rates)
