@@ -19,6 +19,7 @@ each labeller's per-fold tau_b difference to cosine-only (mean +- sd).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -199,6 +200,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--inner-folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="also write the table and per-fold numbers as JSON here")
     args = ap.parse_args()
     pairs, grades, queries, docs = load_pairs()
     feats = extract(args, pairs, queries, docs)
@@ -215,6 +217,12 @@ def main() -> None:
     )
     rates = {"llm": float(feats["pairs_per_s"]), "cos": float(feats.get("cos_pairs_per_s", np.nan))}
     print_table(per, rates)
+    if args.out:
+        table = {n: {"summary": summarise(f), "folds": f} for n, f in per.items()}
+        Path(args.out).write_text(
+            json.dumps({"probe_choice": info, "pairs_per_s": rates, "table": table}, indent=1)
+        )
+        print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
