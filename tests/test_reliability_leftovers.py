@@ -169,7 +169,7 @@ def test_training_cuts_a_huge_document_and_counts_it(tmp_path, capsys):
     groups = datasets.Dataset.from_dict(
         {
             "query": ["what causes gout", "symptoms of anemia"],
-            "positive": ["gout is caused by uric acid " * 200_000, "anemia makes you tired"],  # 5.6 MB
+            "positive": ["gout is caused by uric acid " * 20_000, "anemia makes you tired"],  # 560 kB
             "negative_1": ["measles gives a rash", "tetanus"],
         }
     )
