@@ -264,22 +264,28 @@ def iter_qrels(path: PathLike) -> Iterator[tuple[str, str, int]]:
 
 def read_qrels(path: PathLike) -> Qrels:
     """Read qrels (BEIR TSV or TREC). A (qid, docid) pair judged twice keeps its last row; when the grades
-    differ, one warning on the ``relforge.data`` logger gives the count and the first line."""
+    differ, one warning on the ``relforge.data`` logger (printed on stderr by default) gives the file, the
+    count and the first conflicting line with both grades. ``relforge data validate`` fails on them."""
     qrels: Qrels = {}
     conflicts, first = 0, None
     for lineno, qid, docid, grade in iter_qrels_lines(path):
         docs = qrels.setdefault(qid, {})
         if docid in docs and docs[docid] != grade:
             conflicts += 1
-            first = first or lineno
+            first = first or (lineno, qid, docid, docs[docid], grade)
         docs[docid] = grade
-    if conflicts:
+    if first:
+        lineno, qid, docid, before, after = first
         logging.getLogger("relforge.data").warning(
-            "%s: %d (query, doc) pairs are judged twice with different grades (first at line %d); "
-            "kept the last row of each",
+            "%s: %d (query, doc) pairs are judged twice with different grades; first at line %d "
+            "(query %s, doc %s: grade %s, earlier %s); kept the last row of each",
             path,
             conflicts,
-            first,
+            lineno,
+            qid,
+            docid,
+            after,
+            before,
         )
     return qrels
 

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
-from relforge.llm.net_options import retries_option, timeout_option
+from relforge.llm.net_options import precision_option, retries_option, timeout_option
 
 _G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()
 
@@ -136,6 +136,7 @@ def register(app: typer.Typer) -> None:
         output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
         timeout: float = timeout_option(),
         retries: int = retries_option(),
+        precision: Optional[str] = precision_option(),
         overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
         engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
         ray_address: Optional[str] = typer.Option(
@@ -168,10 +169,11 @@ def register(app: typer.Typer) -> None:
             {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
         )  # else the default cache
         from relforge.engine.ray_generate import open_generate_llm
-        from relforge.llm.net_options import llm_net_options
+        from relforge.llm.net_options import llm_net_options, llm_precision_options
 
+        llm_kw = llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision)
         model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(
-            llm[0], **cache_kw, **llm_net_options(llm[0], timeout, retries)
+            llm[0], **cache_kw, **llm_kw
         )
         try:
             res = generate_queries(model, docs, cfg, corpus=docs_all)
@@ -191,6 +193,7 @@ def register(app: typer.Typer) -> None:
             "selection": select_stats,
             "config": cfg.model_dump(),
             "llm": llm[0] if len(llm) == 1 else llm,
+            "llm_backend": model.describe() if hasattr(model, "describe") else None,
             "queries": str(out),
             "qrels": str(qrels_path),
             "relforge_version": __version__,

@@ -7,7 +7,13 @@ from pathlib import Path
 import typer
 
 from relforge.judge.config import JudgeConfig
-from relforge.llm.net_options import llm_net_options, retries_option, timeout_option
+from relforge.llm.net_options import (
+    llm_net_options,
+    llm_precision_options,
+    precision_option,
+    retries_option,
+    timeout_option,
+)
 
 _D = JudgeConfig()
 
@@ -86,6 +92,7 @@ def judge(
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     timeout: float = timeout_option(),
     retries: int = retries_option(),
+    precision: str = precision_option(),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     engine: str = typer.Option(None, "--engine", help="local (default) or ray (Ray Data; see docs/ray.md)."),
     ray_address: str = typer.Option(
@@ -175,7 +182,7 @@ def judge(
         calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
-        llm_options=llm_net_options(llm[0], timeout, retries),
+        llm_options=llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision),
     )
 
 
@@ -188,6 +195,7 @@ _PRESET_CONFLICTS = (
     "thresholds",
     "calibrate_on",
     "max_doc_tokens",
+    "precision",
 )
 
 

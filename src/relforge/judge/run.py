@@ -166,6 +166,7 @@ def run_judge(
     stats.update(
         {
             "llm": llm_spec,
+            "llm_backend": llm.describe() if hasattr(llm, "describe") else None,
             "adapter": str(adapter) if adapter else None,
             "template": template.id,
             "pairs_file": str(pairs),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class TrainConfig(BaseModel):
@@ -19,7 +19,7 @@ class TrainConfig(BaseModel):
         warmup_ratio: fraction of steps spent warming up.
         epochs: passes over the groups.
         batch_groups: groups (queries) per optimizer step; a step scores ``batch_groups * group_size`` pairs.
-        max_steps: stop after this many steps (-1 = run the epochs).
+        max_steps: stop after this many steps (-1 = run the epochs; 0 and other negatives are refused).
         seed: seed of the head init, shuffling and dropout.
         temperature: cross-encoder LCE temperature (1.0 = exact LCE).
         teacher_temperature: soft losses (``kl``): the teacher's softmax is taken over the judge's
@@ -54,3 +54,10 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(None, ge=1)
     dev_top_k: int = Field(50, ge=1)
     logging_steps: int = Field(5, ge=1)
+
+    @field_validator("max_steps")
+    @classmethod
+    def _steps(cls, v: int) -> int:
+        if v == -1 or v >= 1:
+            return v
+        raise ValueError("max_steps must be -1 (run the epochs) or a number of steps >= 1")

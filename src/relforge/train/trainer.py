@@ -132,6 +132,50 @@ def negative_columns(columns: list[str]) -> list[str]:
     return sorted(negs, key=lambda c: int(c[9:]))
 
 
+def cut_long_texts(groups, max_tokens: int) -> tuple[Any, int]:
+    """Cut the text columns (``query``, ``positive``, ``negative_*``) to :func:`relforge.textcut.char_budget`
+    characters before any tokenizer sees them (a 50 MB document must not be tokenised whole to keep
+    ``max_tokens`` tokens). Ordinary texts are untouched, and ``groups`` is returned as is (no copy, no
+    cache file) when nothing is that long.
+
+    Returns:
+        ``(groups, number of texts cut)``.
+    """
+    import datasets
+    import pyarrow.compute as pc
+
+    from relforge.textcut import char_budget, cut_chars
+
+    limit = char_budget(max_tokens)
+    cols = [
+        c for c in ("query", "positive", *negative_columns(groups.column_names)) if c in groups.column_names
+    ]
+    long = [c for c in cols if (pc.max(pc.utf8_length(groups.data.column(c))).as_py() or 0) > limit]
+    if not long:
+        return groups, 0
+    data, n = groups.to_dict(), 0
+    for c in long:
+        cut = [cut_chars(t, max_tokens) if t is not None else (t, False) for t in data[c]]
+        data[c] = [t for t, _ in cut]
+        n += sum(was for _, was in cut)
+    return datasets.Dataset.from_dict(data, features=groups.features), n
+
+
+def _cut_texts(groups, cfg: TrainConfig) -> tuple[Any, int]:
+    """:func:`cut_long_texts` at ``cfg.max_length``, the count printed on stderr when any text was cut."""
+    from relforge.textcut import char_budget
+
+    groups, n = cut_long_texts(groups, cfg.max_length)
+    if n:
+        from rich.console import Console
+
+        Console(stderr=True).print(
+            f"train: {n} texts longer than {char_budget(cfg.max_length)} characters cut before tokenising "
+            f"(max_length {cfg.max_length} tokens)"
+        )
+    return groups, n
+
+
 def to_format(groups, fmt: str, negatives: int | None = None, kind: str = "cross"):
     """Convert groups (query, positive, negative_1..n, labels) to the columns a loss expects."""
     import datasets
@@ -389,13 +433,15 @@ def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
 
 
 def _train_and_finish(
-    trainer, model, out: Path, ckpt: Path, cfg: TrainConfig, n_rows: int, group_size: int, dev
+    trainer, model, out: Path, ckpt: Path, cfg: TrainConfig, n_rows: int, group_size: int, dev, n_cut: int = 0
 ) -> dict:
     """Train (timed), keep the best checkpoint, write the model and its summary: shared by both kinds."""
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
-    return _finish(trainer, model, out, ckpt, _summary(trainer, cfg, n_rows, group_size, seconds, dev))
+    summary = _summary(trainer, cfg, n_rows, group_size, seconds, dev)
+    summary["texts_cut_by_chars"] = n_cut
+    return _finish(trainer, model, out, ckpt, summary)
 
 
 def train_cross_encoder(
@@ -425,7 +471,7 @@ def train_cross_encoder(
     if cfg.kind != "cross":
         raise UsageError(f"train_cross_encoder got kind {cfg.kind!r}; use train_bi_encoder for 'bi'")
     spec = check_loss(cfg.loss, "cross")
-    ds = _load(groups)
+    ds, n_cut = _cut_texts(_load(groups), cfg)
     train = to_format(ds, spec.fmt, cfg.negatives)
     group_size = 1 + len(negative_columns(ds.column_names)[: cfg.negatives])
     out, ckpt = Path(out_dir), Path(out_dir) / ".checkpoints"
@@ -439,7 +485,7 @@ def train_cross_encoder(
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "cross") if dev is not None else None,
     )
-    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev)
+    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev, n_cut)
 
 
 def train_bi_encoder(
@@ -469,7 +515,7 @@ def train_bi_encoder(
     if cfg.kind != "bi":
         cfg = cfg.model_copy(update={"kind": "bi"})
     spec = check_loss(cfg.loss, "bi")
-    ds = _load(groups)
+    ds, n_cut = _cut_texts(_load(groups), cfg)
     train = to_format(ds, spec.fmt, cfg.negatives, kind="bi")
     group_size = 1 + len(negative_columns(ds.column_names)[: cfg.negatives])
     out, ckpt = Path(out_dir), Path(out_dir) / ".checkpoints"
@@ -484,4 +530,4 @@ def train_bi_encoder(
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "bi") if dev is not None else None,
     )
-    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev)
+    return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev, n_cut)
