@@ -169,6 +169,17 @@ class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]
     #: human-labelled BEIR folder (corpus, queries, qrels)
     data: str = "sample:liveqa-med"
 
+    @field_validator("epochs")
+    @classmethod
+    def _trains(cls, v: int) -> int:
+        """In the pipeline the judge uses the adapter, so it must be trained (``relforge judge finetune
+        --epochs 0`` stays available as a zero-shot evaluation)."""
+        if v < 1:
+            raise ValueError(
+                f"Input should be greater than or equal to 1 (got {v}): the judge uses this adapter"
+            )
+        return v
+
 
 class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
     """LCE groups from the judged candidates (``GroupConfig``).

@@ -60,7 +60,11 @@ class FinetuneConfig(BaseModel):
     cache_frozen: bool = Field(True, description="compute the frozen bottom layers once per example")
 
     # ---- optimisation ----
-    epochs: int = Field(5, ge=1, description="training epochs (>= 1; the best by validation tau_b is kept)")
+    epochs: int = Field(
+        5,
+        ge=0,
+        description="training epochs (the best by validation tau_b is kept; 0 = zero-shot evaluation only)",
+    )
     lr: float = Field(2e-3, gt=0.0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
