@@ -95,7 +95,9 @@ def test_pipeline_judges_with_a_preset(tmp_path):
     # the shipped adapter's validation queries, and the honest caveat: the preset was fitted on them
     assert j["queries_from"].startswith("the shipped adapter's validation split")
     assert j["held_out"] is False and j["note"].startswith("pairs the preset was fitted on (not held out)")
-    assert j["cv"]["rows"]["MiniLM cosine (raw)"] == CV and j["cv"]["folds"] == 5
+    assert j["cv"]["folds"] == 5 and j["cv"]["rows"]["preset tiny-cos (cos-test|ordinal)"] == CV
+    raw = j["cv"]["rows"]["MiniLM cosine (raw, ranking only)"]  # grades of a raw score mean nothing
+    assert raw == {"kendall_tau_b": CV["kendall_tau_b"], "per_query_tau_b": CV["per_query_tau_b"]}
     # the preset is cosine-only: its ranking of the pairs is MiniLM cosine's (a monotone map)
     assert j["tau_b"] == pytest.approx(agree["minilm_cosine"]["tau_b"], abs=1e-3)
 
@@ -104,7 +106,9 @@ def test_pipeline_judges_with_a_preset(tmp_path):
     systems = describe_systems(parse_config(yaml.safe_load(path.read_text())))  # manifest ``systems``
     assert systems["judged"].endswith("(judge: preset tiny-cos: tiny cosine-only test labeller)")
     html = render_report(out).read_text()
-    assert "judge — preset tiny-cos: tiny cosine-only test labeller" in html
+    assert (
+        "judge — preset tiny-cos" in html and "judge: preset tiny-cos: tiny cosine-only test labeller" in html
+    )
     assert "pairs the preset was fitted on (not held out)" in html
     assert "Held-out 5-fold cross-validation" in html and "0.587 ± 0.056" in html
 

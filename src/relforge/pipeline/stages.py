@@ -434,11 +434,16 @@ def preset_cv(preset) -> dict[str, Any] | None:
     key = m.get("pick") or f"{preset.head.meta.get('labeller')}|{preset.head.kind}"
     if not isinstance(table.get(key), dict):
         return None
+    raw = table.get("raw cos") or {}  # a raw feature ranks but does not grade: only its taus mean anything
+    raw = {k: v for k, v in raw.items() if k in ("kendall_tau_b", "per_query_tau_b")}
     return {
         "folds": m.get("folds"),
         "seed": m.get("seed"),
         "labeller": key,
-        "rows": {f"preset {preset.name} ({key})": table[key], "MiniLM cosine (raw)": table.get("raw cos")},
+        "rows": {
+            f"preset {preset.name} ({key})": table[key],
+            "MiniLM cosine (raw, ranking only)": raw or None,
+        },
         "source": "docs/judge-preset.md",
     }
 

@@ -495,8 +495,8 @@ def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     cv = None
     for name, e in entries.items():
         pretty = PRETTY_NAMES.get(name, name)
-        if name == "judge" and e.get("labeller"):
-            pretty = f"judge — {e['labeller']}"
+        if name == "judge" and (e.get("preset") or e.get("labeller")):
+            pretty = f"judge — preset {e['preset']}" if e.get("preset") else f"judge — {e['labeller']}"
         if e.get("note"):
             notes.append(f"{pretty}: {e['note']}.")
         cv = cv or _cv_section(e.get("cv"))
@@ -547,6 +547,8 @@ def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
         held.append(f"queries: {first['queries_from']}")
     if first.get("human"):
         held.append(f"human labels: {first['human']}")
+    if first.get("labeller"):
+        held.append(f"judge: {first['labeller']}")
     return {
         "headers": [h for _, h, _ in cols],
         "rows": rows,
