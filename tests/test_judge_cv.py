@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from relforge.errors import UsageError
 from relforge.judge.cv import CVResult, assign_folds, run_cv
 from relforge.judge.finetune_config import CVConfig, FinetuneConfig
 from relforge.types import Document, Query
@@ -38,7 +39,7 @@ def test_folds_partition_queries_deterministically():
     assert max(map(len, folds)) - min(map(len, folds)) <= 1
     assert assign_folds(list(reversed(qids)), 5, seed=1) == folds
     assert assign_folds(qids, 5, seed=2) != folds
-    with pytest.raises(ValueError, match="folds"):
+    with pytest.raises(UsageError, match="folds"):
         assign_folds(qids[:3], 5)
 
 

@@ -96,7 +96,7 @@ def test_export_then_judge_finetune_runs_on_it(tmp_path, tiny_llm_dir, capsys):
     rc = main(["judge", "finetune", "--corpus", str(out / "corpus.jsonl"), "--queries", str(out / "queries.jsonl"),
                "--qrels", str(out / "qrels" / "train.tsv"), "--llm", f"hf:{tiny_llm_dir}", "--out", str(adapter),
                "--epochs", "1", "--max-doc-tokens", "16", "--lora-layers", "1", "--lora-r", "2", "--batch-size", "16",
-               "--max-per-class", "4", "--no-judge-check", "--no-progress"])  # fmt: skip
+               "--max-per-class", "4", "--no-judge-check", "--no-progress", "--folds", "1"])  # fmt: skip
     assert rc == 0
     meta = json.loads((adapter / "relforge.json").read_text())
     assert set(meta["split"]["train_queries"]) | set(meta["split"]["val_queries"]) == set(

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from relforge.errors import UsageError
 from relforge.judge.finetune_config import CVConfig, FinetuneConfig
 from relforge.types import Document, Qrels, Query
 
@@ -83,7 +84,10 @@ def assign_folds(qids: list[str], k: int, seed: int = 0) -> list[list[str]]:
     """Deterministic K folds of query ids: hash order, dealt round-robin (each query in one fold)."""
     uniq = sorted(set(qids))
     if k < 2 or k > len(uniq):
-        raise ValueError(f"need 2 <= folds <= number of queries ({len(uniq)}), got {k}")
+        raise UsageError(
+            f"--folds {k}: need 2 <= folds <= number of labelled queries ({len(uniq)}); "
+            "use fewer folds, or --folds 1 for a single train/validation split"
+        )
     order = sorted(uniq, key=lambda q: hashlib.sha256(f"{seed}:{q}".encode()).hexdigest())
     return [sorted(order[i::k]) for i in range(k)]
 
