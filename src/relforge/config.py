@@ -157,7 +157,47 @@ class JudgeSection(JudgeConfig):  # type: ignore[misc, valid-type]
     #: (zero-shot). Each synthetic query's source document and its ``retrieve.mining.num_negatives``
     #: mined candidates are judged.
     adapter: str | None = "auto"
+    #: ``best`` (the labeller relforge ships: ``relforge judge --preset best``, docs/judge-preset.md), a preset
+    #: JSON file, or null (the LLM judge above). A preset fixes model, features and calibration: the LLM-judge
+    #: keys (``PRESET_CONFLICTS``) are refused when set to anything but their default.
+    preset: str | None = None
     agreement: AgreementSection = Field(default_factory=AgreementSection)
+
+    @model_validator(mode="after")
+    def _preset_alone(self) -> JudgeSection:
+        if self.preset is None:
+            return self
+        clash = [
+            k
+            for k in PRESET_CONFLICTS
+            if k in self.model_fields_set and getattr(self, k) != type(self).model_fields[k].default
+        ]
+        if "zero_shot" in self.agreement.model_fields_set and self.agreement.zero_shot:
+            clash.append("agreement.zero_shot")
+        if clash:
+            raise ValueError(
+                f"judge.preset {self.preset!r} fixes the model, features and calibration; remove "
+                + ", ".join(f"judge.{k}" for k in clash)
+                + " (or set judge.preset to null to use the LLM judge)"
+            )
+        return self
+
+
+#: judge keys that configure the LLM judge and mean nothing with ``judge.preset``
+PRESET_CONFLICTS = (
+    "llm",
+    "precision",
+    "adapter",
+    "template",
+    "mode",
+    "max_doc_tokens",
+    "thresholds",
+    "max_new_tokens",
+    "reasoning_max_new_tokens",
+    "retry_temperature",
+    "reasoning",
+    "calibrate_metric",
+)
 
 
 class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]

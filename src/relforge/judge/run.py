@@ -271,6 +271,89 @@ def _preset_judgments(preset: Any, pairs: list, feats: dict, *, model: str) -> l
     return rows
 
 
+def preset_model_name(preset: Any) -> str:
+    """``preset:NAME(llm+embedder)``: the models the preset's head actually uses (the judgments' ``model``)."""
+    from relforge.judge.preset import COS_FEATURES, QL_FEATURES
+
+    names = preset.head.features
+    used = (
+        (preset.llm, any(f in QL_FEATURES for f in names)),
+        (preset.embedder, any(f in COS_FEATURES for f in names)),
+    )
+    return f"preset:{preset.name}(" + "+".join(x for x, u in used if u) + ")"
+
+
+def judge_with_preset(
+    preset: Any,
+    queries: dict,
+    docs: dict,
+    pairs: list,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Grade known, distinct ``(qid, docid)`` pairs with a :class:`~relforge.judge.preset.JudgePreset`: its
+    features (LLM query likelihood and/or embedding cosine) for every pair, then its calibration head.
+
+    The one preset entry point of ``relforge judge --preset`` and the pipeline's judge/agreement stages.
+
+    Returns:
+        ``(rows, info)``: judgment dicts (qid, docid, grade, expected, probs, mode, model, preset, features)
+        and run info (preset, description, features, llm/embedder used, pairs, seconds, pairs_per_s).
+    """
+    import time
+
+    from relforge.judge.preset import COS_FEATURES, QL_FEATURES, compute_features, load_embedder, query_text
+
+    names = preset.head.features
+    uses_llm, uses_emb = any(f in QL_FEATURES for f in names), any(f in COS_FEATURES for f in names)
+    t0 = time.time()
+    llm = open_llm(preset.llm, cache=False, batch_size=batch_size) if uses_llm and pairs else None
+    if llm is not None and hasattr(llm, "progress"):
+        llm.progress = progress
+    emb = load_embedder(preset.embedder) if uses_emb and pairs else None
+    feats = (
+        compute_features(
+            names,
+            [query_text(queries[q], preset.query_field) for q, _ in pairs],
+            [docs[d] for _, d in pairs],
+            llm=llm,
+            embedder=emb,
+            ql_max_doc_tokens=preset.ql_max_doc_tokens,
+            ql_instruction=preset.ql_instruction,
+        )
+        if pairs
+        else {}
+    )
+    secs = time.time() - t0
+    rows = _preset_judgments(preset, pairs, feats, model=preset_model_name(preset)) if pairs else []
+    info = {
+        "preset": preset.name,
+        "description": preset.description,
+        "features": names,
+        "llm": preset.llm if uses_llm else None,
+        "embedder": preset.embedder if uses_emb else None,
+        "model": preset_model_name(preset),
+        "pairs": len(rows),
+        "queries": len({r["qid"] for r in rows}),
+        "seconds": round(secs, 2),
+        "pairs_per_s": round(len(rows) / secs, 3) if secs > 0 and rows else None,
+    }
+    return rows, info
+
+
+def write_preset_judgments(path: Path, rows: list[dict[str, Any]], qrels_out: Path | None = None) -> None:
+    """The rows of :func:`judge_with_preset` as JSONL (atomically), and optionally their grades as TREC qrels."""
+    from relforge.data.io import atomic_write
+    from relforge.judge.judge import Judgment, write_judgment_qrels
+
+    with atomic_write(path) as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+    if qrels_out is not None:
+        write_judgment_qrels(qrels_out, [Judgment.from_dict(r) for r in rows])
+
+
 def run_preset(
     preset_name: str | Path,
     *,
@@ -287,73 +370,26 @@ def run_preset(
     """``relforge judge --preset NAME``: compute the preset's features for every distinct pair and grade them
     with its calibration head; writes ``out`` (JSONL: qid, docid, grade, expected, probs, features),
     ``<out>.summary.json`` and optional TREC qrels."""
-    import time
+    from collections import Counter
 
     from rich.console import Console
 
     from relforge.data import read_corpus, read_queries
     from relforge.data.io import atomic_write
-    from relforge.judge.judge import Judgment, check_pairs, read_pairs, write_judgment_qrels
-    from relforge.judge.preset import (
-        COS_FEATURES,
-        QL_FEATURES,
-        JudgePreset,
-        compute_features,
-        load_embedder,
-        query_text,
-    )
+    from relforge.judge.judge import check_pairs, read_pairs
+    from relforge.judge.preset import JudgePreset
 
     preset = JudgePreset.load(preset_name)
     docs, qs = read_corpus(corpus), read_queries(queries)
     todo = list(dict.fromkeys(read_pairs(pairs, top_k=top_k)))
     known, unknown = check_pairs(todo, qs, docs, on_missing=on_missing, source=str(pairs))
-    names = preset.head.features
-    uses_llm, uses_emb = any(f in QL_FEATURES for f in names), any(f in COS_FEATURES for f in names)
-    t0 = time.time()
-    llm = open_llm(preset.llm, cache=False, batch_size=batch_size) if uses_llm and known else None
-    if llm is not None and hasattr(llm, "progress"):
-        llm.progress = progress
-    emb = load_embedder(preset.embedder) if uses_emb and known else None
-    feats = (
-        compute_features(
-            names,
-            [query_text(qs[q], preset.query_field) for q, _ in known],
-            [docs[d] for _, d in known],
-            llm=llm,
-            embedder=emb,
-            ql_max_doc_tokens=preset.ql_max_doc_tokens,
-            ql_instruction=preset.ql_instruction,
-        )
-        if known
-        else {f: [] for f in names}
-    )
-    secs = time.time() - t0
-    model = (
-        f"preset:{preset.name}("
-        + "+".join(x for x, used in ((preset.llm, uses_llm), (preset.embedder, uses_emb)) if used)
-        + ")"
-    )
-    rows = _preset_judgments(preset, known, feats, model=model) if known else []
-    with atomic_write(out) as fh:
-        for r in rows:
-            fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    if qrels_out is not None:
-        write_judgment_qrels(qrels_out, [Judgment.from_dict(r) for r in rows])
-    from collections import Counter
-
+    rows, info = judge_with_preset(preset, qs, docs, known, batch_size=batch_size, progress=progress)
+    write_preset_judgments(out, rows, qrels_out)
     grades = Counter(r["grade"] for r in rows)
     stats = {
-        "preset": preset.name,
-        "description": preset.description,
-        "features": names,
-        "llm": preset.llm if uses_llm else None,
-        "embedder": preset.embedder if uses_emb else None,
-        "pairs": len(rows),
-        "queries": len({r["qid"] for r in rows}),
+        **{k: v for k, v in info.items() if k != "model"},
         "skipped_unknown": len(unknown),
         "grades": {str(v): grades.get(v, 0) for v in preset.head.values},
-        "seconds": round(secs, 2),
-        "pairs_per_s": round(len(rows) / secs, 3) if secs > 0 and rows else None,
         "pairs_file": str(pairs),
         "out": str(out),
         "qrels_out": str(qrels_out) if qrels_out else None,
@@ -362,8 +398,9 @@ def run_preset(
         json.dump(stats, fh, indent=2)
     console = Console(stderr=True)
     console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {model} in {secs:.1f} s "
-        f"= {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; skipped (unknown ids): {len(unknown)}"
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {info['model']} in "
+        f"{info['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; "
+        f"skipped (unknown ids): {len(unknown)}"
     )
     console.print(
         f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"

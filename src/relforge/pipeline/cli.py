@@ -73,15 +73,16 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
     if agree.exists():
         a = json.loads(agree.read_text())
         first = next(iter(a.values()), {})
+        held = "fitted-on (not held out)" if a.get("judge", {}).get("held_out") is False else "held-out"
         t = Table(
-            title=f"Judge vs held-out human labels ({first.get('pairs')} pairs, "
+            title=f"Judge vs {held} human labels ({first.get('pairs')} pairs, "
             f"{len(first.get('queries', []))} queries)"
         )
         for c in ("scorer", "pair tau_b", "per-query tau_b", "weighted kappa", "accuracy"):
             t.add_column(c)
         labels = {
             "judge_zero_shot": "judge zero-shot",
-            "judge": "judge" + (" + adapter" if a.get("judge", {}).get("adapter") else ""),
+            "judge": _judge_label(a.get("judge", {})),
             "minilm_cosine": "MiniLM cosine",
         }
         for key, label in labels.items():
@@ -95,6 +96,16 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
                     _f(al.get("accuracy")),
                 )
         con.print(t)
+        cv = (a.get("judge") or {}).get("cv")
+        if cv and cv.get("rows"):
+            rows = "; ".join(
+                f"{name}: {r['kendall_tau_b'][0]:.3f} ± {r['kendall_tau_b'][1]:.3f}"
+                for name, r in cv["rows"].items()
+                if isinstance(r, dict) and isinstance(r.get("kendall_tau_b"), list)
+            )
+            con.print(
+                f"held-out {cv.get('folds')}-fold pair tau_b (mean ± sd over folds): {rows} ({cv['source']})"
+            )
     t = Table(title="Wall time per stage")
     t.add_column("stage")
     t.add_column("status")
@@ -123,6 +134,12 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
     report = out_dir / "report.html"
     if report.exists():
         con.print(f"report: {report.resolve()}")
+
+
+def _judge_label(j: dict) -> str:
+    if j.get("preset"):
+        return f"judge (preset {j['preset']})"
+    return "judge" + (" + adapter" if j.get("adapter") else "")
 
 
 def _f(x) -> str:
@@ -196,7 +213,7 @@ def register(app: typer.Typer) -> None:
         sizes: str = typer.Option(None, "--sizes", help=SIZES_HELP),
         overwrite: bool = typer.Option(False, "--overwrite", help=OVERWRITE_HELP),
     ) -> None:
-        """The pipeline on the bundled MedQuAD sample, offline (SmolLM2 + shipped judge adapter, MiniLM)."""
+        """The pipeline on the bundled MedQuAD sample, offline (SmolLM2 queries, judge preset best, MiniLM)."""
         from relforge.pipeline.api import demo_config_path, set_offline
 
         set_offline()  # before anything imports transformers / huggingface_hub

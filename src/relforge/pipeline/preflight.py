@@ -62,7 +62,7 @@ def _llm_problems(cfg: PipelineConfig) -> list[str]:
     used = []
     if cfg.generate.enabled and not cfg.data.train_split:
         used.append(("generate.llm" if cfg.generate.llm else "llm.spec", cfg.llm_for("generate")))
-    if cfg.judge.enabled:
+    if cfg.judge.enabled and cfg.judge.preset is None:
         used.append(("judge.llm" if cfg.judge.llm else "llm.spec", cfg.llm_for("judge")))
     for key, spec in used:
         try:
@@ -82,7 +82,7 @@ def _llm_problems(cfg: PipelineConfig) -> list[str]:
 
 def _template_problems(cfg: PipelineConfig) -> list[str]:
     out: list[str] = []
-    if cfg.judge.enabled:
+    if cfg.judge.enabled and cfg.judge.preset is None:
         from relforge.judge.prompt import JudgeTemplate
 
         try:
@@ -119,7 +119,26 @@ def problems(cfg: PipelineConfig) -> list[str]:
             p = _path_problem(value, key)
             if p:
                 out.append(p)
-    return out + _llm_problems(cfg) + _template_problems(cfg)
+    return out + _preset_problems(cfg) + _llm_problems(cfg) + _template_problems(cfg)
+
+
+def _preset_problems(cfg: PipelineConfig) -> list[str]:
+    """``judge.preset``: the preset loads; nothing else would grade the pairs (a judge fine-tuned here)."""
+    if not cfg.judge.enabled or cfg.judge.preset is None:
+        return []
+    from relforge.judge.preset import JudgePreset
+
+    out: list[str] = []
+    try:
+        JudgePreset.load(cfg.judge.preset)
+    except RelforgeError as e:
+        out.append(f"judge.preset: {e}")
+    if cfg.judge_finetune.enabled:
+        out.append(
+            "judge_finetune.enabled: the adapter it trains would not be used with judge.preset "
+            f"{cfg.judge.preset!r}; disable judge_finetune or set judge.preset to null"
+        )
+    return out
 
 
 def preflight(cfg: PipelineConfig, source: str = "config") -> None:

@@ -108,7 +108,7 @@ def _is_packaged_smollm2(spec: str) -> bool:
 def judge_adapter(cfg: PipelineConfig) -> str | None:
     """The adapter folder the judge loads (absolute path or a path relative to the run folder), or None."""
     a = cfg.judge.adapter
-    if a is None or a == "none":
+    if a is None or a == "none" or cfg.judge.preset is not None:
         return None
     if a == "finetune":
         return "judge_finetune"
@@ -405,8 +405,67 @@ def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter:
     )
 
 
+def judge_preset(cfg: PipelineConfig):
+    """The :class:`~relforge.judge.preset.JudgePreset` that ``judge.preset`` names (None: the LLM judge)."""
+    if cfg.judge.preset is None:
+        return None
+    from relforge.judge.preset import JudgePreset
+
+    return JudgePreset.load(cfg.judge.preset)
+
+
+def judge_labeller(cfg: PipelineConfig) -> str:
+    """Who grades the pairs, in one line (manifest ``systems``, report, agreement.json)."""
+    preset = judge_preset(cfg)
+    if preset is not None:
+        return f"preset {preset.name}: {preset.description or preset.head.features}"
+    adapter = judge_adapter(cfg)
+    if adapter is None:
+        return f"LLM judge {cfg.llm_for('judge')}, zero-shot ({cfg.judge.template}, {cfg.judge.mode})"
+    name = "shipped" if Path(adapter) == shipped_adapter_dir() else adapter
+    return f"LLM judge {cfg.llm_for('judge')} + LoRA adapter {name} ({cfg.judge.template}, {cfg.judge.mode})"
+
+
+def preset_cv(preset) -> dict[str, Any] | None:
+    """The held-out k-fold numbers that chose the preset (its ``measured`` table): the preset's labeller
+    and raw MiniLM cosine on the same folds, each metric ``[mean, sd]`` over folds; None if not recorded."""
+    m = preset.measured or {}
+    table = m.get("table") or {}
+    key = m.get("pick") or f"{preset.head.meta.get('labeller')}|{preset.head.kind}"
+    if not isinstance(table.get(key), dict):
+        return None
+    raw = table.get("raw cos") or {}  # a raw feature ranks but does not grade: only its taus mean anything
+    raw = {k: v for k, v in raw.items() if k in ("kendall_tau_b", "per_query_tau_b")}
+    return {
+        "folds": m.get("folds"),
+        "seed": m.get("seed"),
+        "labeller": key,
+        "rows": {
+            f"preset {preset.name} ({key})": table[key],
+            "MiniLM cosine (raw, ranking only)": raw or None,
+        },
+        "source": "docs/judge-preset.md",
+    }
+
+
+def _preset_judge(ctx: StageContext, preset, queries, corpus, pairs) -> tuple[list, dict[str, Any]]:
+    """The pairs graded by the preset (the entry point of ``relforge judge --preset``): (rows, info)."""
+    from relforge.judge.judge import check_pairs
+    from relforge.judge.run import judge_with_preset
+
+    todo = list(dict.fromkeys(pairs))
+    known, unknown = check_pairs(todo, queries, corpus, on_missing=ctx.cfg.judge.on_missing)
+    rows, info = judge_with_preset(preset, queries, corpus, known, batch_size=ctx.cfg.judge.batch_size)
+    ctx.log(
+        f"preset {preset.name} ({info['model']}) graded {info['pairs']} pairs in {info['seconds']:.1f} s"
+        f" = {info['pairs_per_s']} pairs/s"
+        + (f"; {len(unknown)} pairs with unknown ids skipped" if unknown else "")
+    )
+    return rows, {**info, "skipped_unknown": len(unknown)}
+
+
 def stage_judge(ctx: StageContext) -> dict[str, Any]:
-    """Grade every synthetic query's source document and its mined candidates."""
+    """Grade every synthetic query's source document and its mined candidates (LLM judge or ``judge.preset``)."""
     from relforge.data import read_corpus, read_qrels, read_queries
     from relforge.judge.judge import write_judgment_qrels, write_judgments
 
@@ -419,6 +478,14 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     for qid in sorted(positives):
         pairs += [(qid, d) for d in sorted(positives[qid])]
         pairs += [(qid, d) for d in negs.get(qid, [])]
+    preset = judge_preset(cfg)
+    if preset is not None:
+        from relforge.judge.run import write_preset_judgments
+
+        rows, info = _preset_judge(ctx, preset, queries, corpus, pairs)
+        write_preset_judgments(ctx.path("judge/judgments.jsonl"), rows, ctx.path("judge/qrels.tsv"))
+        _write_json(ctx.path("judge/summary.json"), {**info, "labeller": judge_labeller(cfg)})
+        return {"pairs": len(rows), "unlabelled": 0, "preset": preset.name}
     adapter = _adapter_abs(ctx, judge_adapter(cfg))
     llm = _judge_llm(ctx, adapter)
     stats: dict[str, Any] = {}
@@ -430,21 +497,25 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     return {"pairs": len(js), "unlabelled": sum(1 for j in js if j.grade is None)}
 
 
-def stage_agreement(ctx: StageContext) -> dict[str, Any]:
-    """The judge vs held-out human grades (LiveQA-Med validation queries), next to MiniLM cosine."""
-    from relforge.judge.agreement import agreement, plot_confusion
+def _agreement_pairs(ctx: StageContext, human, corpus, queries, adapter: str | None):
+    """The human-graded pairs the judge is compared on: ``(pairs, sub-qrels, meta)``.
 
+    ``queries: adapter`` = the adapter's validation queries; with ``judge.preset`` (no adapter) those of the
+    shipped adapter, so the numbers stand beside the adapter's."""
     cfg: PipelineConfig = ctx.cfg
     ac = cfg.judge.agreement
-    corpus, queries, human = _read_labelled(resolve_data_source(ac.human, "judge.agreement.human"))
-    adapter = _adapter_abs(ctx, judge_adapter(cfg))
-    meta = _adapter_meta(adapter)
     qids = sorted(human)
     chosen_by = "all"
     if ac.queries == "adapter":
-        val = _validation_qids(meta)
+        src = adapter if cfg.judge.preset is None else str(shipped_adapter_dir())
+        val = _validation_qids(_adapter_meta(src if src and Path(src).exists() else None))
         if val:
-            qids, chosen_by = [q for q in val if q in human], "adapter validation split"
+            qids = [q for q in val if q in human]
+            chosen_by = (
+                "adapter validation split"
+                if cfg.judge.preset is None
+                else "the shipped adapter's validation split (the preset was fitted on them too)"
+            )
         else:
             ctx.log("the adapter records no validation query ids; using every labelled query")
     pairs = [(q, d) for q in qids for d in sorted(human[q]) if d in corpus and q in queries]
@@ -457,18 +528,65 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
         "queries": sorted(sub),
         "queries_from": chosen_by,
         "pairs": len(pairs),
-        "llm": cfg.llm_for("judge"),
+        "llm": cfg.llm_for("judge") if cfg.judge.preset is None else None,
+        "labeller": judge_labeller(cfg),
     }
-    stats: dict[str, Any] = {}
-    js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats, adapter)
-    out: dict[str, Any] = {}
-    if ac.zero_shot and adapter is not None:
-        zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {}, adapter)
-        out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
-    out["judge"] = flat_agreement(
-        agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
+    return pairs, sub, meta
+
+
+def _preset_agreement(ctx: StageContext, preset, queries, corpus, pairs, sub, meta) -> dict[str, Any]:
+    """agreement.json's ``judge`` entry for a preset: its numbers on pairs it was fitted on (flagged), and
+    the held-out k-fold numbers recorded in the preset (``cv``)."""
+    from relforge.judge.agreement import agreement
+    from relforge.judge.judge import Judgment
+
+    rows, info = _preset_judge(ctx, preset, queries, corpus, pairs)
+    human_data = str(resolve_data_source(ctx.cfg.judge.agreement.human, "judge.agreement.human")).lower()
+    trained_on = str(preset.head.meta.get("data") or "")
+    fitted_on = "liveqa" in human_data and "liveqa" in trained_on.lower()
+    return flat_agreement(
+        agreement(sub, [Judgment.from_dict(r) for r in rows]),
+        {
+            **meta,
+            "adapter": None,
+            "preset": preset.name,
+            "model": info["model"],
+            "pairs_per_s": info["pairs_per_s"],
+            "held_out": False if fitted_on else None,
+            "note": (
+                "pairs the preset was fitted on (not held out); held-out k-fold numbers: docs/judge-preset.md"
+                if fitted_on
+                else f"the preset was fitted on: {trained_on or 'not recorded'}; check these pairs were not among them"
+            ),
+            "cv": preset_cv(preset),
+        },
     )
+
+
+def stage_agreement(ctx: StageContext) -> dict[str, Any]:
+    """The judge vs held-out human grades (LiveQA-Med validation queries), next to MiniLM cosine."""
+    from relforge.judge.agreement import agreement, plot_confusion
+
+    cfg: PipelineConfig = ctx.cfg
+    ac = cfg.judge.agreement
+    corpus, queries, human = _read_labelled(resolve_data_source(ac.human, "judge.agreement.human"))
+    adapter = _adapter_abs(ctx, judge_adapter(cfg))
+    pairs, sub, meta = _agreement_pairs(ctx, human, corpus, queries, adapter)
+    out: dict[str, Any] = {}
+    preset = judge_preset(cfg)
+    if preset is not None:
+        out["judge"] = _preset_agreement(ctx, preset, queries, corpus, pairs, sub, meta)
+    else:
+        stats: dict[str, Any] = {}
+        js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats, adapter)
+        if ac.zero_shot and adapter is not None:
+            zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {}, adapter)
+            out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
+        out["judge"] = flat_agreement(
+            agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
+        )
     out["minilm_cosine"] = {**cosine_agreement(sub, queries, corpus, pairs), **meta}
+    out["minilm_cosine"].pop("labeller", None)
     for key in ("judge", "judge_zero_shot"):
         conf = out.get(key, {}).get("confusion")
         if conf:
@@ -478,14 +596,20 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
                 ctx.log(f"confusion plot failed: {e}")
     _write_json(ctx.path("judge/agreement.json"), out)
     _copy_adapter_curves(ctx, adapter)
+    return _agreement_result(ctx, out, len(pairs), len(sub))
+
+
+def _agreement_result(ctx: StageContext, out: dict[str, Any], n_pairs: int, n_queries: int) -> dict[str, Any]:
     res = {
-        "pairs": len(pairs),
-        "queries": len(sub),
+        "pairs": n_pairs,
+        "queries": n_queries,
         "judge_tau_b": out["judge"].get("tau_b"),
         "minilm_tau_b": out["minilm_cosine"].get("tau_b"),
     }
     if "judge_zero_shot" in out:
         res["zero_shot_tau_b"] = out["judge_zero_shot"].get("tau_b")
+    if out["judge"].get("note"):
+        res["note"] = out["judge"]["note"]
     jt, mt = res["judge_tau_b"], res["minilm_tau_b"]
     if jt is not None and mt is not None and jt < mt:
         res["warning"] = "judge agrees with humans less than MiniLM cosine"
@@ -799,6 +923,10 @@ def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
         "soft": f"{model} from {tr.base}, loss {tr.soft_loss} on the judge's expected grades "
         f"(soft labels), reranking {rr.first_stage} top-{rr.top_k}",
     }
+    if cfg.judge.enabled:
+        who = judge_labeller(cfg)
+        for v in ("judged", "soft"):
+            desc[v] += f" (judge: {who})"
     return {name: desc.get(name, name) for name in run_names(cfg)}
 
 
@@ -1120,6 +1248,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "judge": _dump(k.judge.model_copy(update={"agreement": None})),
                 "llm": k.llm_for("judge"),
                 "options": k.llm_options("judge"),
+                **_preset_fingerprint(k),
             },
             enabled=judge_on,
             description="LLM judge grades positives and candidates",
@@ -1137,6 +1266,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "llm": k.llm_for("judge"),
                 "seed": k.seed,
                 "options": k.llm_options("judge"),
+                **_preset_fingerprint(k),
             },
             enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
             description="judge vs held-out human labels, next to MiniLM cosine",
@@ -1238,6 +1368,12 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     ]
     del c
     return stages
+
+
+def _preset_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:
+    """The preset's content in the stage config: a re-fitted preset file re-runs judge and agreement."""
+    preset = judge_preset(cfg)
+    return {"preset": preset.model_dump(mode="json", exclude={"measured"})} if preset is not None else {}
 
 
 def _adapter_inputs(cfg: PipelineConfig) -> list[str]:

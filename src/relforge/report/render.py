@@ -492,8 +492,14 @@ def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     from relforge.report import plots
 
     raw_rows, cards, notes = [], [], []
+    cv = None
     for name, e in entries.items():
         pretty = PRETTY_NAMES.get(name, name)
+        if name == "judge" and (e.get("preset") or e.get("labeller")):
+            pretty = f"judge — preset {e['preset']}" if e.get("preset") else f"judge — {e['labeller']}"
+        if e.get("note"):
+            notes.append(f"{pretty}: {e['note']}.")
+        cv = cv or _cv_section(e.get("cv"))
         raw_rows.append(_agreement_row(pretty, e))
         if isinstance(e.get("balanced"), dict) and e["balanced"]:
             raw_rows.append(_agreement_row(f"{pretty} — class-balanced subsample", e["balanced"]))
@@ -529,19 +535,61 @@ def _agreement_section(entries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     first = next(iter(entries.values()), {})
     held = []
     if _is_num(first.get("pairs")) or _is_num(first.get("n")):
-        held.append(f"{fmt(first.get('pairs', first.get('n')))} held-out pairs")
+        kind = (
+            "pairs the labeller was fitted on (not held out)"
+            if first.get("held_out") is False
+            else "held-out pairs"
+        )
+        held.append(f"{fmt(first.get('pairs', first.get('n')))} {kind}")
     if isinstance(first.get("queries"), list):
         held.append(f"{len(first['queries'])} queries")
     if first.get("queries_from"):
         held.append(f"queries: {first['queries_from']}")
     if first.get("human"):
         held.append(f"human labels: {first['human']}")
+    if first.get("labeller"):
+        held.append(f"judge: {first['labeller']}")
     return {
         "headers": [h for _, h, _ in cols],
         "rows": rows,
         "cards": cards,
         "notes": notes,
         "held": " · ".join(held),
+        "cv": cv,
+    }
+
+
+#: the k-fold table's metrics (benchmarks/judge_preset.py names) -> column headers
+CV_COLS = [
+    ("kendall_tau_b", "τ_b"),
+    ("per_query_tau_b", "per-query τ_b"),
+    ("quadratic_kappa", "weighted κ"),
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+]
+
+
+def _cv_section(cv: Any) -> dict[str, Any] | None:
+    """A preset's recorded k-fold numbers (``{"rows": {name: {metric: [mean, sd]}}}``) as mean ± sd cells."""
+    if not isinstance(cv, dict) or not isinstance(cv.get("rows"), dict):
+        return None
+
+    def cell(v: Any) -> str:
+        if isinstance(v, (list, tuple)) and len(v) == 2 and _is_num(v[0]):
+            return f"{fmt(float(v[0]), 3)} ± {fmt(float(v[1]), 3)}" if _is_num(v[1]) else fmt(float(v[0]), 3)
+        return "–"
+
+    rows = [
+        {"name": name, "cells": [cell((r or {}).get(k)) for k, _ in CV_COLS]}
+        for name, r in cv["rows"].items()
+        if isinstance(r, dict)
+    ]
+    return {
+        "headers": [h for _, h in CV_COLS],
+        "rows": rows,
+        "folds": cv.get("folds"),
+        "seed": cv.get("seed"),
+        "source": cv.get("source") or "docs/judge-preset.md",
     }
 
 
