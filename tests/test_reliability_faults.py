@@ -46,20 +46,18 @@ def _kill_during(cmd: list[str], out: Path, stage: str, delay: float) -> str:
     ``done``: the stage finished first; ``exited``)."""
     db = out / "llm-cache.sqlite"
     kind = LLM_KIND.get(stage)
+    # rows of this kind before the process starts: on a loaded machine the first poll that sees the stage
+    # running may come after several of its calls are stored, so that poll must not become the baseline
+    base = _rows_by_kind(db).get(kind, 0) if kind else 0
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     try:
-        base = None
         while time.time() < deadline and proc.poll() is None:
             status = _stage_status(out, stage)
             if status == "done":
                 break
             if status == "running":
-                if kind is None:
-                    break
-                n = _rows_by_kind(db).get(kind, 0)
-                base = n if base is None else base
-                if n > base:
+                if kind is None or _rows_by_kind(db).get(kind, 0) > base:
                     break
             time.sleep(0.01)
         time.sleep(delay)
