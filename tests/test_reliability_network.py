@@ -61,3 +61,18 @@ def test_timeout_flag_refused_for_local_models(beir, tmp_path):  # noqa: F811
         "--llm", "smollm2", "--out", tmp_path / "j.jsonl", "--timeout", "3",
     )  # fmt: skip
     assert r.returncode == 2 and "--timeout and --retries apply to openai" in r.stderr
+
+
+def test_generate_timeout_and_retries_flags_reach_the_openai_backend(tmp_path, server):
+    url, mode = server
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "Gout is caused by uric acid crystals in the joints."}\n')
+    t0 = time.time()
+    r = relforge(
+        "generate", "--corpus", corpus, "--out", tmp_path / "q.jsonl", "--llm", f"openai:{url}#m",
+        "--no-cache", "--per-doc", "1", "--timeout", "0.5", "--retries", "1",
+    )  # fmt: skip
+    assert r.returncode != 0 and not (tmp_path / "q.jsonl").exists()
+    assert "retry 1/1" in r.stderr and "retry 2/" not in r.stderr, r.stderr
+    assert "gave up after 2 attempts" in r.stderr and "timeout=0.5" in r.stderr
+    assert time.time() - t0 < 60  # not 5 attempts x 60 s

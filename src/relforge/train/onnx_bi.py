@@ -13,20 +13,25 @@ itself may be read-only, e.g. a packaged model); in-memory models go to a throwa
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from relforge.errors import RelforgeError, UsageError
-from relforge.train.rerank import ONNX_OPSET, ONNX_TOLERANCE, _cache_root, _session, _unsort, quantize_int8
-
-_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+from relforge.train.rerank import (
+    ONNX_OPSET,
+    ONNX_TOLERANCE,
+    _cache_root,
+    _input_names,
+    _session,
+    _unsort,
+    export_traced,
+    hash_files,
+    quantize_int8,
+)
 
 
 def _layout(st) -> tuple[Any, str, bool]:
@@ -48,13 +53,6 @@ def _layout(st) -> tuple[Any, str, bool]:
     return mods[0].auto_model, pooling, kinds[2:] == ["Normalize"]
 
 
-def _input_names(hf) -> list[str]:
-    import inspect
-
-    params = inspect.signature(hf.forward).parameters
-    return [n for n in _NAMES if n in params]
-
-
 def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> np.ndarray:
     if mode == "cls":
         emb = hidden[:, 0]
@@ -69,42 +67,14 @@ def _pool(hidden: np.ndarray, mask: np.ndarray, mode: str, normalize: bool) -> n
 def export_onnx_bi(st, path: str | Path) -> Path:
     """Export the bi-encoder's inner HF model (token embeddings, dynamic batch and length) and check that
     ONNX Runtime + numpy pooling reproduce ``st.encode`` within 1e-4."""
-    import torch
-
     hf, mode, normalize = _layout(st)
     hf.eval()
     names = _input_names(hf)
 
-    class _Hidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args):
-            return self.inner(**dict(zip(names, args, strict=True))).last_hidden_state
-
     probe = ["a probe document with a few more words in it", "short"]
     batch = st.tokenizer(probe, padding=True, truncation=True, return_tensors="pt")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "seq"} for n in names}
-    axes["hidden"] = {0: "batch", 1: "seq"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python bools in HF masking code
-        torch.onnx.export(
-            _Hidden(hf).eval(),
-            tuple(batch[n] for n in names),
-            str(tmp),
-            input_names=names,
-            output_names=["hidden"],
-            dynamic_axes=axes,
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    os.replace(tmp, path)
-    hf.eval()
-    hidden = _session(path).run(["hidden"], {n: batch[n].numpy() for n in names})[0]
+    hidden = export_traced(hf, names, batch, path, "last_hidden_state", {0: "batch", 1: "seq"}, "hidden")
     got = _pool(hidden, batch["attention_mask"].numpy(), mode, normalize)
     want = st.encode(probe, convert_to_tensor=True).float().cpu().numpy()
     diff = float(np.abs(got - want).max())
@@ -123,12 +93,7 @@ def _fingerprint_bi(folder: Path) -> str | None:
     weights = [p for p in (folder / "model.safetensors", folder / "pytorch_model.bin") if p.exists()]
     if not all(f.exists() for f in files) or not weights:
         return None
-    h = hashlib.sha256()
-    for f in (*files, weights[0]):
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 22), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
+    return hash_files([*files, weights[0]])
 
 
 class OnnxBiEncoder:

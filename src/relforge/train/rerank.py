@@ -135,10 +135,16 @@ def _fingerprint(folder: Path) -> str | None:
     arch = json.loads(cfg.read_text()).get("architectures") or []
     if not any("ForSequenceClassification" in a for a in arch):
         return None
-    h = hashlib.sha256(cfg.read_bytes())
-    with open(weights[0], "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 22), b""):
-            h.update(chunk)
+    return hash_files([cfg, weights[0]])
+
+
+def hash_files(files: list[Path]) -> str:
+    """First 16 hex digits of the sha256 of the files' bytes, in order (an export's cache fingerprint)."""
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
     return h.hexdigest()[:16]
 
 
@@ -153,39 +159,10 @@ def export_onnx(model, path: str | Path) -> Path:
 
     hf = model.model.eval()
     names = _input_names(hf)
-
-    class _Logits(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, *args):
-            return self.inner(**dict(zip(names, args, strict=True))).logits
-
+    path = Path(path)
     probe = [("what is the probe query", "a probe document with a few more words in it"), ("short", "pair")]
     batch = model.tokenizer([q for q, _ in probe], [d for _, d in probe], padding=True, return_tensors="pt")
-    args = tuple(batch[n] for n in names)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    axes = {n: {0: "batch", 1: "seq"} for n in names}
-    axes["logits"] = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about Python bools in HF masking code
-        torch.onnx.export(
-            _Logits(hf).eval(),
-            args,
-            str(tmp),
-            input_names=names,
-            output_names=["logits"],
-            dynamic_axes=axes,
-            opset_version=ONNX_OPSET,
-            dynamo=False,
-        )
-    os.replace(tmp, path)
-    hf.eval()  # the exporter restores the wrapper's mode recursively: keep the model in eval mode
-    sess = _session(path)
-    got = sess.run(["logits"], {n: batch[n].numpy() for n in names})[0][:, 0]
+    got = export_traced(hf, names, batch, path, "logits", {0: "batch"})[:, 0]
     with torch.no_grad():
         want = hf(**{n: batch[n] for n in names}).logits[:, 0].float().numpy()
     diff = float(np.abs(got - want).max())
@@ -196,6 +173,44 @@ def export_onnx(model, path: str | Path) -> Path:
             "use --backend torch"
         )
     return path
+
+
+def export_traced(
+    hf, names: list[str], batch, path: Path, attr: str, output_axes: dict[int, str], output: str | None = None
+):
+    """Trace ``hf(**inputs).<attr>`` to ONNX at ``path`` as the graph output ``output`` (default ``attr``;
+    opset :data:`ONNX_OPSET`, dynamic batch and length, written atomically) and return ONNX Runtime's
+    output on ``batch`` (for the caller's check against torch)."""
+    output = output or attr
+    import torch
+
+    class _Out(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args):
+            return getattr(self.inner(**dict(zip(names, args, strict=True))), attr)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    axes[output] = output_axes
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python bools in HF masking code
+        torch.onnx.export(
+            _Out(hf).eval(),
+            tuple(batch[n] for n in names),
+            str(tmp),
+            input_names=names,
+            output_names=[output],
+            dynamic_axes=axes,
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+        )
+    os.replace(tmp, path)
+    hf.eval()  # the exporter restores the wrapper's mode recursively: keep the model in eval mode
+    return _session(path).run([output], {n: batch[n].numpy() for n in names})[0]
 
 
 def _session(path: Path):
