@@ -46,31 +46,14 @@ class ServiceTime:
 
 
 def tiny_model(folder: Path) -> str:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, for tests/tiny.py
+    from tests.tiny import save_tiny_llama
 
     from relforge.models import resolve_model
 
-    gguf = resolve_model("smollm2")
-    tok = AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))
-    tok.pad_token = tok.pad_token or tok.eos_token
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    LlamaForCausalLM(cfg).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return str(folder)
+    return save_tiny_llama(folder, resolve_model("smollm2"))
 
 
 def data(n_pairs: int):

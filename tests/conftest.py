@@ -40,29 +40,6 @@ def tiny_llm_dir(tmp_path_factory, smollm2_gguf) -> str:
     Fast enough for plumbing tests (load < 1 s); its outputs are random, so tests assert on shapes,
     probabilities summing to one, caching and reloading — never on quality.
     """
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from tests.tiny import save_tiny_llama
 
-    out = tmp_path_factory.mktemp("tiny-llama")
-    gguf_dir, gguf_file = os.path.dirname(smollm2_gguf), os.path.basename(smollm2_gguf)
-    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_file)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(cfg)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return str(out)
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), smollm2_gguf)
