@@ -303,12 +303,8 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
         "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
     }
     settings = stage_part(rc, RetrieveConfig, **where)
-    need = (
-        set(rc.methods) | {rc.method} | ({"bm25", "dense"} if "hybrid" in rc.methods + [rc.method] else set())
-    )
-    runs = retrieve_methods(
-        corpus, both, settings, list(dict.fromkeys([*rc.methods, rc.method])), engine=cfg.engine
-    )
+    methods = list(dict.fromkeys([*rc.methods, rc.method]))
+    runs = retrieve_methods(corpus, both, settings, methods, engine=cfg.engine)
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
     write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
     for m in rc.methods:
@@ -324,7 +320,9 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
             "methods": rc.methods,
             "candidates": rc.method,
             "top_k": rc.top_k,
-            **({"dense": encoder_plan(rc.precision).metadata()} if "dense" in need else {}),
+            **(
+                {"dense": encoder_plan(rc.precision).metadata()} if {"dense", "hybrid"} & set(methods) else {}
+            ),
         },
     )
     return {
