@@ -272,3 +272,50 @@ def test_human_train_split_replaces_generation_without_an_llm(tmp_path):
     assert len(corpus) == 60  # the training questions' answers are kept inside the corpus cap
     m = json.loads((out / "manifest.json").read_text())
     assert m["stages"]["generate"]["llm"] is None and m["stages"]["generate"]["counts"]["queries"] == 12
+
+
+def test_dev_split_chooses_each_checkpoint_with_the_start_as_a_candidate(tmp_path):
+    """Issue 17: ``data.dev_split`` human questions (apart from test and training) are retrieved and
+    choose each variant's checkpoint, step 0 included; the summary, manifest and report say which."""
+    from relforge.data import read_queries, read_run
+
+    cfg = {
+        "name": "dev",
+        "llm": {"spec": f"hf:{tmp_path / 'no-such-model'}"},  # never loaded: human training questions
+        "data": {
+            "source": "sample:medquad",
+            "max_docs": 80,
+            "test_queries": 5,
+            "train_split": "train",
+            "train_queries": 12,
+            "dev_split": "dev",
+            "dev_queries": 6,
+        },
+        "retrieve": {"methods": ["bm25", "hybrid"], "top_k": 12, "mining": {"num_negatives": 3}},
+        "judge": {"enabled": False},
+        "groups": {"group_size": 4},
+        "train": {"kind": "bi", "variants": ["plain"], "max_length": 48, "max_steps": 4, "batch_groups": 4},
+        "rerank": {"first_stage": "hybrid", "top_k": 8, "max_length": 48},
+        "evaluate": {"permutation_rounds": 200, "measures": ["nDCG@10"]},
+        "ablation": {"sizes": []},
+    }
+    out = tmp_path / "run"
+    assert main(["run", str(_write(tmp_path / "dev.yaml", cfg)), "--out", str(out)]) == 0
+    dev, test = (
+        read_queries(out / "data" / "dev-queries.jsonl"),
+        read_queries(out / "data" / "test-queries.jsonl"),
+    )
+    train = read_queries(out / "generate" / "queries.jsonl")
+    assert len(dev) == 6 and not set(dev) & (set(test) | set(train))
+    assert set(read_run(out / "retrieve" / "dev-hybrid.trec")) == set(dev)
+    summary = json.loads((out / "train" / "plain-summary.json").read_text())
+    assert summary["dev_curve"][0]["step"] == 0 and len(summary["dev_curve"]) >= 2
+    assert summary["selected"] in ("start", "trained")
+    assert (summary["selected"] == "start") == (summary["best_checkpoint_step"] == 0)
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["stages"]["train"]["counts"]["plain"]["selected"] == summary["selected"]
+    html = (out / "report.html").read_text()
+    assert "Checkpoint selection on 6 human dev questions" in html
+    # a dev split that is also the test split is refused at load time
+    bad = _write(tmp_path / "bad.yaml", {**cfg, "data": {**cfg["data"], "dev_split": "test"}})
+    assert main(["run", str(bad), "--out", str(tmp_path / "bad")]) != 0

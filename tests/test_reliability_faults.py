@@ -1,8 +1,10 @@
 """Issue 15, fault injection: SIGKILL the pipeline at a random point of EACH stage, rerun, and get the
 same artifacts as an uninterrupted run, with no finished LLM call computed twice.
 
-One artifacts folder is killed once per stage in turn (the kill lands a seeded random delay after the
-stage is recorded as running); every restart resumes it. The full test runs every stage of the tiny
+One artifacts folder is killed once per stage in turn; every restart resumes it. An LLM stage dies by
+its own SIGKILL right after a seeded random number of stored calls (``$RELFORGE_FAULT_KILL_AFTER_CALLS``:
+a timed kill raced the tiny, fast generate stage on a loaded CI box and landed after it had finished);
+any other stage is killed a seeded random delay after it is recorded as running. The full test runs every stage of the tiny
 config (@slow); ``test_kill_during_generate`` is the fast subset in ``make test``."""
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from tests.test_pipeline_e2e import _stage_status, _write, tiny_config
+
+from relforge.llm.cache import FAULT_ENV
 
 #: files compared byte for byte: everything but timings, logs, the cache, the manifest and the report
 COMPARED = (".jsonl", ".trec", ".tsv", ".json")
@@ -41,24 +45,14 @@ def _env() -> dict[str, str]:
 
 
 def _kill_during(cmd: list[str], out: Path, stage: str, delay: float) -> str:
-    """Start the run, wait for ``stage`` to be running (for an LLM stage: until one of its calls is in the
-    cache), wait ``delay`` s more, SIGKILL. Returns where the kill landed (``running``: inside ``stage``;
-    ``done``: the stage finished first; ``exited``)."""
-    db = out / "llm-cache.sqlite"
-    kind = LLM_KIND.get(stage)
-    # rows of this kind before the process starts: on a loaded machine the first poll that sees the stage
-    # running may come after several of its calls are stored, so that poll must not become the baseline
-    base = _rows_by_kind(db).get(kind, 0) if kind else 0
+    """Start the run, wait for (non-LLM) ``stage`` to be running, wait ``delay`` s more, SIGKILL. Returns
+    where the kill landed (``running``: inside ``stage``; ``done``: the stage finished first; ``exited``)."""
     proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     try:
         while time.time() < deadline and proc.poll() is None:
-            status = _stage_status(out, stage)
-            if status == "done":
+            if _stage_status(out, stage) in ("running", "done"):
                 break
-            if status == "running":
-                if kind is None or _rows_by_kind(db).get(kind, 0) > base:
-                    break
             time.sleep(0.01)
         time.sleep(delay)
         if proc.poll() is not None:
@@ -69,6 +63,16 @@ def _kill_during(cmd: list[str], out: Path, stage: str, delay: float) -> str:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return "running" if _stage_status(out, stage) == "running" else "done"
+
+
+def _crash_after_calls(cmd: list[str], out: Path, stage: str, n: int) -> str:
+    """Run with the cache's fault hook: the process SIGKILLs itself right after its ``n``-th stored call
+    of ``stage``'s kind. Returns where the kill landed, as :func:`_kill_during`."""
+    env = {**_env(), FAULT_ENV: f"{LLM_KIND[stage]}:{n}"}
+    rc = subprocess.run(cmd, env=env, capture_output=True, timeout=600).returncode
+    if rc != -signal.SIGKILL:
+        return "exited"
     return "running" if _stage_status(out, stage) == "running" else "done"
 
 
@@ -125,6 +129,22 @@ def _rows_by_kind(db: Path) -> dict[str, int]:
 LLM_KIND = {"generate": "generate", "judge": "score", "agreement": "score"}
 
 
+def _calls_until_mid_stage(m_ref: dict, stages: list[str], stage: str, rows: dict, rng) -> int:
+    """For the cache hook: how many stored calls of ``stage``'s kind the next process makes before it
+    dies inside ``stage`` (first the calls earlier stages of that kind still owe, then a random share of
+    this stage's own), or 0 when ``stage`` has no call left to compute (then it gets a timed kill)."""
+    kind = LLM_KIND.get(stage)
+    if kind is None:
+        return 0
+    i = stages.index(stage)
+    earlier = sum(m_ref["stages"][e].get("cache_misses", 0) for e in stages[:i] if LLM_KIND.get(e) == kind)
+    stored = rows.get(kind, 0)
+    left = m_ref["stages"][stage].get("cache_misses", 0) - max(0, stored - earlier)
+    if left < 1:
+        return 0
+    return max(0, earlier - stored) + rng.randint(1, max(1, left - 1))
+
+
 def _fault_run(
     tmp_path: Path, cfg_dict: dict, to: str | None, seed: int, kill: list[str] | None = None
 ) -> None:
@@ -135,6 +155,7 @@ def _fault_run(
     stages = m_ref["stage_order"][: m_ref["stage_order"].index(to) + 1] if to else m_ref["stage_order"]
     rng = random.Random(seed)
     landed: dict[str, str] = {}
+    hooked: list[str] = []  # LLM stages killed by the cache hook (always mid-stage)
     start_rows: dict[str, dict[str, int]] = {}  # stage -> cache rows by kind when its successful run began
     for stage in [*(kill or stages), None]:
         before = _rows_by_kind(out / "llm-cache.sqlite")
@@ -142,15 +163,21 @@ def _fault_run(
         if stage is None:  # the final, uninterrupted rerun
             assert subprocess.run(_cmd(cfg, out, to), env=_env(), capture_output=True).returncode == 0
         else:
-            wall = m_ref["stages"][stage].get("wall_s") or 0.0
-            delay = rng.uniform(0.0, min(0.3 if stage in LLM_KIND else 1.5, 0.5 * wall))
-            landed[stage] = _kill_during(_cmd(cfg, out, to), out, stage, delay)
+            n = _calls_until_mid_stage(m_ref, stages, stage, before, rng)
+            if n:
+                hooked.append(stage)
+                landed[stage] = _crash_after_calls(_cmd(cfg, out, to), out, stage, n)
+            else:
+                wall = m_ref["stages"][stage].get("wall_s") or 0.0
+                delay = rng.uniform(0.0, min(1.5, 0.5 * wall))
+                landed[stage] = _kill_during(_cmd(cfg, out, to), out, stage, delay)
         for s in stages:
             if s not in done_before and _stage_status(out, s) == "done":
                 start_rows[s] = before
     m = json.loads((out / "manifest.json").read_text())
     assert all(m["stages"][s]["status"] == "done" for s in stages)
     assert sum(v == "running" for v in landed.values()) >= len(landed) // 2, landed  # most kills mid-stage
+    assert all(landed[s] == "running" for s in hooked), (hooked, landed)  # the hook always lands mid-stage
 
     a, b = _artifacts(ref), _artifacts(out)
     assert sorted(a) == sorted(b)

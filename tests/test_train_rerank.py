@@ -85,8 +85,8 @@ def test_one_epoch_lce_improves_training_ranking_and_reloads(trained, groups):
 
     out, summary, before = trained
     assert summary["steps"] == 4  # 24 groups / 6 per step, 1 epoch
-    assert [p["step"] for p in summary["dev_curve"]] == [2, 4]
-    assert summary["best_checkpoint_step"] in (2, 4)
+    assert [p["step"] for p in summary["dev_curve"]] == [0, 2, 4]  # 0: the untrained start (random head)
+    assert summary["selected"] == "trained" and summary["best_checkpoint_step"] in (2, 4)
     assert summary["train_time_s"] > 0 and summary["loss_curve"][0]["step"] == 1
     assert json.loads((out / "training_summary.json").read_text())["steps"] == 4
     assert not (out / ".checkpoints").exists()
@@ -299,3 +299,55 @@ def test_other_losses_train_and_reload(kind, loss, groups, tmp_path):
         assert model.num_labels == 1 and model.predict([("causes of gout?", "gout is caused by")]).shape == (
             1,
         )
+
+
+def test_dev_selection_keeps_the_untrained_start_unless_a_checkpoint_beats_it(task, tmp_path):
+    """Issue 17: with a dev set, step 0 competes. Training on the topic's OTHER aspect is worse than
+    MiniLM on the true questions (start kept, written unchanged) and better on the flipped ones."""
+    from sentence_transformers import SentenceTransformer
+
+    from relforge.dataset import GroupConfig, build_groups
+    from relforge.models import resolve_model
+    from relforge.train import TrainConfig, train_bi_encoder
+    from relforge.train.trainer import DevSet
+
+    corpus, queries, qrels, run = task
+    flipped = {q: {f"{d[:-1]}{1 - int(d[-1])}": 1 for d in rel} for q, rel in qrels.items()}
+    groups, _ = build_groups(
+        queries, flipped, run, corpus, None, GroupConfig(group_size=4, sampling="random")
+    )
+    cfg = TrainConfig(
+        kind="bi",
+        max_length=24,
+        batch_groups=6,
+        lr=1e-4,
+        epochs=2,
+        warmup_ratio=0.0,
+        logging_steps=1,
+        eval_steps=4,
+    )
+    start = SentenceTransformer(resolve_model("minilm")).encode(["causes of gout?", "gout is caused by"])
+
+    true_dev = DevSet(corpus, queries, qrels, run, top_k=len(corpus))
+    kept = train_bi_encoder(groups, tmp_path / "kept", cfg, dev=true_dev)
+    assert kept["selected"] == "start" and kept["best_checkpoint_step"] == 0
+    assert [p["step"] for p in kept["dev_curve"]] == [0, 4, 8]
+    assert (
+        kept["best_dev_ndcg@10"]
+        == kept["start_dev_ndcg@10"]
+        > max(p["ndcg@10"] for p in kept["dev_curve"][1:])
+    )
+    written = SentenceTransformer(str(tmp_path / "kept")).encode(["causes of gout?", "gout is caused by"])
+    np.testing.assert_allclose(written, start, atol=1e-5)  # the untrained weights, not the last step's
+
+    flipped_dev = DevSet(corpus, queries, flipped, run, top_k=len(corpus))
+    trained = train_bi_encoder(groups, tmp_path / "trained", cfg, dev=flipped_dev)
+    assert trained["selected"] == "trained" and trained["best_checkpoint_step"] in (4, 8)
+    assert trained["best_dev_ndcg@10"] > trained["start_dev_ndcg@10"]
+    moved = SentenceTransformer(str(tmp_path / "trained")).encode(["causes of gout?", "gout is caused by"])
+    assert np.abs(moved - start).max() > 1e-3
+
+    off = train_bi_encoder(
+        groups, tmp_path / "off", cfg.model_copy(update={"keep_start": False}), dev=true_dev
+    )
+    assert off["selected"] == "trained" and off["best_checkpoint_step"] in (4, 8)

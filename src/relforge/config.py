@@ -79,6 +79,11 @@ class DataSection(Strict):
     train_split: str | None = None
     #: how many of those questions (None: all), sampled with ``seed``
     train_queries: int | None = Field(None, ge=1)
+    #: human questions of this split (e.g. ``dev``) choose each trained model's checkpoint, the untrained
+    #: start included (``train.keep_start``); never trained on, never evaluated on. None: no selection
+    dev_split: str | None = None
+    #: how many of those questions (None: all), sampled with ``seed``
+    dev_queries: int | None = Field(None, ge=1)
     seed: int = 0
 
     @model_validator(mode="after")
@@ -89,6 +94,14 @@ class DataSection(Strict):
                 f"train_split {self.train_split!r} is also an evaluation split (test_split "
                 f"{self.test_split!r}); pick another split"
             )
+        if self.dev_split is not None:
+            dev = {x.strip() for x in self.dev_split.split(",") if x.strip()}
+            clash = dev & (test | {(self.train_split or "").strip()})
+            if clash:
+                raise ValueError(
+                    f"dev_split {self.dev_split!r} is also a test or train split ({', '.join(sorted(clash))}); "
+                    f"model selection needs questions of its own"
+                )
         return self
 
 

@@ -15,6 +15,7 @@ import hashlib
 import inspect
 import json
 import os
+import signal
 import sqlite3
 import threading
 import time
@@ -78,6 +79,21 @@ def call_key(backend_id: str, kind: str, chat: Chat, payload: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+#: fault injection for the crash tests: ``KIND:N`` SIGKILLs this process right after its N-th stored call
+#: of that kind (a real kill at a reproducible point; a timed kill races a fast stage on a loaded box)
+FAULT_ENV = "RELFORGE_FAULT_KILL_AFTER_CALLS"
+
+
+def _fault_from_env() -> list | None:
+    spec = os.environ.get(FAULT_ENV, "").strip()
+    if not spec:
+        return None
+    kind, _, n = spec.rpartition(":")
+    if not kind or not n.isdigit() or int(n) < 1:
+        raise RelforgeError(f"${FAULT_ENV}={spec!r}: expected KIND:N with N >= 1, e.g. generate:3")
+    return [kind, int(n)]
+
+
 class LLMCache:
     """SQLite (WAL) store of finished LLM calls. Safe to share between threads and processes.
 
@@ -101,6 +117,7 @@ class LLMCache:
                 f"elsewhere, or pass --no-cache."
             ) from e
         self._lock = threading.Lock()
+        self._fault = _fault_from_env()
 
     def get_many(self, keys: list[str]) -> dict[str, tuple[str, int, int]]:
         """Return ``{key: (result_json, prompt_tokens, completion_tokens)}`` for the keys present."""
@@ -122,6 +139,10 @@ class LLMCache:
                 (key, kind, model, result, int(prompt_tokens), int(completion_tokens), time.time()),
             )
             self._conn.commit()
+            if self._fault is not None and kind == self._fault[0]:
+                self._fault[1] -= 1
+                if self._fault[1] <= 0:  # fault injection: die like a crash, right after a stored call
+                    os.kill(os.getpid(), signal.SIGKILL)
 
     def __len__(self) -> int:
         with self._lock:

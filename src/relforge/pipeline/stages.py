@@ -215,9 +215,22 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         if cfg.data.train_queries is not None and len(train_qids) > cfg.data.train_queries:
             train_qids = sorted(rng.sample(train_qids, cfg.data.train_queries))
         train_qrels = {q: {d: g for d, g in tq[q].items() if d in corpus and g > 0} for q in train_qids}
+    dev_qrels: dict[str, dict[str, int]] = {}
+    if cfg.data.dev_split:
+        dq = split_qrels(cfg.data.dev_split, "dev_split")
+        dev_qids = eligible(dq, exclude=set(test_qids) | set(train_qrels))
+        if not dev_qids:
+            raise UsageError(
+                f"data.dev_split {cfg.data.dev_split!r} has no question with a relevant document"
+            )
+        if cfg.data.dev_queries is not None and len(dev_qids) > cfg.data.dev_queries:
+            dev_qids = sorted(rng.sample(dev_qids, cfg.data.dev_queries))
+        dev_qrels = {q: {d: g for d, g in dq[q].items() if d in corpus} for q in dev_qids}
     keep = set(corpus)
     if cfg.data.max_docs is not None and len(corpus) > cfg.data.max_docs:
-        needed = {d for docs in (*test_qrels.values(), *train_qrels.values()) for d in docs}
+        needed = {
+            d for docs in (*test_qrels.values(), *train_qrels.values(), *dev_qrels.values()) for d in docs
+        }
         rest = sorted(set(corpus) - needed)
         fill = max(0, cfg.data.max_docs - len(needed))
         keep = needed | set(rng.sample(rest, min(fill, len(rest))))
@@ -229,6 +242,10 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         write_queries(ctx.path("data/train-queries.jsonl"), [queries[q] for q in sorted(train_qrels)])
         write_qrels(ctx.path("data/train-qrels.tsv"), train_qrels)
         summary.update(train_split=cfg.data.train_split, train_queries=len(train_qrels))
+    if cfg.data.dev_split:
+        write_queries(ctx.path("data/dev-queries.jsonl"), [queries[q] for q in sorted(dev_qrels)])
+        write_qrels(ctx.path("data/dev-qrels.tsv"), dev_qrels)
+        summary.update(dev_split=cfg.data.dev_split, dev_queries=len(dev_qrels))
     summary.update(
         documents=len(docs),
         documents_in_source=len(corpus),
@@ -297,7 +314,8 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     corpus = read_corpus(ctx.path("data/corpus.jsonl"))
     synth = read_queries(ctx.path("generate/queries.jsonl"))
     test = read_queries(ctx.path("data/test-queries.jsonl"))
-    both = {**synth, **test}
+    dev = read_queries(ctx.path("data/dev-queries.jsonl")) if cfg.data.dev_split else {}
+    both = {**synth, **test, **dev}
     where = {
         "index_dir": str(ctx.path("retrieve/cache/bm25-index")),
         "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
@@ -309,6 +327,8 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
     for m in rc.methods:
         write_run(ctx.path(f"retrieve/test-{m}.trec"), {q: runs[m].get(q, {}) for q in test}, tag=m)
+        if dev:  # the dev questions' first stage: reranked when choosing checkpoints (stage train)
+            write_run(ctx.path(f"retrieve/dev-{m}.trec"), {q: runs[m].get(q, {}) for q in dev}, tag=m)
     positives = read_qrels(ctx.path("generate/qrels.tsv"))
     stats: dict[str, Any] = {}
     negs = mine_negatives(cand, positives, rc.mining, corpus_ids=list(corpus), stats=stats)
@@ -328,6 +348,7 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     return {
         "synthetic_queries": len(synth),
         "test_queries": len(test),
+        **({"dev_queries": len(dev)} if dev else {}),
         "queries_with_negatives": len(negs),
         "negatives": sum(len(v) for v in negs.values()),
     }
@@ -792,7 +813,24 @@ def _train(ctx: StageContext, groups, out_rel: str, variant: str = "plain") -> d
     cfg: PipelineConfig = ctx.cfg
     tc = stage_part(cfg.train, TrainConfig, **({"loss": cfg.train.soft_loss} if variant == "soft" else {}))
     fn = train_bi_encoder if tc.kind == "bi" else train_cross_encoder
-    return fn(groups, str(ctx.path(out_rel)), tc) or {}
+    return fn(groups, str(ctx.path(out_rel)), tc, dev=_dev_set(ctx)) or {}
+
+
+def _dev_set(ctx: StageContext):
+    """The human dev questions (``data.dev_split``) with the reranked first stage's top-k, or None."""
+    from relforge.data import read_corpus, read_qrels, read_queries, read_run
+    from relforge.train import DevSet
+
+    cfg: PipelineConfig = ctx.cfg
+    if not cfg.data.dev_split:
+        return None
+    return DevSet(
+        corpus=read_corpus(ctx.path("data/corpus.jsonl")),
+        queries=read_queries(ctx.path("data/dev-queries.jsonl")),
+        qrels=read_qrels(ctx.path("data/dev-qrels.tsv")),
+        run=read_run(ctx.path(f"retrieve/dev-{cfg.rerank.first_stage}.trec")),
+        top_k=cfg.rerank.top_k,
+    )
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
@@ -1177,6 +1215,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             outputs=lambda k: (
                 ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"]
                 + (["data/train-queries.jsonl", "data/train-qrels.tsv"] if k.data.train_split else [])
+                + _dev_files(k)
             ),
             config=data_cfg,
             description="read the documents and pick the held-out human questions",
@@ -1209,10 +1248,12 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 "data/test-queries.jsonl",
                 "generate/queries.jsonl",
                 "generate/qrels.tsv",
+                *_dev_files(k)[:1],
             ],
             outputs=lambda k: (
                 ["retrieve/candidates.trec", "retrieve/negatives.json"]
                 + [f"retrieve/test-{m}.trec" for m in k.retrieve.methods]
+                + ([f"retrieve/dev-{m}.trec" for m in k.retrieve.methods] if k.data.dev_split else [])
             ),
             config=lambda k: {"retrieve": _dump(k.retrieve)},
             description="BM25 / dense / hybrid + mining",
@@ -1289,9 +1330,9 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
         Stage(
             "train",
             stage_train,
-            inputs=lambda k: [f"dataset/{v}" for v in k.train.variants],
+            inputs=lambda k: [f"dataset/{v}" for v in k.train.variants] + _dev_inputs(k),
             outputs=lambda k: variants_outputs("train", k, k.train.variants),
-            config=lambda k: {"train": _dump(k.train)},
+            config=lambda k: {"train": _dump(k.train), **_dev_config(k)},
             description="reranker with LCE (cross- or bi-encoder), per variant",
         ),
         Stage(
@@ -1342,9 +1383,11 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                     "eval/metrics.json",
                 ]
                 + [f"dataset/{v}" for v in k.ablation.variants]
+                + _dev_inputs(k)
             ),
             outputs=lambda k: ["ablation.json"],
             config=lambda k: {
+                **_dev_config(k),
                 "ablation": _dump(k.ablation),
                 "train": _dump(k.train),
                 "rerank": _dump(k.rerank),
@@ -1366,6 +1409,25 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     ]
     del c
     return stages
+
+
+def _dev_files(cfg: PipelineConfig) -> list[str]:
+    return ["data/dev-queries.jsonl", "data/dev-qrels.tsv"] if cfg.data.dev_split else []
+
+
+def _dev_inputs(cfg: PipelineConfig) -> list[str]:
+    """What checkpoint selection reads (``data.dev_split``): the dev questions and their first stage."""
+    if not cfg.data.dev_split:
+        return []
+    return [*_dev_files(cfg), f"retrieve/dev-{cfg.rerank.first_stage}.trec"]
+
+
+def _dev_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return (
+        {"dev": {"first_stage": cfg.rerank.first_stage, "top_k": cfg.rerank.top_k}}
+        if cfg.data.dev_split
+        else {}
+    )
 
 
 def _preset_fingerprint(cfg: PipelineConfig) -> dict[str, Any]:

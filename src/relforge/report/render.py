@@ -363,6 +363,32 @@ def _budget_notes(res, primary: str) -> list[str]:
     ]
 
 
+def _selection_notes(manifest: dict[str, Any]) -> list[str]:
+    """What checkpoint selection on the human dev questions chose, per trained variant (stage train)."""
+    counts = ((manifest.get("stages") or {}).get("train") or {}).get("counts") or {}
+    n_dev = (((manifest.get("stages") or {}).get("retrieve") or {}).get("counts") or {}).get("dev_queries")
+    parts = []
+    for v in TRAINED_RUNS:
+        c = counts.get(v)
+        if not isinstance(c, dict) or c.get("selected") not in ("start", "trained"):
+            continue
+        start, best = c.get("start_dev_ndcg@10"), c.get("best_dev_ndcg@10")
+        if c["selected"] == "start":
+            parts.append(f"{v} kept the untrained start (no checkpoint beat its dev nDCG@10 {fmt(start)})")
+        else:
+            parts.append(
+                f"{v}: step {c.get('best_checkpoint_step')} (dev nDCG@10 {fmt(best)}"
+                + (f" vs {fmt(start)} at the start)" if _is_num(start) else ")")
+            )
+    if not parts:
+        return []
+    who = f"{n_dev} human dev questions" if _is_num(n_dev) else "the human dev questions"
+    return [
+        f"Checkpoint selection on {who} (data.dev_split: never trained on, not the test questions; the "
+        f"untrained start is a candidate): " + "; ".join(parts) + "."
+    ]
+
+
 def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
     from relforge.report import plots
 
@@ -814,6 +840,8 @@ def write_report(
                         f"cannot render this artifact ({type(e).__name__}: {e})", path=path
                     ) from e
                 art["errors"][key] = f"{path}: cannot render ({type(e).__name__}: {e})"
+    if "metrics" in sections:
+        sections["metrics"]["notes"].extend(_selection_notes(manifest))
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     page_title = title or (config or {}).get("name") or root.resolve().name
     html = _template().render(

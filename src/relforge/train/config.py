@@ -31,6 +31,8 @@ class TrainConfig(BaseModel):
             GPU only. ``int8`` is an inference setting and is refused here.
         eval_steps: evaluate on the dev set every this many steps (None = 4 times per run).
         dev_top_k: depth of the dev run reranked during evaluation.
+        keep_start: with a dev set, the untrained start (step 0) competes with the checkpoints: if none
+            beats its dev nDCG@10, the start is written as the model (``selected: start`` in the summary).
         logging_steps: loss curve resolution.
     """
 
@@ -53,6 +55,7 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_steps: int | None = Field(None, ge=1)
     dev_top_k: int = Field(50, ge=1)
+    keep_start: bool = True
     logging_steps: int = Field(5, ge=1)
 
     @field_validator("max_steps")

@@ -435,12 +435,33 @@ def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
 def _train_and_finish(
     trainer, model, out: Path, ckpt: Path, cfg: TrainConfig, n_rows: int, group_size: int, dev, n_cut: int = 0
 ) -> dict:
-    """Train (timed), keep the best checkpoint, write the model and its summary: shared by both kinds."""
+    """Train (timed), keep the best checkpoint, write the model and its summary: shared by both kinds.
+
+    With a dev set and ``cfg.keep_start``, the untrained start is a candidate too (step 0, scored before
+    the first step): when no checkpoint beats it on the dev set, the start is what is written, and the
+    summary says so (``selected: start``). A run then never ships a model its own dev set rates below
+    where it began."""
+    start: tuple[float, dict] | None = None
+    if dev is not None and cfg.keep_start:
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        start = (dev_ndcg(model, dev, cfg.kind), state)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     summary = _summary(trainer, cfg, n_rows, group_size, seconds, dev)
     summary["texts_cut_by_chars"] = n_cut
+    if start is not None:
+        score, state = start
+        summary["start_dev_ndcg@10"] = score
+        summary["dev_curve"].insert(0, {"step": 0, "ndcg@10": score})
+        best = summary["best_dev_ndcg@10"]
+        if best is None or score >= best:
+            model.load_state_dict(state)
+            summary.update({"selected": "start", "best_dev_ndcg@10": score, "best_checkpoint_step": 0})
+        else:
+            summary["selected"] = "trained"
+    elif dev is not None:
+        summary["selected"] = "trained"
     return _finish(trainer, model, out, ckpt, summary)
 
 
