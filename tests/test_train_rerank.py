@@ -347,7 +347,8 @@ def test_dev_selection_keeps_the_untrained_start_unless_a_checkpoint_beats_it(ta
     moved = SentenceTransformer(str(tmp_path / "trained")).encode(["causes of gout?", "gout is caused by"])
     assert np.abs(moved - start).max() > 1e-3
 
-    off = train_bi_encoder(
-        groups, tmp_path / "off", cfg.model_copy(update={"keep_start": False}), dev=true_dev
-    )
-    assert off["selected"] == "trained" and off["best_checkpoint_step"] in (4, 8)
+    # without the start as a candidate; eval_steps 3 does not divide 8 steps: the last step is scored too
+    off_cfg = cfg.model_copy(update={"keep_start": False, "eval_steps": 3})
+    off = train_bi_encoder(groups, tmp_path / "off", off_cfg, dev=true_dev)
+    assert [p["step"] for p in off["dev_curve"]] == [3, 6, 8]
+    assert off["selected"] == "trained" and off["best_checkpoint_step"] in (3, 6, 8)

@@ -66,6 +66,11 @@ def register(app: typer.Typer) -> None:
         eval_steps: int | None = typer.Option(
             _D.eval_steps, help="evaluate every N steps (default 4x per run)."
         ),
+        keep_start: bool = typer.Option(
+            _D.keep_start,
+            "--keep-start/--no-keep-start",
+            help="with a dev set: the untrained start competes with the checkpoints (kept if none beats it).",
+        ),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="write into a non-empty folder relforge did not create"
         ),
@@ -97,6 +102,7 @@ def register(app: typer.Typer) -> None:
                 precision=precision,
                 eval_steps=eval_steps,
                 dev_top_k=dev_top_k,
+                keep_start=keep_start,
             )
         except ValidationError as e:
             raise UsageError(
@@ -109,7 +115,15 @@ def register(app: typer.Typer) -> None:
             json.dumps(
                 {
                     k: summary[k]
-                    for k in ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10")
+                    for k in (
+                        "model_dir",
+                        "steps",
+                        "train_time_s",
+                        "pairs_per_s",
+                        "best_dev_ndcg@10",
+                        "selected",
+                    )
+                    if k in summary
                 }
             )
         )

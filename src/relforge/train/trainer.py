@@ -293,6 +293,22 @@ def make_evaluator(dev: DevSet, kind: str, name: str = "dev"):
 # --------------------------------------------------------------------------- training
 
 
+def _eval_at_end():
+    """A TrainerCallback that evaluates (and saves) the last step too: with ``eval_steps`` not dividing
+    the step count, HF Trainer would otherwise never score the final model, and best-model loading at
+    the end would silently drop it from the candidates."""
+    from transformers import TrainerCallback
+
+    class EvalAtEnd(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.max_steps and state.global_step >= state.max_steps:
+                control.should_evaluate = True
+                control.should_save = True
+            return control
+
+    return EvalAtEnd()
+
+
 def _load(groups):
     from relforge.dataset.groups import load_groups
 
@@ -505,6 +521,7 @@ def train_cross_encoder(
         train_dataset=train,
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "cross") if dev is not None else None,
+        callbacks=[_eval_at_end()] if dev is not None else None,
     )
     return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev, n_cut)
 
@@ -550,5 +567,6 @@ def train_bi_encoder(
         train_dataset=train,
         loss=spec.build(model, cfg),
         evaluator=make_evaluator(dev, "bi") if dev is not None else None,
+        callbacks=[_eval_at_end()] if dev is not None else None,
     )
     return _train_and_finish(trainer, model, out, ckpt, cfg, len(ds), group_size, dev, n_cut)
