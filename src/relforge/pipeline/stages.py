@@ -197,6 +197,16 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
             if q in queries and q not in exclude and any(g > 0 and d in corpus for d, g in docs.items())
         )
 
+    def pick(splits: str, name: str, cap: int | None, exclude: set[str]) -> dict[str, dict[str, int]]:
+        """Questions of ``splits`` (not in ``exclude``) with a relevant document, at most ``cap``."""
+        got = split_qrels(splits, f"{name}_split")
+        qids = eligible(got, exclude=exclude)
+        if not qids:
+            raise UsageError(f"data.{name}_split {splits!r} has no question with a relevant document")
+        if cap is not None and len(qids) > cap:
+            qids = sorted(rng.sample(qids, cap))
+        return {q: {d: g for d, g in got[q].items() if d in corpus} for q in qids}
+
     qrels = split_qrels(cfg.data.test_split, "test_split")
     rng = random.Random(cfg.data.seed)
     test_eligible = eligible(qrels)
@@ -206,26 +216,11 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
     test_qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in test_qids}
     train_qrels: dict[str, dict[str, int]] = {}
     if cfg.data.train_split:
-        tq = split_qrels(cfg.data.train_split, "train_split")
-        train_qids = eligible(tq, exclude=set(test_qids))
-        if not train_qids:
-            raise UsageError(
-                f"data.train_split {cfg.data.train_split!r} has no question with a relevant document"
-            )
-        if cfg.data.train_queries is not None and len(train_qids) > cfg.data.train_queries:
-            train_qids = sorted(rng.sample(train_qids, cfg.data.train_queries))
-        train_qrels = {q: {d: g for d, g in tq[q].items() if d in corpus and g > 0} for q in train_qids}
+        train_qrels = pick(cfg.data.train_split, "train", cfg.data.train_queries, set(test_qids))
+        train_qrels = {q: {d: g for d, g in docs.items() if g > 0} for q, docs in train_qrels.items()}
     dev_qrels: dict[str, dict[str, int]] = {}
     if cfg.data.dev_split:
-        dq = split_qrels(cfg.data.dev_split, "dev_split")
-        dev_qids = eligible(dq, exclude=set(test_qids) | set(train_qrels))
-        if not dev_qids:
-            raise UsageError(
-                f"data.dev_split {cfg.data.dev_split!r} has no question with a relevant document"
-            )
-        if cfg.data.dev_queries is not None and len(dev_qids) > cfg.data.dev_queries:
-            dev_qids = sorted(rng.sample(dev_qids, cfg.data.dev_queries))
-        dev_qrels = {q: {d: g for d, g in dq[q].items() if d in corpus} for q in dev_qids}
+        dev_qrels = pick(cfg.data.dev_split, "dev", cfg.data.dev_queries, set(test_qids) | set(train_qrels))
     keep = set(corpus)
     if cfg.data.max_docs is not None and len(corpus) > cfg.data.max_docs:
         needed = {
@@ -807,13 +802,18 @@ def _group_variants(cfg: PipelineConfig) -> list[str]:
     )
 
 
-def _train(ctx: StageContext, groups, out_rel: str, variant: str = "plain") -> dict[str, Any]:
+def _train(
+    ctx: StageContext, groups, out_rel: str, variant: str = "plain", dev=None, **overrides: Any
+) -> dict[str, Any]:
+    """Train one variant (``dev``: the :func:`_dev_set` that chooses its checkpoint, or None)."""
     from relforge.train import train_bi_encoder, train_cross_encoder
 
     cfg: PipelineConfig = ctx.cfg
-    tc = stage_part(cfg.train, TrainConfig, **({"loss": cfg.train.soft_loss} if variant == "soft" else {}))
+    if variant == "soft":
+        overrides["loss"] = cfg.train.soft_loss
+    tc = stage_part(cfg.train, TrainConfig, **overrides)
     fn = train_bi_encoder if tc.kind == "bi" else train_cross_encoder
-    return fn(groups, str(ctx.path(out_rel)), tc, dev=_dev_set(ctx)) or {}
+    return fn(groups, str(ctx.path(out_rel)), tc, dev=dev) or {}
 
 
 def _dev_set(ctx: StageContext):
@@ -839,8 +839,9 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     res: dict[str, Any] = {}
+    dev = _dev_set(ctx)
     for variant in cfg.train.variants:
-        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}", variant)
+        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}", variant, dev)
         _write_json(ctx.path(f"train/{variant}-summary.json"), info)
         res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
     ctx.set_manifest("reranker_model", reranker_rel(cfg))
@@ -1119,6 +1120,9 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
     first = cfg.rerank.first_stage
     first_run = read_run(ctx.path(f"retrieve/test-{first}.trec"))
     rows = []
+    # with a dev split, each size competes only with its start (dev scored at step 0 and the last step):
+    # choosing among intermediate checkpoints as well made the demo's ablation 5x slower
+    dev = _dev_set(ctx)
     for variant in ab.variants:
         groups = load_groups(ctx.path(f"dataset/{variant}"))
         seen: set[int] = set()
@@ -1133,7 +1137,7 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
                 row["source"] = f"train/{variant} (full set)"
             else:
                 rel = f"ablation/{variant}-{n}"
-                info = _train(ctx, groups.select(idx), rel, variant)
+                info = _train(ctx, groups.select(idx), rel, variant, dev, eval_steps=10**9)
                 run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
