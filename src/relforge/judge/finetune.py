@@ -337,6 +337,616 @@ def _record_base_spec(adapter_config: Path, spec: str) -> None:
     adapter_config.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
+@dataclass
+class _Split:
+    """Labelled pairs by role (test held out, train/validation by query, train balanced) and their counts."""
+
+    examples: list[Example]  # the pairs off the test queries
+    test: list[Example]
+    train_q: list[str]
+    val_q: list[str]
+    train_all: list[Example]
+    train: list[Example]
+    val: list[Example]
+    counts: dict[str, Any]
+
+    def describe(self, cfg: FinetuneConfig) -> dict[str, Any]:
+        return {
+            "method": "query hash" if cfg.val_queries is None else "explicit",
+            "seed": cfg.seed,
+            "val_fraction": cfg.val_fraction,
+            "train_queries": self.train_q,
+            "val_queries": self.val_q,
+            "train_pairs": len(self.train_all),
+            "val_pairs": len(self.val),
+        }
+
+
+def _collect_examples(
+    corpus: dict[str, Document], queries: dict[str, Query], qrels: Qrels, values: list[int]
+) -> tuple[list[Example], dict[str, int]]:
+    """The labelled pairs that have both query and document, and how many lacked one or the other."""
+    examples: list[Example] = []
+    missing: dict[str, int] = {"query": 0, "document": 0}
+    off_scale = sorted({g for q in qrels.values() for g in q.values() if g not in values})
+    if off_scale:
+        raise DataError(
+            f"qrels grades {off_scale} are not on the template's scale {values} (setting: template)"
+        )
+    for qid in sorted(qrels):
+        if qid not in queries:
+            missing["query"] += len(qrels[qid])
+            continue
+        for docid in sorted(qrels[qid]):
+            if docid not in corpus:
+                missing["document"] += 1
+                continue
+            examples.append(Example(qid, docid, int(qrels[qid][docid])))
+    if not examples:
+        raise DataError(
+            "no labelled pair has both its query and its document; check --queries/--corpus/--qrels"
+        )
+    return examples, missing
+
+
+def _split_examples(examples: list[Example], values: list[int], cfg: FinetuneConfig) -> _Split:
+    """Hold out the test queries, split the rest by query, cap validation, balance training."""
+    test_set = set(cfg.test_queries or [])
+    test = [e for e in examples if e.qid in test_set]  # never trained on, never used to pick the epoch
+    examples = [e for e in examples if e.qid not in test_set]
+    if cfg.val_queries is not None:
+        val_q = sorted(set(cfg.val_queries) & {e.qid for e in examples})
+        if not val_q:
+            raise UsageError("none of val_queries has labels (setting: val_queries)")
+        train_q = sorted({e.qid for e in examples} - set(val_q))
+    else:
+        train_q, val_q = split_by_query([e.qid for e in examples], cfg.val_fraction, cfg.seed)
+    train_all = [e for e in examples if e.qid in set(train_q)]
+    val = [e for e in examples if e.qid in set(val_q)]
+    if cfg.max_val_pairs is not None and len(val) > cfg.max_val_pairs:
+        val = sorted(random.Random(cfg.seed).sample(val, cfg.max_val_pairs), key=lambda e: (e.qid, e.docid))
+    train = balance_examples(train_all, values, cfg.balance, seed=cfg.seed, max_per_class=cfg.max_per_class)
+    if not train and cfg.epochs > 0:
+        raise DataError("no training examples left after the split; lower val_fraction")
+    counts = {
+        "train_available": class_counts(train_all, values),
+        "train_used": class_counts(train, values),
+        "train_weights": {
+            str(v): round(next((e.weight for e in train if e.grade == v), 0.0), 4) for v in values
+        },
+        "validation": class_counts(val, values),
+    }
+    logger.info("class counts: %s", counts)
+    return _Split(examples, test, train_q, val_q, train_all, train, val, counts)
+
+
+def _device_settings(cfg: FinetuneConfig) -> tuple[str, bool, bool]:
+    """(device, bf16, gradient checkpointing) for these settings on this machine."""
+    import torch
+
+    use_cuda = torch.cuda.is_available()
+    device = "cuda" if use_cuda else "cpu"
+    if cfg.qlora:
+        import importlib.util
+
+        if not use_cuda or importlib.util.find_spec("bitsandbytes") is None:
+            raise UsageError(
+                "qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); unset --qlora"
+            )
+    bf16 = cfg.bf16 if cfg.bf16 is not None else (use_cuda and torch.cuda.is_bf16_supported())
+    grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else use_cuda
+    return device, bf16, grad_ckpt
+
+
+def _lora_targets(cfg: FinetuneConfig, dec: Any, start: int) -> tuple[Any, dict[str, Any]]:
+    """PEFT target modules and extra LoRA kwargs (``layers_to_transform`` when only the top layers get LoRA)."""
+    import torch
+
+    lora_kw: dict[str, Any] = {}
+    targets = cfg.target_modules
+    if start > 0:
+        lora_kw["layers_to_transform"] = list(range(start, len(dec.layers)))
+        if targets == "all-linear":  # PEFT wants names with layers_to_transform: every linear of a layer
+            targets = sorted(
+                {
+                    n.split(".")[-1]
+                    for n, mod in dec.layers[start].named_modules()
+                    if isinstance(mod, torch.nn.Linear) or type(mod).__name__.startswith("Linear")
+                }
+            )
+    return targets, lora_kw
+
+
+def _load_lora_model(
+    base: str, cfg: FinetuneConfig, device: str, grad_ckpt: bool
+) -> tuple[Any, Any, str, int, float]:
+    """Load the base and attach LoRA: (peft model, tokenizer, resolved base, first LoRA layer, load seconds)."""
+    from peft import LoraConfig, get_peft_model
+
+    t0 = time.time()
+    model, tok, resolved = load_base(base, qlora=cfg.qlora, device=device)
+    load_s = time.time() - t0
+    tok.padding_side = "left"
+    dec = _decoder(model)
+    n_layers = len(dec.layers) if dec is not None else None
+    start = 0
+    if cfg.lora_layers is not None and n_layers is not None and cfg.lora_layers < n_layers:
+        start = n_layers - cfg.lora_layers
+    if cfg.qlora:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=grad_ckpt)
+    targets, lora_kw = _lora_targets(cfg, dec, start)
+    peft_cfg = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        **lora_kw,
+    )
+    model = get_peft_model(model, peft_cfg)
+    lm = model.base_model.model  # the causal LM with LoRA layers injected in place
+    if grad_ckpt and not cfg.qlora:
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        lm.enable_input_require_grads()
+    return model, tok, resolved, start, load_s
+
+
+def _encode_examples(
+    split: _Split,
+    template: JudgeTemplate,
+    corpus: dict[str, Document],
+    queries: dict[str, Query],
+    tok: Any,
+    cfg: FinetuneConfig,
+    shared: bool,
+) -> tuple[list[Encoded], list[Encoded], list[Encoded], int]:
+    """Token ids of the judge's chat for train / validation / test pairs, and how many were too long."""
+    qview = _query_view(
+        {q: queries[q] for q in {e.qid for e in split.examples + split.test}}, cfg.query_field
+    )
+
+    def encode(e: Example, with_label: bool) -> Encoded:
+        q = qview[e.qid]
+        chat = template.build_chat(q, corpus[e.docid], tok, cfg.max_doc_tokens)
+        p, c = _chat_ids(tok, chat, template.label_of(e.grade) if with_label else None)
+        return Encoded(e, p, c)
+
+    enc_train = [encode(e, True) for e in split.train]
+    enc_val = [encode(e, shared) for e in split.val]
+    enc_test = [encode(e, shared) for e in split.test]
+    too_long = sum(1 for x in enc_train + enc_val + enc_test if len(x.ids) > cfg.max_seq_len)
+    enc_train = [x for x in enc_train if len(x.ids) <= cfg.max_seq_len]
+    if too_long:
+        logger.warning("%d examples longer than max_seq_len=%d were skipped", too_long, cfg.max_seq_len)
+        if any(len(x.ids) > cfg.max_seq_len for x in enc_val + enc_test):
+            raise DataError(
+                f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens"
+            )
+    return enc_train, enc_val, enc_test, too_long
+
+
+def _batches(items: list[Any], bs: int) -> list[list[Any]]:
+    return [items[i : i + bs] for i in range(0, len(items), bs)]
+
+
+def _lora_state(model: Any) -> dict[str, Any]:
+    """A CPU copy of the LoRA weights."""
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+class _JudgeRun:
+    """One fine-tuning run: the LoRA model and the state that batching, caching, evaluation and training share."""
+
+    def __init__(self, base: str, cfg: FinetuneConfig, out: Path, template: JudgeTemplate, progress: bool):
+        self.base, self.cfg, self.out, self.progress = base, cfg, out, progress
+        self.values, self.labels = template.values, template.labels
+        self.device, self.bf16, grad_ckpt = _device_settings(cfg)
+        self.model, self.tok, self.resolved, self.start, self.load_s = _load_lora_model(
+            base, cfg, self.device, grad_ckpt
+        )
+        self.lm = self.model.base_model.model
+        self.n_trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        self.label_ids = _label_token_ids(self.tok, self.labels)
+        self.label_index = {v: i for i, v in enumerate(self.values)}
+        # the frozen bottom is cached on the CPU recipe
+        self.caching = bool(
+            cfg.cache_frozen and self.start > 0 and not grad_ckpt and _decoder(self.lm) is not None
+        )
+        self.pad_id = self.tok.pad_token_id
+        self.enc_train: list[Encoded] = []
+        self.enc_val: list[Encoded] = []
+        self.enc_test: list[Encoded] = []
+        self.cache_s = 0.0
+        self.epoch_times: list[float] = []
+        self.losses: list[float] = []
+        self.rows: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.best_state: dict[str, Any] | None = None
+        self.preds: dict[int, list[list[float]]] = {}
+        self.adapter_bytes = 0
+
+    def collate(
+        self, items: list[Encoded], with_completion: bool, hidden: bool | None = None
+    ) -> dict[str, Any]:
+        import torch
+
+        seqs = [x.ids if with_completion else x.prompt_ids for x in items]
+        n = max(len(s) for s in seqs)
+        mask = torch.zeros(len(seqs), n, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            mask[i, n - len(s) :] = 1
+        if self.caching if hidden is None else hidden:
+            dim = items[0].hidden.shape[-1]
+            h = torch.zeros(len(seqs), n, dim, dtype=items[0].hidden.dtype)
+            for i, x in enumerate(items):
+                hs = x.hidden if with_completion else x.hidden[: len(x.prompt_ids)]
+                h[i, n - hs.shape[0] :] = hs
+            return {"inputs_embeds": h.to(self.device), "attention_mask": mask.to(self.device)}
+        ids = torch.full((len(seqs), n), self.pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, n - len(s) :] = torch.tensor(s)
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    def forward(self, batch: dict[str, Any], keep: int) -> Any:
+        import torch
+
+        ctx = _layer_window(self.lm, self.start, None, True) if self.caching else contextlib.nullcontext()
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with ctx, amp:
+            return self.lm(**batch, logits_to_keep=keep, use_cache=False).logits.float()
+
+    def cache_bottom(self, hidden_cache: dict[tuple[int, ...], Any] | None) -> None:
+        """Compute (or take from ``hidden_cache``) the frozen bottom's output of every pair, then self-check."""
+        import torch
+
+        t0 = time.time()
+        lm = self.lm
+        lm.eval()
+        check = (self.enc_val or self.enc_train)[0]
+        with torch.no_grad(), _progress(self.progress) as prog:
+            todo = sorted(self.enc_train + self.enc_val + self.enc_test, key=lambda x: len(x.ids))
+            if hidden_cache is not None:
+                for x in todo:
+                    x.hidden = hidden_cache.get(tuple(x.ids))
+                todo = [x for x in todo if x.hidden is None]
+            task = prog.add_task("caching frozen layers", total=len(todo))
+            if todo:
+                with _layer_window(lm, 0, self.start, False):
+                    _cache_bottom(
+                        _decoder(lm), todo, self.cfg.eval_batch_size, self.pad_id, self.device, prog, task
+                    )
+            if hidden_cache is not None:
+                hidden_cache.update({tuple(x.ids): x.hidden for x in todo})
+            self._check_cache(check)
+        self.cache_s = time.time() - t0
+
+    def _check_cache(self, check: Encoded) -> None:
+        """Cached path == plain forward on one example (else refuse to cache silently wrong)."""
+        import torch
+
+        full_ids = torch.tensor([check.prompt_ids], device=self.device)
+        ref = self.lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[
+            0, -1, self.label_ids
+        ]
+        got = self.forward(self.collate([check], False), 1)[0, -1, self.label_ids]
+        if not torch.allclose(ref, got, atol=1e-3, rtol=1e-3):
+            raise RuntimeError(
+                f"cached-bottom forward differs from the plain forward ({ref} vs {got}); set cache_frozen=false"
+            )
+
+    def evaluate(self, epoch: int, train_s: float, items: list[Encoded] | None = None) -> dict[str, Any]:
+        """The judge's probs scoring (label probabilities normalised over the scale) and its agreement."""
+        import torch
+
+        self.lm.eval()
+        items = self.enc_val if items is None else items
+        probs: list[list[float]] = []
+        t0 = time.time()
+        with torch.no_grad(), _progress(self.progress) as prog:
+            task = prog.add_task(
+                f"{'test' if items is self.enc_test else 'validation'} epoch {epoch}", total=len(items)
+            )
+            order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
+            res: dict[int, list[float]] = {}
+            for bi in _batches(order, self.cfg.eval_batch_size):
+                b = [items[i] for i in bi]
+                logits = self.forward(self.collate(b, False), 1)[:, -1, :]
+                full = torch.log_softmax(logits, dim=-1)[:, self.label_ids]
+                p = torch.softmax(full, dim=-1)
+                for i, row in zip(bi, p.tolist(), strict=True):
+                    res[i] = row
+                prog.advance(task, len(b))
+            probs = [res[i] for i in range(len(items))]
+        human = [x.ex.grade for x in items]
+        m = agreement_metrics(human, probs, self.values, [x.ex.qid for x in items])
+        m.update(epoch=epoch, train_seconds=round(train_s, 1), eval_seconds=round(time.time() - t0, 1))
+        m["_probs"] = probs
+        return m
+
+    def save_adapter(self) -> None:
+        import torch
+
+        self.model.save_pretrained(self.out)
+        _record_base_spec(self.out / "adapter_config.json", self.base)
+        if self.cfg.adapter_dtype == "float16":
+            _cast_safetensors(self.out / "adapter_model.safetensors", torch.float16)
+
+    def record(self, m: dict[str, Any]) -> None:
+        """Keep an epoch's metrics (file, plot, log); a new best τ_b is snapshotted and saved at once."""
+        self.preds[m["epoch"]] = m.pop("_probs")
+        self.rows.append(m)
+        _write_jsonl_atomic(self.out / METRICS_FILE, self.rows)
+        if self.enc_val:
+            plot_metrics(self.rows, self.out / PLOT_FILE, self.labels)
+        logger.info(
+            "epoch %d: tau_b=%s qwk=%s acc=%s",
+            m["epoch"],
+            m.get("kendall_tau_b"),
+            m.get("quadratic_kappa"),
+            m.get("accuracy"),
+        )
+        score = _tau(m)
+        if m["epoch"] > 0 and (self.best is None or score > self.best["_score"]):
+            self.best = {"epoch": m["epoch"], "_score": score}
+            self.best_state = _lora_state(self.model)
+            self.save_adapter()  # a usable adapter exists as soon as one epoch is done (interrupt-safe)
+
+    def train(self) -> None:
+        """All epochs (AdamW, linear warmup, seeded shuffles), each evaluated and recorded."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.cfg
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = math.ceil(len(self.enc_train) / (cfg.batch_size * cfg.grad_accum))
+        total = max(1, steps_per_epoch * cfg.epochs)
+        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+        rng = random.Random(cfg.seed)
+        keep = max((len(x.completion_ids) for x in self.enc_train), default=1) + 1
+        for epoch in range(1, cfg.epochs + 1):
+            self.lm.train()
+            t0 = time.time()
+            order = list(self.enc_train)
+            rng.shuffle(order)
+            loss = self._train_epoch(epoch, order, params, opt, sched, keep)
+            self.epoch_times.append(time.time() - t0)
+            self.losses.append(loss)
+            logger.info("epoch %d: loss %.4f in %.1fs", epoch, self.losses[-1], self.epoch_times[-1])
+            if self.enc_val:
+                m = self.evaluate(epoch, self.epoch_times[-1])
+                m["train_loss"] = round(self.losses[-1], 5)
+                self.record(m)
+            else:  # no validation: keep the last epoch
+                self.best = {"epoch": epoch, "_score": 0.0}
+                self.best_state = _lora_state(self.model)
+
+    def _train_epoch(
+        self, epoch: int, order: list[Encoded], params: list[Any], opt: Any, sched: Any, keep: int
+    ) -> float:
+        """One pass over ``order``; returns the mean batch loss."""
+        import torch
+
+        cfg = self.cfg
+        ep_loss, n_b = 0.0, 0
+        with _progress(self.progress) as prog:
+            task = prog.add_task(f"train epoch {epoch}/{cfg.epochs}", total=len(order))
+            for bi, b in enumerate(_batches(order, cfg.batch_size)):
+                loss = self._batch_loss(b, keep)
+                (loss / cfg.grad_accum).backward()
+                ep_loss += float(loss.detach())
+                n_b += 1
+                if (bi + 1) % cfg.grad_accum == 0 or bi + 1 == math.ceil(len(order) / cfg.batch_size):
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                prog.advance(task, len(b))
+        return ep_loss / max(1, n_b)
+
+    def _batch_loss(self, b: list[Encoded], keep: int) -> Any:
+        """Weighted loss of a batch: on the label's first token (``choices``) or the whole completion (``lm``)."""
+        import torch
+
+        logits = self.forward(self.collate(b, True), keep)  # (B, keep, V), left padded: ends aligned
+        w = torch.tensor([x.ex.weight for x in b], device=logits.device)
+        if self.cfg.loss == "choices":
+            pos = torch.tensor([keep - 1 - len(x.completion_ids) for x in b], device=logits.device)
+            lg = logits[torch.arange(len(b), device=logits.device), pos][:, self.label_ids]
+            tgt = torch.tensor([self.label_index[x.ex.grade] for x in b], device=logits.device)
+            per = torch.nn.functional.cross_entropy(lg, tgt, reduction="none")
+        else:
+            per_list = []
+            for i, x in enumerate(b):
+                c = len(x.completion_ids)
+                lg = logits[i, keep - 1 - c : keep - 1]
+                per_list.append(
+                    torch.nn.functional.cross_entropy(
+                        lg, torch.tensor(x.completion_ids, device=logits.device)
+                    )
+                )
+            per = torch.stack(per_list)
+        return (per * w).sum() / w.sum()
+
+    def save_best(self) -> int:
+        """Load the best epoch's LoRA weights (if any), save the adapter; returns the best epoch (0: none)."""
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state, strict=False)
+        self.save_adapter()
+        self.adapter_bytes = sum(f.stat().st_size for f in self.out.glob("adapter_model.*"))
+        return self.best["epoch"] if self.best else 0
+
+    def test(self, best_epoch: int) -> dict[str, Any] | None:
+        """Metrics on the test pairs (their probabilities written to a file); None without test pairs."""
+        test_m = self.evaluate(best_epoch, 0.0, self.enc_test) if self.enc_test else None
+        if test_m is not None:
+            _write_test_predictions(self.out / TEST_PREDICTIONS_FILE, self.enc_test, test_m.pop("_probs"))
+        return test_m
+
+    def timing(self, t_start: float) -> dict[str, Any]:
+        return {
+            "load_seconds": round(self.load_s, 1),
+            "cache_seconds": round(self.cache_s, 1),
+            "epoch_seconds": [round(t, 1) for t in self.epoch_times],
+            "total_seconds": round(time.time() - t_start, 1),
+        }
+
+
+def _write_val_predictions(
+    path: Path,
+    enc_val: list[Encoded],
+    preds: dict[int, list[list[float]]],
+    best_epoch: int,
+    labels: list[str],
+) -> None:
+    """Per validation pair: human grade and label probabilities zero-shot and of the kept epoch."""
+    _write_jsonl_atomic(
+        path,
+        [
+            {
+                "qid": x.ex.qid,
+                "docid": x.ex.docid,
+                "human": x.ex.grade,
+                "zero_shot": dict(zip(labels, [round(p, 5) for p in preds[0][i]], strict=True))
+                if 0 in preds
+                else None,
+                "tuned": dict(zip(labels, [round(p, 5) for p in preds[best_epoch][i]], strict=True))
+                if best_epoch in preds
+                else None,
+            }
+            for i, x in enumerate(enc_val)
+        ],
+    )
+
+
+def _write_test_predictions(path: Path, enc_test: list[Encoded], probs: list[list[float]]) -> None:
+    _write_jsonl_atomic(
+        path,
+        [
+            {
+                "qid": x.ex.qid,
+                "docid": x.ex.docid,
+                "human": x.ex.grade,
+                "probs": [round(p, 6) for p in row],
+            }
+            for x, row in zip(enc_test, probs, strict=True)
+        ],
+    )
+
+
+def _judge_check(
+    base: str,
+    out: Path,
+    corpus: dict[str, Document],
+    queries: dict[str, Query],
+    template: JudgeTemplate,
+    enc_val: list[Encoded],
+    cfg: FinetuneConfig,
+    progress: bool,
+) -> dict[str, Any] | None:
+    """:func:`check_with_judge` on the validation pairs (with ``judge_check`` and validation pairs)."""
+    if not (cfg.judge_check and enc_val):
+        return None
+    t0 = time.time()
+    vq: Qrels = {}
+    for x in enc_val:
+        vq.setdefault(x.ex.qid, {})[x.ex.docid] = x.ex.grade
+    judge_check = check_with_judge(
+        base,
+        out,
+        corpus,
+        queries,
+        vq,
+        template,
+        max_doc_tokens=cfg.max_doc_tokens,
+        query_field=cfg.query_field,
+        batch_size=cfg.eval_batch_size,
+        progress=progress,
+    )
+    judge_check["seconds"] = round(time.time() - t0, 1)
+    return judge_check
+
+
+def _write_merged(model: Any, tok: Any, out: Path) -> Path:
+    merged_dir = out / "merged"
+    if merged_dir.exists():
+        shutil.rmtree(merged_dir)
+    merged = model.merge_and_unload()
+    merged.save_pretrained(merged_dir)
+    tok.save_pretrained(merged_dir)
+    return merged_dir
+
+
+def _summary(
+    run: _JudgeRun,
+    template: JudgeTemplate,
+    split: _Split,
+    *,
+    data_hashes: dict[str, str],
+    missing: dict[str, int],
+    too_long: int,
+    best_epoch: int,
+    test_m: dict[str, Any] | None,
+    judge_check: dict[str, Any] | None,
+    seq_lens: list[int],
+    merged_dir: Path | None,
+    t_start: float,
+) -> dict[str, Any]:
+    """The run's summary (written to ``relforge.json``)."""
+    from relforge import __version__
+
+    cfg = run.cfg
+    by_epoch = {r["epoch"]: r for r in run.rows}
+    return {
+        "kind": "relforge-judge-adapter",
+        "relforge_version": __version__,
+        "base_model": run.base,
+        "base_model_file": Path(run.resolved).name,
+        "template": {
+            "id": template.id,
+            "version": template.version,
+            "hash": template.hash,
+            "source": template.source,
+        },
+        "labels": template.labels,
+        "label_scale": [{"label": g.label, "value": g.value, "name": g.name} for g in template.scale],
+        "max_doc_tokens": cfg.max_doc_tokens,
+        "query_field": cfg.query_field,
+        "data_hashes": data_hashes,
+        "val_queries": split.val_q,
+        "split": split.describe(cfg),
+        "class_counts": split.counts,
+        "skipped": {
+            "missing_query": missing["query"],
+            "missing_document": missing["document"],
+            "too_long": too_long,
+        },
+        "best_epoch": best_epoch,
+        "zero_shot": _public(by_epoch.get(0)),
+        "best": _public(by_epoch.get(best_epoch)),
+        "test": test_m,
+        "test_queries": sorted({e.qid for e in split.test}),
+        "judge_check": judge_check,
+        "metrics_file": METRICS_FILE,
+        "plot_file": PLOT_FILE if split.val else None,
+        "timing": run.timing(t_start),
+        "train_loss": [round(x, 5) for x in run.losses],
+        "trainable_parameters": run.n_trainable,
+        "adapter_bytes": run.adapter_bytes,
+        "lora_layers_from": run.start,
+        "cached_frozen_layers": run.caching,
+        "sequence_tokens": {
+            "mean": round(sum(seq_lens) / max(1, len(seq_lens)), 1),
+            "max": max(seq_lens, default=0),
+        },
+        "device": run.device,
+        "merged_dir": "merged" if merged_dir else None,
+        "config": cfg.model_dump(),
+    }
+
+
 def finetune_judge(
     base: str,
     corpus: dict[str, Document],
@@ -369,7 +979,6 @@ def finetune_judge(
         The summary also written to ``out_dir/relforge.json``.
     """
     import torch
-    from peft import LoraConfig, get_peft_model
 
     cfg = config or FinetuneConfig()
     out = Path(out_dir)
@@ -380,445 +989,36 @@ def finetune_judge(
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     template = JudgeTemplate.load(cfg.template)
-    values, labels = template.values, template.labels
-
-    # ---- examples + split by query
-    examples: list[Example] = []
-    missing: dict[str, int] = {"query": 0, "document": 0}
-    off_scale = sorted({g for q in qrels.values() for g in q.values() if g not in values})
-    if off_scale:
-        raise DataError(
-            f"qrels grades {off_scale} are not on the template's scale {values} (setting: template)"
-        )
-    for qid in sorted(qrels):
-        if qid not in queries:
-            missing["query"] += len(qrels[qid])
-            continue
-        for docid in sorted(qrels[qid]):
-            if docid not in corpus:
-                missing["document"] += 1
-                continue
-            examples.append(Example(qid, docid, int(qrels[qid][docid])))
-    if not examples:
-        raise DataError(
-            "no labelled pair has both its query and its document; check --queries/--corpus/--qrels"
-        )
-    test_set = set(cfg.test_queries or [])
-    test = [e for e in examples if e.qid in test_set]  # never trained on, never used to pick the epoch
-    examples = [e for e in examples if e.qid not in test_set]
-    if cfg.val_queries is not None:
-        val_q = sorted(set(cfg.val_queries) & {e.qid for e in examples})
-        if not val_q:
-            raise UsageError("none of val_queries has labels (setting: val_queries)")
-        train_q = sorted({e.qid for e in examples} - set(val_q))
-    else:
-        train_q, val_q = split_by_query([e.qid for e in examples], cfg.val_fraction, cfg.seed)
-    train_all = [e for e in examples if e.qid in set(train_q)]
-    val = [e for e in examples if e.qid in set(val_q)]
-    if cfg.max_val_pairs is not None and len(val) > cfg.max_val_pairs:
-        val = sorted(random.Random(cfg.seed).sample(val, cfg.max_val_pairs), key=lambda e: (e.qid, e.docid))
-    train = balance_examples(train_all, values, cfg.balance, seed=cfg.seed, max_per_class=cfg.max_per_class)
-    if not train and cfg.epochs > 0:
-        raise DataError("no training examples left after the split; lower val_fraction")
-    counts = {
-        "train_available": class_counts(train_all, values),
-        "train_used": class_counts(train, values),
-        "train_weights": {
-            str(v): round(next((e.weight for e in train if e.grade == v), 0.0), 4) for v in values
-        },
-        "validation": class_counts(val, values),
-    }
-    logger.info("class counts: %s", counts)
-
-    # ---- model
-    use_cuda = torch.cuda.is_available()
-    device = "cuda" if use_cuda else "cpu"
-    if cfg.qlora:
-        import importlib.util
-
-        if not use_cuda or importlib.util.find_spec("bitsandbytes") is None:
-            raise UsageError(
-                "qlora needs a CUDA GPU and bitsandbytes (pip install bitsandbytes); unset --qlora"
-            )
-    bf16 = cfg.bf16 if cfg.bf16 is not None else (use_cuda and torch.cuda.is_bf16_supported())
-    grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else use_cuda
-    t0 = time.time()
-    model, tok, resolved = load_base(base, qlora=cfg.qlora, device=device)
-    load_s = time.time() - t0
-    tok.padding_side = "left"
-    dec = _decoder(model)
-    n_layers = len(dec.layers) if dec is not None else None
-    start = 0
-    if cfg.lora_layers is not None and n_layers is not None and cfg.lora_layers < n_layers:
-        start = n_layers - cfg.lora_layers
-    if cfg.qlora:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=grad_ckpt)
-    lora_kw: dict[str, Any] = {}
-    targets = cfg.target_modules
-    if start > 0:
-        lora_kw["layers_to_transform"] = list(range(start, n_layers))
-        if targets == "all-linear":  # PEFT wants names with layers_to_transform: every linear of a layer
-            targets = sorted(
-                {
-                    n.split(".")[-1]
-                    for n, mod in dec.layers[start].named_modules()
-                    if isinstance(mod, torch.nn.Linear) or type(mod).__name__.startswith("Linear")
-                }
-            )
-    peft_cfg = LoraConfig(
-        r=cfg.lora_r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=targets,
-        task_type="CAUSAL_LM",
-        **lora_kw,
+    examples, missing = _collect_examples(corpus, queries, qrels, template.values)
+    split = _split_examples(examples, template.values, cfg)
+    run = _JudgeRun(base, cfg, out, template, progress)
+    enc = _encode_examples(split, template, corpus, queries, run.tok, cfg, hidden_cache is not None)
+    run.enc_train, run.enc_val, run.enc_test, too_long = enc
+    seq_lens = [len(x.ids) for x in run.enc_train + run.enc_val]
+    if run.caching:
+        run.cache_bottom(hidden_cache)
+    if split.val:
+        run.record(run.evaluate(0, 0.0))
+    run.train()
+    best_epoch = run.save_best()
+    _write_val_predictions(out / PREDICTIONS_FILE, run.enc_val, run.preds, best_epoch, template.labels)
+    test_m = run.test(best_epoch)
+    judge_check = _judge_check(base, out, corpus, queries, template, run.enc_val, cfg, progress)
+    merged_dir = _write_merged(run.model, run.tok, out) if cfg.merge else None
+    summary = _summary(
+        run,
+        template,
+        split,
+        data_hashes=data_hash(corpus, queries, qrels),
+        missing=missing,
+        too_long=too_long,
+        best_epoch=best_epoch,
+        test_m=test_m,
+        judge_check=judge_check,
+        seq_lens=seq_lens,
+        merged_dir=merged_dir,
+        t_start=t_start,
     )
-    model = get_peft_model(model, peft_cfg)
-    lm = model.base_model.model  # the causal LM with LoRA layers injected in place
-    if grad_ckpt and not cfg.qlora:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        lm.enable_input_require_grads()
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    label_ids = _label_token_ids(tok, labels)
-
-    # ---- encode (the judge's chat + truncation with the model tokenizer)
-    qview = _query_view({q: queries[q] for q in {e.qid for e in examples + test}}, cfg.query_field)
-
-    def encode(e: Example, with_label: bool) -> Encoded:
-        q = qview[e.qid]
-        chat = template.build_chat(q, corpus[e.docid], tok, cfg.max_doc_tokens)
-        p, c = _chat_ids(tok, chat, template.label_of(e.grade) if with_label else None)
-        return Encoded(e, p, c)
-
-    enc_train = [encode(e, True) for e in train]
-    shared = hidden_cache is not None
-    enc_val = [encode(e, shared) for e in val]
-    enc_test = [encode(e, shared) for e in test]
-    too_long = sum(1 for x in enc_train + enc_val + enc_test if len(x.ids) > cfg.max_seq_len)
-    enc_train = [x for x in enc_train if len(x.ids) <= cfg.max_seq_len]
-    if too_long:
-        logger.warning("%d examples longer than max_seq_len=%d were skipped", too_long, cfg.max_seq_len)
-        if any(len(x.ids) > cfg.max_seq_len for x in enc_val + enc_test):
-            raise DataError(
-                f"validation pairs exceed max_seq_len={cfg.max_seq_len}; raise it or lower max_doc_tokens"
-            )
-    seq_lens = [len(x.ids) for x in enc_train + enc_val]
-
-    # ---- cache the frozen bottom (CPU recipe)
-    caching = bool(cfg.cache_frozen and start > 0 and not grad_ckpt and dec is not None)
-    pad_id = tok.pad_token_id
-
-    def batches(items: list[Encoded], bs: int) -> list[list[Encoded]]:
-        return [items[i : i + bs] for i in range(0, len(items), bs)]
-
-    def collate(items: list[Encoded], with_completion: bool, hidden: bool | None = None) -> dict[str, Any]:
-        seqs = [x.ids if with_completion else x.prompt_ids for x in items]
-        n = max(len(s) for s in seqs)
-        mask = torch.zeros(len(seqs), n, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            mask[i, n - len(s) :] = 1
-        if caching if hidden is None else hidden:
-            dim = items[0].hidden.shape[-1]
-            h = torch.zeros(len(seqs), n, dim, dtype=items[0].hidden.dtype)
-            for i, x in enumerate(items):
-                hs = x.hidden if with_completion else x.hidden[: len(x.prompt_ids)]
-                h[i, n - hs.shape[0] :] = hs
-            return {"inputs_embeds": h.to(device), "attention_mask": mask.to(device)}
-        ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, n - len(s) :] = torch.tensor(s)
-        return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-    def forward(batch: dict[str, Any], keep: int) -> Any:
-        ctx = _layer_window(lm, start, None, True) if caching else contextlib.nullcontext()
-        amp = torch.autocast("cuda", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx, amp:
-            return lm(**batch, logits_to_keep=keep, use_cache=False).logits.float()
-
-    cache_s = 0.0
-    if caching:
-        t0 = time.time()
-        lm.eval()
-        check = (enc_val or enc_train)[0]
-        with torch.no_grad(), _progress(progress) as prog:
-            todo = sorted(enc_train + enc_val + enc_test, key=lambda x: len(x.ids))
-            if shared:
-                for x in todo:
-                    x.hidden = hidden_cache.get(tuple(x.ids))
-                todo = [x for x in todo if x.hidden is None]
-            task = prog.add_task("caching frozen layers", total=len(todo))
-            if todo:
-                with _layer_window(lm, 0, start, False):
-                    _cache_bottom(_decoder(lm), todo, cfg.eval_batch_size, pad_id, device, prog, task)
-            if shared:
-                hidden_cache.update({tuple(x.ids): x.hidden for x in todo})
-            # self-check: cached path == plain forward on one example (else refuse to cache silently wrong)
-            full_ids = torch.tensor([check.prompt_ids], device=device)
-            ref = lm(input_ids=full_ids, logits_to_keep=1, use_cache=False).logits.float()[0, -1, label_ids]
-            got = forward(collate([check], False), 1)[0, -1, label_ids]
-            if not torch.allclose(ref, got, atol=1e-3, rtol=1e-3):
-                raise RuntimeError(
-                    f"cached-bottom forward differs from the plain forward ({ref} vs {got}); "
-                    "set cache_frozen=false"
-                )
-        cache_s = time.time() - t0
-
-    # ---- evaluation (the judge's probs scoring: label probabilities normalised over the scale)
-    def evaluate(epoch: int, train_s: float, items: list[Encoded] | None = None) -> dict[str, Any]:
-        lm.eval()
-        items = enc_val if items is None else items
-        probs: list[list[float]] = []
-        t0 = time.time()
-        with torch.no_grad(), _progress(progress) as prog:
-            task = prog.add_task(
-                f"{'test' if items is enc_test else 'validation'} epoch {epoch}", total=len(items)
-            )
-            order = sorted(range(len(items)), key=lambda i: len(items[i].prompt_ids))
-            res: dict[int, list[float]] = {}
-            for bi in batches(order, cfg.eval_batch_size):
-                b = [items[i] for i in bi]
-                logits = forward(collate(b, False), 1)[:, -1, :]
-                full = torch.log_softmax(logits, dim=-1)[:, label_ids]
-                p = torch.softmax(full, dim=-1)
-                for i, row in zip(bi, p.tolist(), strict=True):
-                    res[i] = row
-                prog.advance(task, len(b))
-            probs = [res[i] for i in range(len(items))]
-        human = [x.ex.grade for x in items]
-        m = agreement_metrics(human, probs, values, [x.ex.qid for x in items])
-        m.update(epoch=epoch, train_seconds=round(train_s, 1), eval_seconds=round(time.time() - t0, 1))
-        m["_probs"] = probs
-        return m
-
-    def save_adapter() -> None:
-        model.save_pretrained(out)
-        _record_base_spec(out / "adapter_config.json", base)
-        if cfg.adapter_dtype == "float16":
-            _cast_safetensors(out / "adapter_model.safetensors", torch.float16)
-
-    rows: list[dict[str, Any]] = []
-    best: dict[str, Any] | None = None
-    best_state: dict[str, Any] | None = None
-    preds: dict[int, list[list[float]]] = {}
-
-    def record(m: dict[str, Any]) -> None:
-        nonlocal best, best_state
-        preds[m["epoch"]] = m.pop("_probs")
-        rows.append(m)
-        _write_jsonl_atomic(out / METRICS_FILE, rows)
-        if val:
-            plot_metrics(rows, out / PLOT_FILE, labels)
-        logger.info(
-            "epoch %d: tau_b=%s qwk=%s acc=%s",
-            m["epoch"],
-            m.get("kendall_tau_b"),
-            m.get("quadratic_kappa"),
-            m.get("accuracy"),
-        )
-        score = _tau(m)
-        if m["epoch"] > 0 and (best is None or score > best["_score"]):
-            best = {"epoch": m["epoch"], "_score": score}
-            best_state = {
-                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k
-            }
-            save_adapter()  # a usable adapter exists as soon as one epoch is done (interrupt-safe)
-
-    if val:
-        record(evaluate(0, 0.0))
-
-    # ---- training
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(enc_train) / (cfg.batch_size * cfg.grad_accum))
-    total = max(1, steps_per_epoch * cfg.epochs)
-    from transformers import get_linear_schedule_with_warmup
-
-    sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-    rng = random.Random(cfg.seed)
-    epoch_times: list[float] = []
-    losses: list[float] = []
-    keep = max((len(x.completion_ids) for x in enc_train), default=1) + 1
-    label_index = {v: i for i, v in enumerate(values)}
-    for epoch in range(1, cfg.epochs + 1):
-        lm.train()
-        t0 = time.time()
-        order = list(enc_train)
-        rng.shuffle(order)
-        ep_loss, n_b = 0.0, 0
-        with _progress(progress) as prog:
-            task = prog.add_task(f"train epoch {epoch}/{cfg.epochs}", total=len(order))
-            for bi, b in enumerate(batches(order, cfg.batch_size)):
-                logits = forward(collate(b, True), keep)  # (B, keep, V), left padded: ends aligned
-                w = torch.tensor([x.ex.weight for x in b], device=logits.device)
-                if cfg.loss == "choices":
-                    pos = torch.tensor([keep - 1 - len(x.completion_ids) for x in b], device=logits.device)
-                    lg = logits[torch.arange(len(b), device=logits.device), pos][:, label_ids]
-                    tgt = torch.tensor([label_index[x.ex.grade] for x in b], device=logits.device)
-                    per = torch.nn.functional.cross_entropy(lg, tgt, reduction="none")
-                else:
-                    per_list = []
-                    for i, x in enumerate(b):
-                        c = len(x.completion_ids)
-                        lg = logits[i, keep - 1 - c : keep - 1]
-                        per_list.append(
-                            torch.nn.functional.cross_entropy(
-                                lg, torch.tensor(x.completion_ids, device=logits.device)
-                            )
-                        )
-                    per = torch.stack(per_list)
-                loss = (per * w).sum() / w.sum()
-                (loss / cfg.grad_accum).backward()
-                ep_loss += float(loss.detach())
-                n_b += 1
-                if (bi + 1) % cfg.grad_accum == 0 or bi + 1 == math.ceil(len(order) / cfg.batch_size):
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
-                prog.advance(task, len(b))
-        epoch_times.append(time.time() - t0)
-        losses.append(ep_loss / max(1, n_b))
-        logger.info("epoch %d: loss %.4f in %.1fs", epoch, losses[-1], epoch_times[-1])
-        if val:
-            m = evaluate(epoch, epoch_times[-1])
-            m["train_loss"] = round(losses[-1], 5)
-            record(m)
-        else:  # no validation: keep the last epoch
-            best = {"epoch": epoch, "_score": 0.0}
-            best_state = {
-                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items() if "lora_" in k
-            }
-
-    # ---- save the best adapter
-    if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
-    save_adapter()
-    adapter_bytes = sum(f.stat().st_size for f in out.glob("adapter_model.*"))
-    best_epoch = best["epoch"] if best else 0
-    by_epoch = {r["epoch"]: r for r in rows}
-    _write_jsonl_atomic(
-        out / PREDICTIONS_FILE,
-        [
-            {
-                "qid": x.ex.qid,
-                "docid": x.ex.docid,
-                "human": x.ex.grade,
-                "zero_shot": dict(zip(labels, [round(p, 5) for p in preds[0][i]], strict=True))
-                if 0 in preds
-                else None,
-                "tuned": dict(zip(labels, [round(p, 5) for p in preds[best_epoch][i]], strict=True))
-                if best_epoch in preds
-                else None,
-            }
-            for i, x in enumerate(enc_val)
-        ],
-    )
-    test_m = evaluate(best_epoch, 0.0, enc_test) if enc_test else None
-    if test_m is not None:
-        test_probs = test_m.pop("_probs")
-        _write_jsonl_atomic(
-            out / TEST_PREDICTIONS_FILE,
-            [
-                {
-                    "qid": x.ex.qid,
-                    "docid": x.ex.docid,
-                    "human": x.ex.grade,
-                    "probs": [round(p, 6) for p in row],
-                }
-                for x, row in zip(enc_test, test_probs, strict=True)
-            ],
-        )
-    judge_check = None
-    if cfg.judge_check and val:
-        t0 = time.time()
-        vq: Qrels = {}
-        for x in enc_val:
-            vq.setdefault(x.ex.qid, {})[x.ex.docid] = x.ex.grade
-        judge_check = check_with_judge(
-            base,
-            out,
-            corpus,
-            queries,
-            vq,
-            template,
-            max_doc_tokens=cfg.max_doc_tokens,
-            query_field=cfg.query_field,
-            batch_size=cfg.eval_batch_size,
-            progress=progress,
-        )
-        judge_check["seconds"] = round(time.time() - t0, 1)
-    merged_dir = None
-    if cfg.merge:
-        merged_dir = out / "merged"
-        if merged_dir.exists():
-            shutil.rmtree(merged_dir)
-        merged = model.merge_and_unload()
-        merged.save_pretrained(merged_dir)
-        tok.save_pretrained(merged_dir)
-
-    from relforge import __version__
-
-    summary: dict[str, Any] = {
-        "kind": "relforge-judge-adapter",
-        "relforge_version": __version__,
-        "base_model": base,
-        "base_model_file": Path(resolved).name,
-        "template": {
-            "id": template.id,
-            "version": template.version,
-            "hash": template.hash,
-            "source": template.source,
-        },
-        "labels": labels,
-        "label_scale": [{"label": g.label, "value": g.value, "name": g.name} for g in template.scale],
-        "max_doc_tokens": cfg.max_doc_tokens,
-        "query_field": cfg.query_field,
-        "data_hashes": data_hash(corpus, queries, qrels),
-        "val_queries": val_q,
-        "split": {
-            "method": "query hash" if cfg.val_queries is None else "explicit",
-            "seed": cfg.seed,
-            "val_fraction": cfg.val_fraction,
-            "train_queries": train_q,
-            "val_queries": val_q,
-            "train_pairs": len(train_all),
-            "val_pairs": len(val),
-        },
-        "class_counts": counts,
-        "skipped": {
-            "missing_query": missing["query"],
-            "missing_document": missing["document"],
-            "too_long": too_long,
-        },
-        "best_epoch": best_epoch,
-        "zero_shot": _public(by_epoch.get(0)),
-        "best": _public(by_epoch.get(best_epoch)),
-        "test": test_m,
-        "test_queries": sorted({e.qid for e in test}),
-        "judge_check": judge_check,
-        "metrics_file": METRICS_FILE,
-        "plot_file": PLOT_FILE if val else None,
-        "timing": {
-            "load_seconds": round(load_s, 1),
-            "cache_seconds": round(cache_s, 1),
-            "epoch_seconds": [round(t, 1) for t in epoch_times],
-            "total_seconds": round(time.time() - t_start, 1),
-        },
-        "train_loss": [round(x, 5) for x in losses],
-        "trainable_parameters": n_trainable,
-        "adapter_bytes": adapter_bytes,
-        "lora_layers_from": start,
-        "cached_frozen_layers": caching,
-        "sequence_tokens": {
-            "mean": round(sum(seq_lens) / max(1, len(seq_lens)), 1),
-            "max": max(seq_lens, default=0),
-        },
-        "device": device,
-        "merged_dir": "merged" if merged_dir else None,
-        "config": cfg.model_dump(),
-    }
     with (out / (META_FILE + ".tmp")).open("w", encoding="utf-8") as f:
         json.dump(summary, f, indent=2, ensure_ascii=False)
     (out / (META_FILE + ".tmp")).replace(out / META_FILE)
