@@ -87,6 +87,8 @@ def test_balancing_modes_report_the_counts_they_produce():
     assert balance_examples(ex, VALUES, "none", seed=0, max_per_class=None) != []
     with pytest.raises(Exception, match="balance"):
         balance_examples(ex, VALUES, "smote")
+    for mode in ("none", "downsample", "upsample", "weights"):  # an empty side: [] (the caller says why)
+        assert balance_examples([], VALUES, mode) == []
 
 
 def test_one_epoch_writes_metrics_plot_and_meta(tiny_run):

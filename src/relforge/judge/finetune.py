@@ -109,6 +109,8 @@ def balance_examples(
             by_class[v] = by_class[v][:max_per_class]
     present = {v: xs for v, xs in by_class.items() if xs}
     out: list[Example] = []
+    if not present:  # nothing to balance: the caller reports the empty training side
+        return out
     if mode == "downsample":
         n = min(len(xs) for xs in present.values())
         for xs in present.values():
