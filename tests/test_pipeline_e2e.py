@@ -294,10 +294,22 @@ def test_dev_split_chooses_each_checkpoint_with_the_start_as_a_candidate(tmp_pat
         "retrieve": {"methods": ["bm25", "hybrid"], "top_k": 12, "mining": {"num_negatives": 3}},
         "judge": {"enabled": False},
         "groups": {"group_size": 4},
-        "train": {"kind": "bi", "variants": ["plain"], "max_length": 48, "max_steps": 4, "batch_groups": 4},
+        # lr 1e-12: no checkpoint can beat the start, so the start must be kept (the demo's case)
+        "train": {
+            "kind": "bi",
+            "variants": ["plain"],
+            "max_length": 48,
+            "max_steps": 4,
+            "batch_groups": 4,
+            "lr": 1e-12,
+        },
         "rerank": {"first_stage": "hybrid", "top_k": 8, "max_length": 48},
-        "evaluate": {"permutation_rounds": 200, "measures": ["nDCG@10"]},
-        "ablation": {"sizes": []},
+        "evaluate": {
+            "permutation_rounds": 200,
+            "measures": ["nDCG@10"],
+            "extra": [{"name": "ood", "source": "sample:liveqa-med", "split": "test", "max_queries": 3}],
+        },
+        "ablation": {"sizes": [5], "variants": ["plain"]},
     }
     out = tmp_path / "run"
     assert main(["run", str(_write(tmp_path / "dev.yaml", cfg)), "--out", str(out)]) == 0
@@ -310,12 +322,21 @@ def test_dev_split_chooses_each_checkpoint_with_the_start_as_a_candidate(tmp_pat
     assert set(read_run(out / "retrieve" / "dev-hybrid.trec")) == set(dev)
     summary = json.loads((out / "train" / "plain-summary.json").read_text())
     assert summary["dev_curve"][0]["step"] == 0 and len(summary["dev_curve"]) >= 2
-    assert summary["selected"] in ("start", "trained")
-    assert (summary["selected"] == "start") == (summary["best_checkpoint_step"] == 0)
+    assert summary["selected"] == "start" and summary["best_checkpoint_step"] == 0
     m = json.loads((out / "manifest.json").read_text())
     assert m["stages"]["train"]["counts"]["plain"]["selected"] == summary["selected"]
+    # a bi-encoder that kept its start is the backbone: its runs are the backbone's, not encoded again
+    assert m["stages"]["rerank"]["counts"]["same_as_backbone"] == ["plain"]
+    for folder in (out / "rerank", out / "eval" / "extra" / "ood"):
+        plain, backbone = read_run(folder / "plain.trec"), read_run(folder / "backbone.trec")
+        assert plain == backbone and plain
+    (row,) = json.loads((out / "ablation.json").read_text())["rows"]
+    assert row["same_as_backbone"] and (
+        read_run(out / "ablation" / f"plain-{row['size']}.trec") == read_run(out / "rerank" / "backbone.trec")
+    )
     html = (out / "report.html").read_text()
     assert "Checkpoint selection on 6 human dev questions" in html
+    assert "it is the backbone, and its rows are the backbone" in html
     # a dev split that is also the test split is refused at load time
     bad = _write(tmp_path / "bad.yaml", {**cfg, "data": {**cfg["data"], "dev_split": "test"}})
     assert main(["run", str(bad), "--out", str(tmp_path / "bad")]) != 0

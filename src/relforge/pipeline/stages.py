@@ -864,6 +864,23 @@ def _backbone(cfg: PipelineConfig) -> str:
     return "minilm"
 
 
+def _kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
+    """Whether a trained bi-encoder kept its untrained start (dev selection): it is then the backbone
+    itself (same weights, same rerank settings), so its runs are the backbone's runs, reused rather than
+    encoded again. Recorded as ``same_as_backbone`` in the stage counts."""
+    return (
+        cfg.rerank.backbone
+        and cfg.train.kind == "bi"
+        and cfg.rerank.backend == "auto"
+        and info.get("selected") == "start"
+    )
+
+
+def _train_info(ctx: StageContext, variant: str) -> dict[str, Any]:
+    path = ctx.path(f"train/{variant}-summary.json")
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
 # --------------------------------------------------------------------------- rerank / evaluate
 
 
@@ -908,18 +925,24 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
     res: dict[str, int] = {}
     speed: dict[str, float] = {}
 
-    def one(name: str, model: str, kind: str, backend: str = "auto") -> None:
+    def one(name: str, model: str, kind: str, backend: str = "auto") -> dict:
         t0 = time.perf_counter()
         run = _rerank(ctx, model, kind=kind, backend=backend)
         pairs = sum(len(docs) for docs in run.values())
         speed[name] = round(pairs / max(time.perf_counter() - t0, 1e-9), 1)
         write_run(ctx.path(f"rerank/{name}.trec"), run, tag=name)
         res[name] = len(run)
+        return run
 
-    if cfg.rerank.backbone:
-        one("backbone", _backbone(cfg), "bi")
+    backbone_run = one("backbone", _backbone(cfg), "bi") if cfg.rerank.backbone else None
+    same: list[str] = []
     for v in cfg.train.variants:
-        one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
+        if backbone_run is not None and _kept_backbone(cfg, _train_info(ctx, v)):
+            write_run(ctx.path(f"rerank/{v}.trec"), backbone_run, tag=v)
+            res[v] = len(backbone_run)
+            same.append(v)
+        else:
+            one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
     from relforge.train.rerank import rerank_plan
 
     used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
@@ -929,6 +952,7 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
     return {
         "queries": res,
         "pairs_per_s": speed,
+        "same_as_backbone": same,
         "backend": cfg.rerank.backend,
         "precision": {name: {"backend": b, **plan.metadata()} for name, (b, plan) in used.items()},
     }
@@ -1064,7 +1088,10 @@ def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
         if cfg.rerank.backbone:
             runs["backbone"] = _rerank(ctx, _backbone(cfg), "bi", data=data)
         for v in cfg.train.variants:
-            runs[v] = _rerank(ctx, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend, data)
+            if "backbone" in runs and _kept_backbone(cfg, _train_info(ctx, v)):
+                runs[v] = runs["backbone"]  # the same model: the same run (see _kept_backbone)
+            else:
+                runs[v] = _rerank(ctx, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend, data)
         folder = f"eval/extra/{ec.name}"
         for name, run in runs.items():
             write_run(ctx.path(f"{folder}/{name}.trec"), run, tag=name)
@@ -1138,7 +1165,11 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
             else:
                 rel = f"ablation/{variant}-{n}"
                 info = _train(ctx, groups.select(idx), rel, variant, dev, eval_steps=10**9)
-                run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
+                if _kept_backbone(cfg, info) and ctx.path("rerank/backbone.trec").exists():
+                    run = read_run(ctx.path("rerank/backbone.trec"))  # the start kept: the backbone's run
+                    row["same_as_backbone"] = True
+                else:
+                    run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
                 write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
                 ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
                 agg, p = (

@@ -367,6 +367,7 @@ def _selection_notes(manifest: dict[str, Any]) -> list[str]:
     """What checkpoint selection on the human dev questions chose, per trained variant (stage train)."""
     counts = ((manifest.get("stages") or {}).get("train") or {}).get("counts") or {}
     n_dev = (((manifest.get("stages") or {}).get("retrieve") or {}).get("counts") or {}).get("dev_queries")
+    same = (((manifest.get("stages") or {}).get("rerank") or {}).get("counts") or {}).get("same_as_backbone")
     parts = []
     for v in TRAINED_RUNS:
         c = counts.get(v)
@@ -374,7 +375,10 @@ def _selection_notes(manifest: dict[str, Any]) -> list[str]:
             continue
         start, best = c.get("start_dev_ndcg@10"), c.get("best_dev_ndcg@10")
         if c["selected"] == "start":
-            parts.append(f"{v} kept the untrained start (no checkpoint beat its dev nDCG@10 {fmt(start)})")
+            parts.append(
+                f"{v} kept the untrained start (no checkpoint beat its dev nDCG@10 {fmt(start)})"
+                + (": it is the backbone, and its rows are the backbone's runs" if v in (same or []) else "")
+            )
         else:
             parts.append(
                 f"{v}: step {c.get('best_checkpoint_step')} (dev nDCG@10 {fmt(best)}"
