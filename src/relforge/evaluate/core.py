@@ -318,6 +318,140 @@ def _load_run(name: str, run) -> Run:
 # ---------------------------------------------------------------------------- main entry
 
 
+def _check_args(runs, measures, rel, baseline, empty_queries, pairs):
+    """Parse the measures and validate runs, ``empty_queries``, baseline and pairs."""
+    specs = parse_measures(measures, rel=rel)
+    if not runs:
+        raise UsageError("no runs to evaluate; pass at least one run (--run RUN)")
+    if empty_queries not in ("skip", "zero"):
+        raise UsageError(f"empty_queries must be 'skip' or 'zero', got {empty_queries!r}")
+    names = [str(n) for n in runs]
+    if baseline is None:
+        baseline = names[0]
+    elif baseline not in runs:
+        raise UsageError(
+            f"baseline {baseline!r} is not one of the runs {names}; set --baseline to one of them"
+        )
+    pairs = [tuple(p) for p in (pairs or [])]
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1] or any(p not in runs for p in pair):
+            raise UsageError(
+                f"pair {pair!r} must name two different runs among {names} (setting: --pair A:B)"
+            )
+    return specs, names, baseline, pairs
+
+
+def _eval_qrels(qrels: Qrels, empty_queries: str) -> tuple[Qrels, list[str]]:
+    """The qrels that are evaluated, and the queries skipped for having no grade > 0."""
+    skipped = [q for q, docs in qrels.items() if not any(g > 0 for g in docs.values())]
+    if empty_queries == "skip":
+        eval_qrels = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
+    else:
+        eval_qrels = {q: docs for q, docs in qrels.items() if docs}
+        skipped = []
+    if not eval_qrels:
+        raise DataError(
+            f"the qrels have no query with a relevant judgment (grade > 0) among {len(qrels)} queries; "
+            "check the qrels file"
+        )
+    return eval_qrels, skipped
+
+
+def _coverage_warning(name: str, missing: list[str], n_queries: int) -> str | None:
+    """The warning for a run lacking some (or all) evaluated queries, else None."""
+    if len(missing) == n_queries:
+        return (
+            f"run {name!r} contains none of the {n_queries} evaluated queries "
+            "(check query ids); it scores 0 everywhere"
+        )
+    if missing:
+        return f"run {name!r} lacks {len(missing)} of {n_queries} queries; they score 0"
+    return None
+
+
+def _measure_run(run: Run, queries: list[str], specs, evaluator):
+    """Per-query values ``{measure: {qid: value}}`` (in ``queries`` order) and means of one run."""
+    strict = {q: strict_scores(run[q]) for q in queries if q in run and run[q]}
+    qset = set(queries)
+    by_measure = {s.measure: s.name for s in specs}
+    values: dict[str, dict[str, float]] = {s.name: {} for s in specs}
+    aggs = {s.measure: s.measure.aggregator() for s in specs}
+    for metric in evaluator.iter_calc(strict):
+        if metric.query_id not in qset:
+            continue
+        values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
+        aggs[metric.measure].add(metric.value)
+    for s in specs:
+        got = values[s.name]
+        if len(got) != len(queries):  # internal invariant: ir_measures fills missing queries with 0
+            raise RuntimeError(f"{s.name}: {len(got)} per-query values for {len(queries)} queries")
+        values[s.name] = {q: got[q] for q in queries}
+    return strict, values, {s.name: float(aggs[s.measure].result()) for s in specs}
+
+
+def _measure_runs(loaded: dict[str, Run], qrels: Qrels, queries: list[str], specs, evaluator):
+    """EvalResult's ``aggregates, per_query, missing_queries, extra_queries, warnings`` of all runs."""
+    aggregates: dict[str, dict[str, float]] = {}
+    per_query: dict[str, dict[str, dict[str, float]]] = {}
+    missing: dict[str, list[str]] = {}
+    extra: dict[str, int] = {}
+    warnings: list[str] = []
+    for name, run in loaded.items():
+        strict, per_query[name], aggregates[name] = _measure_run(run, queries, specs, evaluator)
+        missing[name] = [q for q in queries if q not in strict]
+        extra[name] = sum(1 for q in run if q not in qrels)
+        warning = _coverage_warning(name, missing[name], len(queries))
+        if warning is not None:
+            warnings.append(warning)
+    return {
+        "aggregates": aggregates,
+        "per_query": per_query,
+        "missing_queries": missing,
+        "extra_queries": extra,
+        "warnings": warnings,
+    }
+
+
+def _tests(per_query, a: str, b: str, queries: list[str], specs, rounds: int, seed: int):
+    """``{measure: PairedTest}`` of run ``a`` against run ``b``."""
+    return {
+        s.name: paired_tests(
+            [per_query[a][s.name][q] for q in queries],
+            [per_query[b][s.name][q] for q in queries],
+            rounds=rounds,
+            seed=seed,
+        )
+        for s in specs
+    }
+
+
+def _significance(per_query, names: list[str], baseline: str, queries, specs, rounds: int, seed: int):
+    """Each non-baseline run vs the baseline, and the baseline (None with a single run)."""
+    significance: dict[str, dict[str, PairedTest]] = {}
+    if len(names) == 1:
+        return significance, None
+    for name in names:
+        if name != baseline:
+            significance[name] = _tests(per_query, name, baseline, queries, specs, rounds, seed)
+    return significance, baseline
+
+
+def _settings(rel, alpha, permutation_rounds, seed, empty_queries) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "rel": rel,
+        "alpha": alpha,
+        "permutation_rounds": permutation_rounds,
+        "seed": seed,
+        "empty_queries": empty_queries,
+        "tie_policy": TIE_POLICY,
+        "missing_query_value": 0.0,
+        "ir_measures": version("ir-measures"),
+        "scipy": version("scipy"),
+    }
+
+
 def evaluate(
     qrels: Qrels | str | os.PathLike,
     runs: dict[str, Run | str | os.PathLike],
@@ -357,137 +491,32 @@ def evaluate(
     """
     import ir_measures
 
-    specs = parse_measures(measures, rel=rel)
-    if not runs:
-        raise UsageError("no runs to evaluate; pass at least one run (--run RUN)")
-    if empty_queries not in ("skip", "zero"):
-        raise UsageError(f"empty_queries must be 'skip' or 'zero', got {empty_queries!r}")
-    names = [str(n) for n in runs]
-    if baseline is None:
-        baseline = names[0]
-    elif baseline not in runs:
-        raise UsageError(
-            f"baseline {baseline!r} is not one of the runs {names}; set --baseline to one of them"
-        )
-    pairs = [tuple(p) for p in (pairs or [])]
-    for pair in pairs:
-        if len(pair) != 2 or pair[0] == pair[1] or any(p not in runs for p in pair):
-            raise UsageError(
-                f"pair {pair!r} must name two different runs among {names} (setting: --pair A:B)"
-            )
-
+    specs, names, baseline, pairs = _check_args(runs, measures, rel, baseline, empty_queries, pairs)
     qrels = _load_qrels(qrels)
     loaded = {name: _load_run(name, run) for name, run in runs.items()}
-
-    skipped = [q for q, docs in qrels.items() if not any(g > 0 for g in docs.values())]
-    if empty_queries == "skip":
-        eval_qrels = {q: docs for q, docs in qrels.items() if any(g > 0 for g in docs.values())}
-    else:
-        eval_qrels = {q: docs for q, docs in qrels.items() if docs}
-        skipped = []
-    if not eval_qrels:
-        raise DataError(
-            f"the qrels have no query with a relevant judgment (grade > 0) among {len(qrels)} queries; "
-            "check the qrels file"
-        )
+    eval_qrels, skipped = _eval_qrels(qrels, empty_queries)
     queries = list(eval_qrels)
-    qset = set(queries)
     evaluator = ir_measures.evaluator([s.measure for s in specs], eval_qrels)
-    by_measure = {s.measure: s.name for s in specs}
 
-    aggregates: dict[str, dict[str, float]] = {}
-    per_query: dict[str, dict[str, dict[str, float]]] = {}
-    missing: dict[str, list[str]] = {}
-    extra: dict[str, int] = {}
-    warnings: list[str] = []
-    for name, run in loaded.items():
-        strict = {q: strict_scores(run[q]) for q in queries if q in run and run[q]}
-        missing[name] = [q for q in queries if q not in strict]
-        extra[name] = sum(1 for q in run if q not in qrels)
-        if len(missing[name]) == len(queries):
-            warnings.append(
-                f"run {name!r} contains none of the {len(queries)} evaluated queries "
-                "(check query ids); it scores 0 everywhere"
-            )
-        elif missing[name]:
-            warnings.append(
-                f"run {name!r} lacks {len(missing[name])} of {len(queries)} queries; they score 0"
-            )
-        values: dict[str, dict[str, float]] = {s.name: {} for s in specs}
-        aggs = {s.measure: s.measure.aggregator() for s in specs}
-        for metric in evaluator.iter_calc(strict):
-            if metric.query_id not in qset:
-                continue
-            values[by_measure[metric.measure]][metric.query_id] = float(metric.value)
-            aggs[metric.measure].add(metric.value)
-        for s in specs:
-            got = values[s.name]
-            if len(got) != len(queries):  # internal invariant: ir_measures fills missing queries with 0
-                raise RuntimeError(f"{s.name}: {len(got)} per-query values for {len(queries)} queries")
-            values[s.name] = {q: got[q] for q in queries}
-        per_query[name] = values
-        aggregates[name] = {s.name: float(aggs[s.measure].result()) for s in specs}
-
-    significance: dict[str, dict[str, PairedTest]] = {}
-    if len(names) > 1:
-        for name in names:
-            if name == baseline:
-                continue
-            significance[name] = {
-                s.name: paired_tests(
-                    [per_query[name][s.name][q] for q in queries],
-                    [per_query[baseline][s.name][q] for q in queries],
-                    rounds=permutation_rounds,
-                    seed=seed,
-                )
-                for s in specs
-            }
-    else:
-        baseline = None
+    measured = _measure_runs(loaded, qrels, queries, specs, evaluator)
+    per_query = measured["per_query"]
+    significance, baseline = _significance(
+        per_query, names, baseline, queries, specs, permutation_rounds, seed
+    )
     pairwise = [
-        {
-            "run": a,
-            "versus": b,
-            "tests": {
-                s.name: paired_tests(
-                    [per_query[a][s.name][q] for q in queries],
-                    [per_query[b][s.name][q] for q in queries],
-                    rounds=permutation_rounds,
-                    seed=seed,
-                )
-                for s in specs
-            },
-        }
+        {"run": a, "versus": b, "tests": _tests(per_query, a, b, queries, specs, permutation_rounds, seed)}
         for a, b in pairs
     ]
-
-    from importlib.metadata import version
-
-    settings = {
-        "rel": rel,
-        "alpha": alpha,
-        "permutation_rounds": permutation_rounds,
-        "seed": seed,
-        "empty_queries": empty_queries,
-        "tie_policy": TIE_POLICY,
-        "missing_query_value": 0.0,
-        "ir_measures": version("ir-measures"),
-        "scipy": version("scipy"),
-    }
     return EvalResult(
         runs=names,
         measures=[s.name for s in specs],
         canonical={s.name: s.canonical for s in specs},
         providers={s.name: s.provider for s in specs},
-        aggregates=aggregates,
-        per_query=per_query,
         baseline=baseline,
         significance=significance,
         queries=queries,
         skipped_queries=skipped,
-        missing_queries=missing,
-        extra_queries=extra,
-        warnings=warnings,
-        settings=settings,
+        **measured,
+        settings=_settings(rel, alpha, permutation_rounds, seed, empty_queries),
         pairwise=pairwise,
     )
