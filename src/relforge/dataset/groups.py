@@ -271,6 +271,101 @@ def _percentiles(values: list[int]) -> dict[str, float]:
     }
 
 
+@dataclass
+class _Tally:
+    """What :func:`build_groups` counts while it walks the queries."""
+
+    pol: Counter = field(default_factory=Counter)
+    dropped: dict[str, list[str]] = field(
+        default_factory=lambda: {r: [] for r in ("bad_positive", "no_positive", "too_few_negatives")}
+    )
+    cand_total: Counter = field(default_factory=Counter)
+    drawn: Counter = field(default_factory=Counter)
+    per_query: dict[str, list[int]] = field(
+        default_factory=lambda: {k: [] for k in ("hard", "soft", "false", "unjudged")}
+    )
+    pos_counts: Counter = field(default_factory=Counter)
+
+
+def _judgment_counts(judgments, queries: dict, corpus: dict):
+    """``(grades, expected, counts)`` of the judgments (``grades`` None without judgments)."""
+    expected: dict[tuple[str, str], float] = {}
+    grades, jcounts = judgment_grades(judgments, expected) if judgments is not None else (None, Counter())
+    for qid, docid in grades or {}:  # judgments naming ids this build does not know: counted, printed
+        jcounts["unknown_query"] += qid not in queries
+        jcounts["unknown_document"] += qid in queries and docid not in corpus
+    return grades, expected, jcounts
+
+
+def _ranked_candidates(
+    qid: str, positives: Qrels, run: Run, queries: dict, corpus: dict, depth: int
+) -> list[str]:
+    """The query's candidates in run order, after checking its ids are known (DataError)."""
+    if qid not in queries:
+        raise DataError(f"positives name query {qid!r}, which is not in the queries")
+    for docid in positives[qid]:
+        if docid not in corpus:
+            raise DataError(f"positives name document {docid!r} (query {qid!r}), which is not in the corpus")
+    ranked = [d for d, _ in sorted_ranking(run.get(qid, {}))]
+    for d in ranked[:depth]:
+        if d not in corpus:
+            raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
+    return ranked
+
+
+def _query_groups(
+    qid: str, query: Query, b: QueryBuckets, corpus, corpus_ids, expected, config: GroupConfig, t: _Tally
+):
+    """One query's rows: a group per source and promoted positive with enough negatives."""
+    n_neg = config.group_size - 1
+    q_rows = []
+    for kind, pos_list in (("source", b.positives), ("promoted", b.promoted)):
+        for pos in pos_list:
+            rng = random.Random(f"{config.seed}\x1f{qid}\x1f{pos[0]}")
+            negs = sample_negatives(b, n_neg, corpus_ids, rng, config)
+            if len(negs) < n_neg:
+                continue
+            q_rows.append(group_rows(query, pos, negs, corpus, config, expected, b))
+            t.drawn.update(bk for _, bk, _ in negs)
+            t.pol.update(f"drawn:{b.tags[d]}" for d, _, _ in negs if d in b.tags)
+            t.pos_counts[kind] += 1
+    return q_rows
+
+
+def _count_kept(b: QueryBuckets, config: GroupConfig, t: _Tally) -> None:
+    """Add a kept query's policy, positive and candidate counts."""
+    t.pol["bp_kept"] += b.policy["bad_positive"] > 0
+    t.pol["fn_removed"] += len(b.false) if config.false_negatives == "drop" else 0
+    t.pos_counts["unjudged"] += b.unjudged_positives
+    t.cand_total["unjudged_dropped"] += b.skipped_unjudged
+    for k in t.per_query:
+        t.per_query[k].append(len(getattr(b, k)))
+        t.cand_total[k] += len(getattr(b, k))
+
+
+def _groups_summary(rows, positives: Qrels, grades, jcounts: Counter, config: GroupConfig, t: _Tally) -> dict:
+    return {
+        "queries_in": len(positives),
+        "queries_kept": len({r["qid"] for r in rows}),
+        "groups": len(rows),
+        "group_size": config.group_size,
+        "judged": grades is not None,
+        "dropped_queries": {k: len(v) for k, v in t.dropped.items()},
+        "dropped_qids": {k: v[:100] for k, v in t.dropped.items()},
+        "candidates": {
+            k: int(t.cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")
+        },
+        "per_query": {k: _percentiles(v) for k, v in t.per_query.items()},
+        "negatives_drawn": {k: int(t.drawn[k]) for k in BUCKETS},
+        "positives": {k: int(t.pos_counts[k]) for k in ("source", "promoted", "unjudged")},
+        "judgments": {
+            k: int(jcounts[k]) for k in ("given", "failed", "duplicate", "unknown_query", "unknown_document")
+        },
+        "policies": policy_summary(t.pol, t.pos_counts, config),
+        "config": config.model_dump(),
+    }
+
+
 def build_groups(
     queries: Mapping[str, Query] | Iterable[Query],
     positives: Qrels,
@@ -304,88 +399,33 @@ def build_groups(
 
     config = config or GroupConfig()
     queries, corpus = _as_map(queries), _as_map(corpus)
-    expected: dict[tuple[str, str], float] = {}
-    grades, jcounts = judgment_grades(judgments, expected) if judgments is not None else (None, Counter())
-    for qid, docid in grades or {}:  # judgments naming ids this build does not know: counted, printed
-        jcounts["unknown_query"] += qid not in queries
-        jcounts["unknown_document"] += qid in queries and docid not in corpus
-    pol: Counter = Counter()
+    grades, expected, jcounts = _judgment_counts(judgments, queries, corpus)
     corpus_ids = sorted(corpus)
     n_neg = config.group_size - 1
     rows: list[dict[str, Any]] = []
-    dropped: dict[str, list[str]] = {r: [] for r in ("bad_positive", "no_positive", "too_few_negatives")}
-    cand_total: Counter = Counter()
-    drawn: Counter = Counter()
-    per_query: dict[str, list[int]] = {k: [] for k in ("hard", "soft", "false", "unjudged")}
-    pos_counts: Counter = Counter()
+    t = _Tally()
     for qid in sorted(positives):
-        if qid not in queries:
-            raise DataError(f"positives name query {qid!r}, which is not in the queries")
-        for docid in positives[qid]:
-            if docid not in corpus:
-                raise DataError(
-                    f"positives name document {docid!r} (query {qid!r}), which is not in the corpus"
-                )
-        ranked = [d for d, _ in sorted_ranking(run.get(qid, {}))]
-        for d in ranked[: config.depth]:
-            if d not in corpus:
-                raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
+        ranked = _ranked_candidates(qid, positives, run, queries, corpus, config.depth)
         b = bucket_query(qid, positives[qid], ranked, grades, config)
         caught = b.policy["bad_positive"] > 0
-        pol["bp_caught"] += caught
-        pol["bp_rescued"] += b.policy["rescued"]
-        pol["fn_caught"] += b.policy["false_negatives"]
+        t.pol["bp_caught"] += caught
+        t.pol["bp_rescued"] += b.policy["rescued"]
+        t.pol["fn_caught"] += b.policy["false_negatives"]
         if b.drop_reason:
-            dropped[b.drop_reason].append(qid)
-            pol["bp_dropped"] += caught
+            t.dropped[b.drop_reason].append(qid)
+            t.pol["bp_dropped"] += caught
             continue
-        q_rows = []
-        for kind, pos_list in (("source", b.positives), ("promoted", b.promoted)):
-            for pos in pos_list:
-                rng = random.Random(f"{config.seed}\x1f{qid}\x1f{pos[0]}")
-                negs = sample_negatives(b, n_neg, corpus_ids, rng, config)
-                if len(negs) < n_neg:
-                    continue
-                q_rows.append(group_rows(queries[qid], pos, negs, corpus, config, expected, b))
-                drawn.update(bk for _, bk, _ in negs)
-                pol.update(f"drawn:{b.tags[d]}" for d, _, _ in negs if d in b.tags)
-                pos_counts[kind] += 1
+        q_rows = _query_groups(qid, queries[qid], b, corpus, corpus_ids, expected, config, t)
         if not q_rows:
-            dropped["too_few_negatives"].append(qid)
-            pol["bp_dropped"] += caught
+            t.dropped["too_few_negatives"].append(qid)
+            t.pol["bp_dropped"] += caught
             continue
-        pol["bp_kept"] += caught
-        pol["fn_removed"] += len(b.false) if config.false_negatives == "drop" else 0
+        _count_kept(b, config, t)
         rows += q_rows
-        pos_counts["unjudged"] += b.unjudged_positives
-        cand_total["unjudged_dropped"] += b.skipped_unjudged
-        for k in per_query:
-            per_query[k].append(len(getattr(b, k)))
-            cand_total[k] += len(getattr(b, k))
     columns = ["qid", "pos_id", "query", "positive"] + [f"negative_{i}" for i in range(1, n_neg + 1)]
     columns += ["doc_ids", "buckets", "grades", "labels", "teacher"]
     ds = datasets.Dataset.from_dict({c: [r[c] for r in rows] for c in columns})
-    summary = {
-        "queries_in": len(positives),
-        "queries_kept": len({r["qid"] for r in rows}),
-        "groups": len(rows),
-        "group_size": config.group_size,
-        "judged": grades is not None,
-        "dropped_queries": {k: len(v) for k, v in dropped.items()},
-        "dropped_qids": {k: v[:100] for k, v in dropped.items()},
-        "candidates": {
-            k: int(cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")
-        },
-        "per_query": {k: _percentiles(v) for k, v in per_query.items()},
-        "negatives_drawn": {k: int(drawn[k]) for k in BUCKETS},
-        "positives": {k: int(pos_counts[k]) for k in ("source", "promoted", "unjudged")},
-        "judgments": {
-            k: int(jcounts[k]) for k in ("given", "failed", "duplicate", "unknown_query", "unknown_document")
-        },
-        "policies": policy_summary(pol, pos_counts, config),
-        "config": config.model_dump(),
-    }
-    return ds, summary
+    return ds, _groups_summary(rows, positives, grades, jcounts, config, t)
 
 
 def policy_summary(pol: Counter, pos_counts: Counter, config: GroupConfig) -> dict[str, dict[str, Any]]:
