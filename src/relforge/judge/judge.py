@@ -239,6 +239,98 @@ def _from_probs(
     return grade, expected, probs
 
 
+def _check_judge_args(
+    template: JudgeTemplate, mode: str, thresholds: Sequence[float] | None, batch_size: int
+) -> list[float] | None:
+    """Raise :class:`UsageError` on a bad mode, template, thresholds or batch size; thresholds as floats."""
+    if mode not in MODES:
+        raise UsageError(f"mode must be one of {list(MODES)}, got {mode!r} (set --mode)")
+    if mode == "probs" and template.reasoning:
+        raise UsageError(
+            "probs mode scores the grade as the first output token; a reasoning template needs "
+            "--mode generate"
+        )
+    if thresholds is not None:
+        thresholds = [float(t) for t in thresholds]
+        if len(thresholds) != len(template.labels) - 1 or thresholds != sorted(thresholds):
+            raise UsageError(
+                f"thresholds must be {len(template.labels) - 1} non-decreasing cut points for the "
+                f"scale {template.labels}, got {thresholds} (set --thresholds)"
+            )
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    return thresholds
+
+
+def _judge_probs(
+    llm: LLM,
+    template: JudgeTemplate,
+    pairs: Sequence[Pair],
+    idx: list[int],
+    chats: list[Chat],
+    out: list,
+    model: str,
+    thresholds: Sequence[float] | None,
+) -> None:
+    """Probs mode for one batch: fills ``out[i]`` for each ``i`` of ``idx``."""
+    for i, p in zip(idx, llm.score_choices(chats, template.labels), strict=True):
+        got = _from_probs(p, template, thresholds)
+        if got is None:  # the backend could not score it (e.g. no log-probs): unlabelled, counted
+            raw = f"no distribution over {template.labels}: {p!r}"[:500]
+            out[i] = Judgment(
+                *pairs[i], None, None, None, "probs", model, template.hash, raw=raw, parse_ok=False
+            )
+            continue
+        grade, expected, probs = got
+        out[i] = Judgment(*pairs[i], grade, expected, probs, "probs", model, template.hash)
+
+
+def _batch_chats(
+    template: JudgeTemplate,
+    queries: dict[str, Query],
+    corpus: dict[str, Document],
+    pairs: Sequence[Pair],
+    idx: list[int],
+    tok: Any,
+    max_doc_tokens: int | None,
+) -> list[Chat]:
+    """The judge prompts of the pairs ``idx``."""
+    return [
+        template.build_chat(
+            queries[pairs[i][0]], corpus[pairs[i][1]], tokenizer=tok, max_doc_tokens=max_doc_tokens
+        )
+        for i in idx
+    ]
+
+
+def _fill_stats(
+    stats: dict[str, Any],
+    llm: LLM,
+    template: JudgeTemplate,
+    judgments: list[Judgment],
+    seconds: float,
+    counts: dict[str, int],
+    thresholds: list[float] | None,
+    max_doc_tokens: int | None,
+) -> None:
+    """Fill ``stats`` with the run summary: :func:`summarize`, timing, counts and the backend's stats."""
+    stats.update(summarize(judgments, template))
+    stats.update(
+        {
+            "seconds": round(seconds, 3),
+            "pairs_per_s": round(len(judgments) / seconds, 3) if seconds > 0 else None,
+            **counts,
+            "thresholds": thresholds,
+            "max_doc_tokens": max_doc_tokens if max_doc_tokens is not None else template.max_doc_tokens,
+        }
+    )
+    llm_stats = getattr(llm, "stats", None)
+    if llm_stats is not None:
+        stats["llm_stats"] = {k: v for k, v in vars(llm_stats).items() if k != "extra"} | dict(
+            getattr(llm_stats, "extra", {}) or {}
+        )
+
+
 def judge_pairs(
     llm: LLM,
     template: JudgeTemplate,
@@ -284,22 +376,7 @@ def judge_pairs(
     Returns:
         One :class:`Judgment` per distinct known pair, in input order.
     """
-    if mode not in MODES:
-        raise UsageError(f"mode must be one of {list(MODES)}, got {mode!r} (set --mode)")
-    if mode == "probs" and template.reasoning:
-        raise UsageError(
-            "probs mode scores the grade as the first output token; a reasoning template needs "
-            "--mode generate"
-        )
-    if thresholds is not None:
-        thresholds = [float(t) for t in thresholds]
-        if len(thresholds) != len(template.labels) - 1 or thresholds != sorted(thresholds):
-            raise UsageError(
-                f"thresholds must be {len(template.labels) - 1} non-decreasing cut points for the "
-                f"scale {template.labels}, got {thresholds} (set --thresholds)"
-            )
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be >= 1, got {batch_size}")
+    thresholds = _check_judge_args(template, mode, thresholds, batch_size)
     unique = list(dict.fromkeys((str(q), str(d)) for q, d in pairs))
     known, unknown = check_pairs(unique, queries, corpus, on_missing=on_missing)
     tok = tokenizer if tokenizer is not None else getattr(llm, "tokenizer", None)
@@ -311,23 +388,9 @@ def judge_pairs(
 
     with _steady_progress(len(known), f"judging ({mode})", enabled=progress) as advance:
         for idx in query_batches(known, batch_size):
-            chats: list[Chat] = [
-                template.build_chat(
-                    queries[known[i][0]], corpus[known[i][1]], tokenizer=tok, max_doc_tokens=max_doc_tokens
-                )
-                for i in idx
-            ]
+            chats = _batch_chats(template, queries, corpus, known, idx, tok, max_doc_tokens)
             if mode == "probs":
-                for i, p in zip(idx, llm.score_choices(chats, template.labels), strict=True):
-                    got = _from_probs(p, template, thresholds)
-                    if got is None:  # the backend could not score it (e.g. no log-probs): unlabelled, counted
-                        raw = f"no distribution over {template.labels}: {p!r}"[:500]
-                        out[i] = Judgment(
-                            *known[i], None, None, None, mode, model, template.hash, raw=raw, parse_ok=False
-                        )
-                        continue
-                    grade, expected, probs = got
-                    out[i] = Judgment(*known[i], grade, expected, probs, mode, model, template.hash)
+                _judge_probs(llm, template, known, idx, chats, out, model, thresholds)
             else:
                 retried += _judge_generate(
                     llm, template, known, idx, chats, out, model, max_new_tokens, retry_temperature, seed
@@ -336,23 +399,8 @@ def judge_pairs(
     seconds = time.perf_counter() - t0
     judgments = [j for j in out if j is not None]
     if stats is not None:
-        stats.update(summarize(judgments, template))
-        stats.update(
-            {
-                "seconds": round(seconds, 3),
-                "pairs_per_s": round(len(judgments) / seconds, 3) if seconds > 0 else None,
-                "skipped_unknown": len(unknown),
-                "duplicates": len(pairs) - len(unique),
-                "retried": retried,
-                "thresholds": thresholds,
-                "max_doc_tokens": max_doc_tokens if max_doc_tokens is not None else template.max_doc_tokens,
-            }
-        )
-        llm_stats = getattr(llm, "stats", None)
-        if llm_stats is not None:
-            stats["llm_stats"] = {k: v for k, v in vars(llm_stats).items() if k != "extra"} | dict(
-                getattr(llm_stats, "extra", {}) or {}
-            )
+        counts = {"skipped_unknown": len(unknown), "duplicates": len(pairs) - len(unique), "retried": retried}
+        _fill_stats(stats, llm, template, judgments, seconds, counts, thresholds, max_doc_tokens)
     return judgments
 
 
