@@ -80,6 +80,128 @@ def resolve_adapter(adapter: Path | str | None, cfg: JudgeConfig) -> tuple[Path 
     return adapter, cfg
 
 
+def _open_run_llm(
+    cfg: JudgeConfig,
+    llm_spec: str,
+    out: Path,
+    n_pairs: int,
+    adapter: Path | None,
+    cache: Any,
+    progress: bool,
+    llm_options: dict[str, Any] | None,
+    engine: Any,
+    extra_llms: list[str] | None,
+) -> tuple[Any, int]:
+    """The judge's LLM (local, or the Ray engine's over all endpoints) and the batch size to judge with."""
+    from relforge.errors import UsageError
+
+    if engine is not None and engine.is_ray:
+        from relforge.engine.ray_judge import open_engine_llm
+
+        llm = open_engine_llm(
+            engine, [llm_spec, *(extra_llms or [])], out, adapter=adapter, cache=cache, progress=progress
+        )
+        return llm, max(1, n_pairs)  # one Ray Data job for the whole run
+    if extra_llms:
+        raise UsageError("several --llm endpoints need --engine ray")
+    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
+    return llm, cfg.batch_size
+
+
+def _judge_todo(
+    llm: Any,
+    cfg: JudgeConfig,
+    template: Any,
+    qs: dict,
+    docs: dict,
+    todo: list,
+    batch_size: int,
+    max_new_tokens: int | None,
+    progress: bool,
+    engine: Any,
+    stats: dict[str, Any],
+) -> list:
+    """:func:`judge_pairs` with the config's settings; a Ray engine's LLM is closed afterwards."""
+    from relforge.judge.judge import judge_pairs
+
+    try:
+        return judge_pairs(
+            llm,
+            template,
+            qs,
+            docs,
+            todo,
+            mode=cfg.mode,
+            progress=progress,
+            thresholds=cfg.thresholds,
+            batch_size=batch_size,
+            max_doc_tokens=cfg.max_doc_tokens,
+            on_missing=cfg.on_missing,
+            max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
+            retry_temperature=cfg.retry_temperature,
+            seed=cfg.seed,
+            stats=stats,
+        )
+    finally:
+        if engine is not None and engine.is_ray:
+            llm.close()
+
+
+def _calibrate_stats(
+    js: list, calibrate_on: Path, template: Any, cfg: JudgeConfig, stats: dict[str, Any]
+) -> None:
+    """Re-grade ``js`` with thresholds fitted on ``calibrate_on``; record them and the summary in ``stats``."""
+    from relforge.judge.judge import summarize
+
+    th = calibrate_judgments(js, calibrate_on, template.values, cfg.calibrate_metric)
+    stats.update(summarize(js, template))
+    stats["thresholds"] = th
+    stats["calibrated_on"] = str(calibrate_on)
+
+
+def _run_info(
+    llm_spec: str,
+    llm: Any,
+    adapter: Path | None,
+    template: Any,
+    pairs: Path,
+    out: Path,
+    qrels_out: Path | None,
+    cfg: JudgeConfig,
+) -> dict[str, Any]:
+    """The run's settings for the summary: LLM, backend, adapter, template, files and config."""
+    return {
+        "llm": llm_spec,
+        "llm_backend": llm.describe() if hasattr(llm, "describe") else None,
+        "adapter": str(adapter) if adapter else None,
+        "template": template.id,
+        "pairs_file": str(pairs),
+        "out": str(out),
+        "qrels_out": str(qrels_out) if qrels_out else None,
+        "config": cfg.model_dump(),
+    }
+
+
+def _print_run_summary(stats: dict[str, Any], mode: str, out: Path, qrels_out: Path | None) -> None:
+    """The three summary lines of ``relforge judge`` (stderr)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
+        f"({mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
+        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
+    )
+    console.print(
+        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
+        f"skipped (unknown ids): {stats['skipped_unknown']}"
+        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
+    )
+    console.print(
+        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
+    )
+
+
 def run_judge(
     cfg: JudgeConfig,
     *,
@@ -106,11 +228,10 @@ def run_judge(
     Returns:
         The summary dict (also printed).
     """
-    from rich.console import Console
-
     from relforge.data import read_corpus, read_queries
+    from relforge.data.io import atomic_write
     from relforge.errors import UsageError
-    from relforge.judge.judge import judge_pairs, read_pairs, write_judgment_qrels, write_judgments
+    from relforge.judge.judge import read_pairs, write_judgment_qrels, write_judgments
 
     if calibrate_on is not None and cfg.mode != "probs":
         raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
@@ -119,80 +240,20 @@ def run_judge(
     docs = read_corpus(corpus)
     qs = read_queries(queries)
     todo = read_pairs(pairs, top_k=cfg.top_k)
-    batch_size = cfg.batch_size
-    if engine is not None and engine.is_ray:
-        from relforge.engine.ray_judge import open_engine_llm
-
-        llm = open_engine_llm(
-            engine, [llm_spec, *(extra_llms or [])], out, adapter=adapter, cache=cache, progress=progress
-        )
-        batch_size = max(1, len(todo))  # one Ray Data job for the whole run
-    elif extra_llms:
-        raise UsageError("several --llm endpoints need --engine ray")
-    else:
-        llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
+    llm, batch_size = _open_run_llm(
+        cfg, llm_spec, out, len(todo), adapter, cache, progress, llm_options, engine, extra_llms
+    )
     stats: dict[str, Any] = {}
-    try:
-        js = judge_pairs(
-            llm,
-            template,
-            qs,
-            docs,
-            todo,
-            mode=cfg.mode,
-            progress=progress,
-            thresholds=cfg.thresholds,
-            batch_size=batch_size,
-            max_doc_tokens=cfg.max_doc_tokens,
-            on_missing=cfg.on_missing,
-            max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
-            retry_temperature=cfg.retry_temperature,
-            seed=cfg.seed,
-            stats=stats,
-        )
-    finally:
-        if engine is not None and engine.is_ray:
-            llm.close()
+    js = _judge_todo(llm, cfg, template, qs, docs, todo, batch_size, max_new_tokens, progress, engine, stats)
     if calibrate_on is not None:
-        from relforge.judge.judge import summarize
-
-        th = calibrate_judgments(js, calibrate_on, template.values, cfg.calibrate_metric)
-        stats.update(summarize(js, template))
-        stats["thresholds"] = th
-        stats["calibrated_on"] = str(calibrate_on)
+        _calibrate_stats(js, calibrate_on, template, cfg, stats)
     write_judgments(out, js)
     if qrels_out is not None:
         write_judgment_qrels(qrels_out, js)
-    stats.update(
-        {
-            "llm": llm_spec,
-            "llm_backend": llm.describe() if hasattr(llm, "describe") else None,
-            "adapter": str(adapter) if adapter else None,
-            "template": template.id,
-            "pairs_file": str(pairs),
-            "out": str(out),
-            "qrels_out": str(qrels_out) if qrels_out else None,
-            "config": cfg.model_dump(),
-        }
-    )
-    from relforge.data.io import atomic_write
-
+    stats.update(_run_info(llm_spec, llm, adapter, template, pairs, out, qrels_out, cfg))
     with atomic_write(_summary_path(out)) as fh:
         json.dump(stats, fh, indent=2, default=str)
-    console = Console(stderr=True)
-    console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
-        f"({cfg.mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
-        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
-    )
-    console.print(
-        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
-        f"skipped (unknown ids): {stats['skipped_unknown']}"
-        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
-    )
-    console.print(
-        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
-    )
+    _print_run_summary(stats, cfg.mode, out, qrels_out)
     return stats
 
 
