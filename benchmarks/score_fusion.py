@@ -17,56 +17,32 @@ import json
 import statistics
 from pathlib import Path
 
-from relforge.data.samples import sample_path
+from relforge.data import read_beir, read_qrels, read_run
 from relforge.evaluate.core import evaluate
-from relforge.types import Run
-
-
-def read_run(path: Path) -> Run:
-    run: Run = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        qid, _, docid, _, score, _ = line.split()
-        run.setdefault(qid, {})[docid] = float(score)
-    return run
-
-
-def zscores(run: Run) -> Run:
-    out: Run = {}
-    for qid, docs in run.items():
-        mean, sd = statistics.fmean(docs.values()), statistics.pstdev(docs.values()) or 1.0
-        out[qid] = {d: (s - mean) / sd for d, s in docs.items()}
-    return out
+from relforge.pipeline.stages import resolve_data_source
+from relforge.retrieve.fusion import rrf
+from relforge.types import Qrels, Run
 
 
 def zfuse(backbone: Run, variant: Run, w: float) -> Run:
-    zb, zv = zscores(backbone), zscores(variant)
-    return {
-        q: {
-            d: (1 - w) * s + w * zv.get(q, {}).get(d, min(zv.get(q, {0: 0.0}).values()))
-            for d, s in docs.items()
-        }
-        for q, docs in zb.items()
-    }
-
-
-def rrf(a: Run, b: Run, k: int = 60) -> Run:
+    """``(1 - w) * z(backbone) + w * z(variant)`` per query (both runs rank the same candidates)."""
     out: Run = {}
-    for q in a:
-        ra = {d: i for i, d in enumerate(sorted(a[q], key=lambda d: -a[q][d]), 1)}
-        rb = {d: i for i, d in enumerate(sorted(b.get(q, {}), key=lambda d: -b[q][d]), 1)}
-        out[q] = {d: 1 / (k + ra[d]) + 1 / (k + rb.get(d, len(rb) + 1)) for d in a[q]}
+    for qid, docs in backbone.items():
+        parts = []
+        for run in (docs, variant[qid]):
+            mean, sd = statistics.fmean(run.values()), statistics.pstdev(run.values()) or 1.0
+            parts.append({d: (s - mean) / sd for d, s in run.items()})
+        out[qid] = {d: (1 - w) * parts[0][d] + w * parts[1][d] for d in docs}
     return out
 
 
-def collections(run_dir: Path) -> list[tuple[str, Path, Path]]:
+def collections(run_dir: Path) -> list[tuple[str, Qrels, Path]]:
     """(name, qrels, folder with backbone.trec and <variant>.trec) for the test set and every extra."""
-    found = [("in domain", run_dir / "data" / "test-qrels.tsv", run_dir / "rerank")]
+    found = [("in domain", read_qrels(run_dir / "data" / "test-qrels.tsv"), run_dir / "rerank")]
     summary = run_dir / "eval" / "extra" / "summary.json"
-    if summary.exists():
-        for name, meta in json.loads(summary.read_text()).items():
-            src = meta["source"]
-            root = sample_path(src.split(":", 1)[1]) if src.startswith("sample:") else Path(src)
-            found.append((name, root / "qrels" / f"{meta['split']}.tsv", run_dir / "eval" / "extra" / name))
+    for name, meta in (json.loads(summary.read_text()) if summary.exists() else {}).items():
+        _, _, qrels = read_beir(resolve_data_source(meta["source"]), meta["split"])
+        found.append((name, qrels, run_dir / "eval" / "extra" / name))
     return found
 
 
@@ -81,7 +57,7 @@ def main() -> None:
         backbone = read_run(folder / "backbone.trec")
         variant = read_run(folder / f"{args.variant}.trec")
         runs = {"backbone": backbone, **{f"z w={w:g}": zfuse(backbone, variant, w) for w in weights}}
-        runs["rrf k=60"] = rrf(backbone, variant)
+        runs["rrf k=60"] = rrf([backbone, variant])
         res = evaluate(qrels, runs, measures=["nDCG@10"], baseline="backbone")
         print(
             f"{name} ({len(res.queries)} queries): backbone nDCG@10 {res.aggregates['backbone']['nDCG@10']:.4f}"

@@ -876,9 +876,14 @@ def _kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
     )
 
 
-def _train_info(ctx: StageContext, variant: str) -> dict[str, Any]:
-    path = ctx.path(f"train/{variant}-summary.json")
-    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+def _variants_kept_backbone(ctx: StageContext) -> list[str]:
+    """The trained variants (stage train) that are the backbone itself (:func:`_kept_backbone`)."""
+    out = []
+    for v in ctx.cfg.train.variants:
+        path = ctx.path(f"train/{v}-summary.json")
+        if path.exists() and _kept_backbone(ctx.cfg, json.loads(path.read_text(encoding="utf-8"))):
+            out.append(v)
+    return out
 
 
 # --------------------------------------------------------------------------- rerank / evaluate
@@ -935,12 +940,11 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
         return run
 
     backbone_run = one("backbone", _backbone(cfg), "bi") if cfg.rerank.backbone else None
-    same: list[str] = []
+    same = _variants_kept_backbone(ctx)
     for v in cfg.train.variants:
-        if backbone_run is not None and _kept_backbone(cfg, _train_info(ctx, v)):
+        if backbone_run is not None and v in same:
             write_run(ctx.path(f"rerank/{v}.trec"), backbone_run, tag=v)
             res[v] = len(backbone_run)
-            same.append(v)
         else:
             one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
     from relforge.train.rerank import rerank_plan
@@ -1079,6 +1083,7 @@ def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
     cfg: PipelineConfig = ctx.cfg
     index: dict[str, Any] = {}
     res: dict[str, Any] = {}
+    same = _variants_kept_backbone(ctx)
     for ec in cfg.evaluate.extra:
         corpus, queries, qrels, first = _extra_data(ctx, ec)
         stage = ec.first_stage or cfg.rerank.first_stage
@@ -1088,7 +1093,7 @@ def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
         if cfg.rerank.backbone:
             runs["backbone"] = _rerank(ctx, _backbone(cfg), "bi", data=data)
         for v in cfg.train.variants:
-            if "backbone" in runs and _kept_backbone(cfg, _train_info(ctx, v)):
+            if "backbone" in runs and v in same:
                 runs[v] = runs["backbone"]  # the same model: the same run (see _kept_backbone)
             else:
                 runs[v] = _rerank(ctx, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend, data)
