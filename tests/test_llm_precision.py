@@ -15,6 +15,7 @@ import torch
 import relforge.precision as precision_mod
 from relforge.errors import UsageError
 from relforge.llm import load_llm
+from relforge.llm.base import GenParams
 from relforge.llm.config import LLMConfig
 from relforge.llm.hf import HFBackend, _fingerprint
 from relforge.precision import (
@@ -199,3 +200,27 @@ def test_cli_llm_try_precision(tiny_llm_dir, tmp_path):
     assert "completion_tokens=2" in r.stderr
     r = subprocess.run([*cmd, "--precision", "fp8"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and "precision" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bf16_cpu_fast_path_scores_with_eager_attention_and_leaves_fp32_alone(tiny_llm_dir):
+    """bf16 on CPU: lm_head gets a contiguous input (no per-row weight copy), scoring calls switch to eager
+    attention and switch back (generation keeps the model's own), and the cache key says so; fp32 untouched."""
+    fp32 = HFBackend.load(tiny_llm_dir, precision="fp32", progress=False)
+    bf16 = HFBackend.load(tiny_llm_dir, precision="bf16", progress=False)
+    assert fp32._score_attn == "" and not fp32.model.lm_head._forward_pre_hooks
+    assert bf16._score_attn == "eager" and bf16.cache_id.endswith("|score-attn=eager")
+    own = bf16.model.config._attn_implementation
+    assert own != "eager"
+    seen: list[str] = []
+    hook = bf16.model.lm_head.register_forward_pre_hook(
+        lambda mod, args: seen.append(f"{bf16.model.config._attn_implementation}:{args[0].is_contiguous()}")
+    )
+    ref = fp32.score_choices(CHATS, GRADES)
+    got = bf16.score_choices(CHATS, GRADES)
+    assert seen and all(s == "eager:True" for s in seen), seen
+    assert bf16.model.config._attn_implementation == own  # restored after the call
+    assert max(abs(g[k] - r[k]) for g, r in zip(got, ref, strict=True) for k in GRADES) < 0.05
+    seen.clear()
+    bf16.generate([CHATS[0]], GenParams(max_new_tokens=2))
+    assert seen and all(s.startswith(f"{own}:") for s in seen), seen
+    hook.remove()
