@@ -1,165 +1,126 @@
-"""`relforge judge finetune` (registered on the judge sub-app by relforge.judge.cli)."""
+"""`relforge judge finetune` (registered on the judge sub-app by relforge.judge.cli).
+
+The command is a thin adapter: its flags come from :mod:`relforge.judge.finetune_flags` (defaults read
+from :class:`FinetuneConfig` / :class:`CVConfig`) and :func:`run_finetune` does the work.
+"""
 
 from __future__ import annotations
 
+import json
+import shlex
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
-from relforge.judge.finetune_config import CVConfig, FinetuneConfig
+from relforge.judge.finetune_flags import cv_config, finetune_config, option
 
-_D = FinetuneConfig()
-_CV = CVConfig()
+#: the agreement numbers printed for the zero-shot and the tuned judge
+_PRINTED_METRICS = ("kendall_tau_b", "quadratic_kappa", "accuracy", "macro_f1")
 
 
 def register_finetune(judge_app: typer.Typer) -> None:
     """Add the `finetune` command to the `relforge judge` sub-app."""
+    judge_app.command("finetune")(finetune)
 
-    @judge_app.command("finetune")
-    def finetune(
-        corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl."),
-        queries: Path = typer.Option(..., "--queries", help="BEIR queries.jsonl."),
-        qrels: Path = typer.Option(..., "--qrels", help="Human grades (BEIR TSV or TREC qrels)."),
-        llm: str = typer.Option(..., "--llm", help="Base model: smollm2, hf:<dir|file.gguf|hub id>."),
-        out: Path = typer.Option(..., "--out", help="Output adapter folder."),
-        epochs: int = typer.Option(
-            _D.epochs, "--epochs", help="Training epochs (best one by val tau_b is kept)."
-        ),
-        max_doc_tokens: int = typer.Option(
-            _D.max_doc_tokens, "--max-doc-tokens", help="Document truncation (tokens)."
-        ),
-        lr: float = typer.Option(_D.lr, "--lr", help="Learning rate."),
-        lora_r: int = typer.Option(_D.lora_r, "--lora-r", help="LoRA rank."),
-        lora_alpha: int = typer.Option(_D.lora_alpha, "--lora-alpha", help="LoRA alpha."),
-        lora_layers: int = typer.Option(
-            _D.lora_layers or 0, "--lora-layers", help="LoRA on the top N layers only (0 = all layers)."
-        ),
-        balance: str = typer.Option(_D.balance, "--balance", help="none, downsample, upsample or weights."),
-        max_per_class: int = typer.Option(
-            _D.max_per_class or 0, "--max-per-class", help="Cap on training pairs per grade (0 = no cap)."
-        ),
-        loss: str = typer.Option(
-            _D.loss, "--loss", help="choices (CE over grade labels) or lm (completion CE)."
-        ),
-        val_fraction: float = typer.Option(
-            _D.val_fraction, "--val-fraction", help="Share of queries held out."
-        ),
-        query_field: str = typer.Option(
-            _D.query_field, "--query-field", help="Query text field or metadata key."
-        ),
-        template: str = typer.Option(_D.template, "--template", help="Judge template id or YAML path."),
-        batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Training batch size."),
-        grad_accum: int = typer.Option(_D.grad_accum, "--grad-accum", help="Gradient accumulation steps."),
-        seed: int = typer.Option(_D.seed, "--seed", help="Split, sampling and init seed."),
-        merge: bool = typer.Option(_D.merge, "--merge", help="Also write a merged full model to OUT/merged."),
-        qlora: bool = typer.Option(_D.qlora, "--qlora", help="4-bit base model (CUDA + bitsandbytes)."),
-        no_judge_check: bool = typer.Option(
-            False, "--no-judge-check", help="Skip the final `relforge judge` check."
-        ),
-        no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="write into a non-empty folder relforge did not create"
-        ),
-        folds: int = typer.Option(
-            _CV.folds,
-            "--folds",
-            help="K-fold CV by query into OUT/cv/ (cv.json, cv.png, MiniLM cosine beside); 1 = single split only.",
-        ),
-        no_final_adapter: bool = typer.Option(
-            False, "--no-final-adapter", help="With --folds K>1: skip the final all-data adapter in OUT."
-        ),
-    ) -> None:
-        """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
-        import json
-        import shlex
-        import sys
 
-        from pydantic import ValidationError
+def finetune(
+    corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl."),
+    queries: Path = typer.Option(..., "--queries", help="BEIR queries.jsonl."),
+    qrels: Path = typer.Option(..., "--qrels", help="Human grades (BEIR TSV or TREC qrels)."),
+    llm: str = typer.Option(..., "--llm", help="Base model: smollm2, hf:<dir|file.gguf|hub id>."),
+    out: Path = typer.Option(..., "--out", help="Output adapter folder."),
+    epochs: int = option("epochs"),
+    max_doc_tokens: int = option("max_doc_tokens"),
+    lr: float = option("lr"),
+    lora_r: int = option("lora_r"),
+    lora_alpha: int = option("lora_alpha"),
+    lora_layers: int = option("lora_layers"),
+    balance: str = option("balance"),
+    max_per_class: int = option("max_per_class"),
+    loss: str = option("loss"),
+    val_fraction: float = option("val_fraction"),
+    query_field: str = option("query_field"),
+    template: str = option("template"),
+    batch_size: int = option("batch_size"),
+    grad_accum: int = option("grad_accum"),
+    seed: int = option("seed"),
+    merge: bool = option("merge"),
+    qlora: bool = option("qlora"),
+    no_judge_check: bool = option("no_judge_check"),
+    no_progress: bool = typer.Option(False, "--no-progress", help="Hide progress bars."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="write into a non-empty folder relforge did not create"
+    ),
+    folds: int = option("folds"),
+    no_final_adapter: bool = option("no_final_adapter"),
+) -> None:
+    """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
+    run_finetune(dict(locals()))  # every parameter, by name
 
-        from relforge.data import read_corpus, read_qrels, read_queries
-        from relforge.errors import MissingInputError, UsageError
-        from relforge.judge.finetune import finetune_judge
 
-        argv = sys.argv[1:]
-        ctx_args = argv[argv.index("judge") :] if "judge" in argv else ["judge", "finetune", "..."]
-        for flag, p in (("--corpus", corpus), ("--queries", queries), ("--qrels", qrels)):
-            if not p.exists():
-                raise MissingInputError(f"{flag} {p} does not exist")
-        from relforge.outputs import claim_dir, guard_dir
+def run_finetune(args: dict[str, Any]) -> None:
+    """Check the inputs, build the settings, then k-fold CV (``--folds K>1``) and/or the final adapter.
 
-        guard_dir(out, overwrite=overwrite)
-        try:
-            cfg = FinetuneConfig(
-                epochs=epochs,
-                max_doc_tokens=max_doc_tokens,
-                lr=lr,
-                lora_r=lora_r,
-                lora_alpha=lora_alpha,
-                lora_layers=lora_layers or None,
-                balance=balance,
-                max_per_class=max_per_class or None,
-                loss=loss,
-                val_fraction=val_fraction,
-                query_field=query_field,
-                template=template,
-                batch_size=batch_size,
-                grad_accum=grad_accum,
-                seed=seed,
-                merge=merge,
-                qlora=qlora,
-                judge_check=not no_judge_check,
-            )
-        except ValidationError as e:
-            err = e.errors()[0]
-            raise UsageError(
-                f"invalid setting {'.'.join(str(x) for x in err['loc'])}={err.get('input')!r}: {err['msg']}"
-            ) from None
-        cmd = "relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args)
-        data = (read_corpus(corpus), read_queries(queries), read_qrels(qrels))
-        out = claim_dir(out)
-        if folds > 1:
-            from relforge.judge.cv import run_cv
+    ``args``: the parameters of :func:`finetune` by name (flag values as parsed).
+    """
+    from relforge.data import read_corpus, read_qrels, read_queries
+    from relforge.judge.finetune import finetune_judge
+    from relforge.outputs import claim_dir, guard_dir
 
-            res = run_cv(
-                llm,
-                *data,
-                out / "cv",
-                cfg,
-                CVConfig(folds=folds, seed=seed),
-                progress=not no_progress,
-                command=cmd,
-            )
-            typer.echo(
-                json.dumps(
-                    {j.name: {"mean": j.mean, "sd": j.sd} for j in res.judges} | {"cv": str(out / "cv")},
-                    indent=2,
-                )
-            )
-            if no_final_adapter:
-                return
-        summary = finetune_judge(
-            llm,
-            *data,
-            out,
-            cfg,
-            progress=not no_progress,
-            command=cmd,
-        )
-        zs, best = summary.get("zero_shot") or {}, summary.get("best") or {}
-        typer.echo(
-            json.dumps(
-                {
-                    "out": str(out),
-                    "best_epoch": summary["best_epoch"],
-                    "class_counts": summary["class_counts"],
-                    "zero_shot": {
-                        k: zs.get(k) for k in ("kendall_tau_b", "quadratic_kappa", "accuracy", "macro_f1")
-                    },
-                    "tuned": {
-                        k: best.get(k) for k in ("kendall_tau_b", "quadratic_kappa", "accuracy", "macro_f1")
-                    },
-                    "epoch_seconds": summary["timing"]["epoch_seconds"],
-                },
-                indent=2,
-            )
-        )
+    _check_inputs(args)
+    guard_dir(args["out"], overwrite=args["overwrite"])
+    cfg = finetune_config(args)
+    cmd = _command_line()
+    data = (read_corpus(args["corpus"]), read_queries(args["queries"]), read_qrels(args["qrels"]))
+    out = claim_dir(args["out"])
+    progress = not args["no_progress"]
+    if args["folds"] > 1:
+        from relforge.judge.cv import run_cv
+
+        cv = cv_config(args)
+        res = run_cv(args["llm"], *data, out / "cv", cfg, cv, progress=progress, command=cmd)
+        _echo_json(_cv_summary(res, out / "cv"))
+        if not cv.final_adapter:
+            return
+    summary = finetune_judge(args["llm"], *data, out, cfg, progress=progress, command=cmd)
+    _echo_json(_adapter_summary(summary, out))
+
+
+def _check_inputs(args: dict[str, Any]) -> None:
+    """Every input file exists (else a missing-input error naming the flag)."""
+    from relforge.errors import MissingInputError
+
+    for flag in ("corpus", "queries", "qrels"):
+        if not args[flag].exists():
+            raise MissingInputError(f"--{flag} {args[flag]} does not exist")
+
+
+def _command_line() -> str:
+    """The command that ran, as recorded in the adapter's README (``relforge judge finetune ...``)."""
+    argv = sys.argv[1:]
+    ctx_args = argv[argv.index("judge") :] if "judge" in argv else ["judge", "finetune", "..."]
+    return "relforge " + " ".join(shlex.quote(str(a)) for a in ctx_args)
+
+
+def _cv_summary(res: Any, cv_dir: Path) -> dict[str, Any]:
+    """What ``--folds K>1`` prints: mean and sd of every judge's held-out numbers, and the CV folder."""
+    return {j.name: {"mean": j.mean, "sd": j.sd} for j in res.judges} | {"cv": str(cv_dir)}
+
+
+def _adapter_summary(summary: dict[str, Any], out: Path) -> dict[str, Any]:
+    """What the final adapter prints: its folder, best epoch, class counts and zero-shot vs tuned."""
+    zs, best = summary.get("zero_shot") or {}, summary.get("best") or {}
+    return {
+        "out": str(out),
+        "best_epoch": summary["best_epoch"],
+        "class_counts": summary["class_counts"],
+        "zero_shot": {k: zs.get(k) for k in _PRINTED_METRICS},
+        "tuned": {k: best.get(k) for k in _PRINTED_METRICS},
+        "epoch_seconds": summary["timing"]["epoch_seconds"],
+    }
+
+
+def _echo_json(obj: dict[str, Any]) -> None:
+    typer.echo(json.dumps(obj, indent=2))
