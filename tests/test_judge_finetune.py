@@ -238,12 +238,19 @@ def test_cli_finetune_with_merge_and_query_field(tiny_llm_dir, tmp_path):
         "paraphrase",
         "--seed",
         "3",
+        "--target-modules",
+        "q_proj,v_proj",
+        "--eval-batch-size",
+        "4",
         "--folds",
         "1",
     ]
     assert main(args) == 0
     meta = json.loads((out / "relforge.json").read_text())
     assert meta["config"]["query_field"] == "paraphrase" and meta["lora_layers_from"] == 0
+    assert meta["config"]["target_modules"] == ["q_proj", "v_proj"] and meta["config"]["eval_batch_size"] == 4
+    lora = json.loads((out / "adapter_config.json").read_text())
+    assert sorted(lora["target_modules"]) == ["q_proj", "v_proj"]
     assert len(set(meta["class_counts"]["train_used"].values())) == 1  # downsampled: equal classes
     assert (out / "merged" / "config.json").exists()
     from transformers import AutoModelForCausalLM

@@ -55,6 +55,22 @@ def finetune(
     ),
     folds: int = option("folds"),
     no_final_adapter: bool = option("no_final_adapter"),
+    # the settings that had no flag (help panel "Advanced settings")
+    max_seq_len: int = option("max_seq_len"),
+    val_queries: str | None = option("val_queries"),
+    max_val_pairs: int = option("max_val_pairs"),
+    test_queries: str | None = option("test_queries"),
+    lora_dropout: float = option("lora_dropout"),
+    target_modules: str = option("target_modules"),
+    cache_frozen: bool = option("cache_frozen"),
+    weight_decay: float = option("weight_decay"),
+    warmup_ratio: float = option("warmup_ratio"),
+    max_grad_norm: float = option("max_grad_norm"),
+    eval_batch_size: int = option("eval_batch_size"),
+    bf16: bool | None = option("bf16"),
+    gradient_checkpointing: bool | None = option("gradient_checkpointing"),
+    threads: int = option("threads"),
+    adapter_dtype: str = option("adapter_dtype"),
 ) -> None:
     """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
     run_finetune(dict(locals()))  # every parameter, by name

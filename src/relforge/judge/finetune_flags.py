@@ -15,19 +15,24 @@ from pydantic import BaseModel, ValidationError
 
 from relforge.judge.finetune_config import CVConfig, FinetuneConfig
 
-#: how a flag value maps onto its field: as is; 0 = None; ``--no-X`` (the field is ``not`` the value)
-Kind = Literal["plain", "zero_none", "negated"]
+#: help panel of the flags added for the settings the command had no flag for
+ADVANCED = "Advanced settings"
+
+#: how a flag value maps onto its field: as is; 0 = None; ``--no-X`` (the field is ``not`` the value);
+#: a comma separated list (empty = None); target modules (``all-linear`` or comma separated names)
+Kind = Literal["plain", "zero_none", "negated", "csv", "modules"]
 
 
 @dataclass(frozen=True)
 class Flag:
     """A command-line flag that sets one config field."""
 
-    decl: str  # typer's declaration, e.g. "--epochs"
+    decl: str  # typer's declaration: "--epochs" or "--cache-frozen/--no-cache-frozen"
     field: str
     help: str
     kind: Kind = "plain"
     model: type[BaseModel] = FinetuneConfig
+    panel: str | None = None
 
     @property
     def param(self) -> str:
@@ -43,6 +48,8 @@ class Flag:
             return 0 if value is None else value
         if self.kind == "negated":
             return not value
+        if self.kind in ("csv", "modules") and isinstance(value, list):
+            return ",".join(value)
         return value
 
     def from_cli(self, value: Any) -> Any:
@@ -50,10 +57,20 @@ class Flag:
             return value or None
         if self.kind == "negated":
             return not value
+        if self.kind == "csv":
+            items = [x.strip() for x in (value or "").split(",") if x.strip()]
+            return items or None
+        if self.kind == "modules" and value != "all-linear":
+            return [x.strip() for x in value.split(",") if x.strip()]
         return value
 
 
+def _adv(decl: str, field: str, help: str, kind: Kind = "plain", model: type[BaseModel] = FinetuneConfig):
+    return Flag(decl, field, help, kind, model, ADVANCED)
+
+
 _FLAGS = [
+    # ---- the flags the command has always had (help texts unchanged) ----
     Flag("--epochs", "epochs", "Training epochs (best one by val tau_b is kept)."),
     Flag("--max-doc-tokens", "max_doc_tokens", "Document truncation (tokens)."),
     Flag("--lr", "lr", "Learning rate."),
@@ -85,6 +102,47 @@ _FLAGS = [
         "negated",
         CVConfig,
     ),
+    # ---- the settings that had no flag ----
+    _adv("--max-seq-len", "max_seq_len", "Longest example in tokens; longer ones are skipped and counted."),
+    _adv(
+        "--val-queries",
+        "val_queries",
+        "Validation query ids, comma separated (overrides --val-fraction; with --folds K>1 only the "
+        "final adapter uses them).",
+        "csv",
+    ),
+    _adv("--max-val-pairs", "max_val_pairs", "Cap on validation pairs (0 = all).", "zero_none"),
+    _adv(
+        "--test-queries",
+        "test_queries",
+        "Query ids held out of training and of the epoch choice, comma separated, scored once with the "
+        "chosen epoch (with --folds K>1 only the final adapter uses them).",
+        "csv",
+    ),
+    _adv("--lora-dropout", "lora_dropout", "LoRA dropout."),
+    _adv(
+        "--target-modules",
+        "target_modules",
+        "PEFT target modules: all-linear or comma separated module names.",
+        "modules",
+    ),
+    _adv(
+        "--cache-frozen/--no-cache-frozen",
+        "cache_frozen",
+        "Compute the frozen bottom layers once per example (with --lora-layers N).",
+    ),
+    _adv("--weight-decay", "weight_decay", "AdamW weight decay."),
+    _adv("--warmup-ratio", "warmup_ratio", "Share of the training steps with linear learning-rate warmup."),
+    _adv("--max-grad-norm", "max_grad_norm", "Gradient clipping norm."),
+    _adv("--eval-batch-size", "eval_batch_size", "Validation (and judge check) batch size."),
+    _adv("--bf16/--no-bf16", "bf16", "bf16 autocast (default: on when a CUDA GPU supports it)."),
+    _adv(
+        "--gradient-checkpointing/--no-gradient-checkpointing",
+        "gradient_checkpointing",
+        "Gradient checkpointing (default: on with a GPU).",
+    ),
+    _adv("--threads", "threads", "torch CPU threads (0 = torch default).", "zero_none"),
+    _adv("--adapter-dtype", "adapter_dtype", "float16 or float32: dtype of the saved LoRA weights."),
 ]
 
 #: the flags by command parameter name
@@ -94,7 +152,7 @@ FLAGS: dict[str, Flag] = {f.param: f for f in _FLAGS}
 def option(param: str) -> Any:
     """The typer option of parameter ``param`` of ``relforge judge finetune`` (default from the model)."""
     f = FLAGS[param]
-    return typer.Option(f.default(), f.decl, help=f.help)
+    return typer.Option(f.default(), f.decl, help=f.help, rich_help_panel=f.panel)
 
 
 def unflagged(model: type[BaseModel]) -> list[str]:

@@ -1,0 +1,101 @@
+"""`relforge judge finetune` flags: one per config field, defaults read from the config models."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from relforge.judge.finetune_cli import finetune
+from relforge.judge.finetune_config import CVConfig, FinetuneConfig
+from relforge.judge.finetune_flags import FLAGS, cv_config, finetune_config, unflagged
+
+
+def test_every_config_field_has_a_flag_on_the_command():
+    assert unflagged(FinetuneConfig) == []
+    assert unflagged(CVConfig) == ["seed", "threshold_metric", "cosine_model"]  # seed: the folds share --seed
+    params = inspect.signature(finetune).parameters
+    for name, flag in FLAGS.items():
+        assert name in params, name  # the table's flag is a parameter of the command
+        assert params[name].default.default == flag.default(), name
+
+
+def test_flag_defaults_are_the_config_defaults():
+    values = {name: flag.default() for name, flag in FLAGS.items()}
+    assert finetune_config(values) == FinetuneConfig()
+    assert cv_config(values) == CVConfig()
+
+
+@pytest.fixture()
+def captured(tmp_path, monkeypatch):
+    """Run the command with training stubbed out; returns (run, seen configs)."""
+    import relforge.judge.finetune as ft
+    from relforge.cli import main
+    from relforge.data import write_corpus, write_qrels, write_queries
+    from relforge.types import Document, Query
+
+    write_corpus(tmp_path / "c.jsonl", [Document("d0", "text"), Document("d1", "more text")])
+    write_queries(tmp_path / "q.jsonl", [Query("q0", "query"), Query("q1", "other")])
+    write_qrels(tmp_path / "r.tsv", {"q0": {"d0": 1}, "q1": {"d1": 0}})
+    seen: list[FinetuneConfig] = []
+
+    def fake_finetune_judge(base, corpus, queries, qrels, out, cfg, **kw):
+        seen.append(cfg)
+        return {
+            "best_epoch": 1,
+            "class_counts": {},
+            "zero_shot": None,
+            "best": None,
+            "timing": {"epoch_seconds": []},
+        }
+
+    monkeypatch.setattr(ft, "finetune_judge", fake_finetune_judge)
+    base = ["judge", "finetune", "--corpus", str(tmp_path / "c.jsonl"), "--queries", str(tmp_path / "q.jsonl"),
+            "--qrels", str(tmp_path / "r.tsv"), "--llm", "hf:x", "--out", str(tmp_path / "out"), "--folds", "1"]  # fmt: skip
+
+    def run(*flags: str) -> int:
+        return main([*base, *flags])
+
+    return run, seen
+
+
+def test_no_flags_give_the_config_defaults(captured):
+    run, seen = captured
+    assert run() == 0
+    assert seen == [FinetuneConfig()]
+
+
+def test_the_added_flags_reach_the_config(captured):
+    run, seen = captured
+    flags = ["--max-seq-len", "512", "--val-queries", "q0, q1", "--max-val-pairs", "7", "--test-queries", "q1",
+             "--lora-dropout", "0.1", "--target-modules", "q_proj,v_proj", "--no-cache-frozen",
+             "--weight-decay", "0.01", "--warmup-ratio", "0.1", "--max-grad-norm", "0.5", "--eval-batch-size", "4",
+             "--no-bf16", "--gradient-checkpointing", "--threads", "2", "--adapter-dtype", "float32"]  # fmt: skip
+    assert run(*flags) == 0
+    cfg = seen[-1]
+    assert (cfg.max_seq_len, cfg.val_queries, cfg.max_val_pairs, cfg.test_queries) == (
+        512,
+        ["q0", "q1"],
+        7,
+        ["q1"],
+    )
+    assert (cfg.lora_dropout, cfg.target_modules, cfg.cache_frozen) == (0.1, ["q_proj", "v_proj"], False)
+    assert (cfg.weight_decay, cfg.warmup_ratio, cfg.max_grad_norm, cfg.eval_batch_size) == (0.01, 0.1, 0.5, 4)
+    assert (cfg.bf16, cfg.gradient_checkpointing, cfg.threads, cfg.adapter_dtype) == (
+        False,
+        True,
+        2,
+        "float32",
+    )
+    # 0 / empty mean "not set", as for --lora-layers and --max-per-class
+    assert run("--threads", "0", "--max-val-pairs", "0", "--val-queries", "", "--bf16") == 0
+    cfg = seen[-1]
+    assert (cfg.threads, cfg.max_val_pairs, cfg.val_queries, cfg.bf16) == (None, None, None, True)
+    assert cfg.gradient_checkpointing is None and cfg.target_modules == "all-linear"
+
+
+def test_a_bad_added_setting_is_a_usage_error(captured, capsys):
+    run, seen = captured
+    assert run("--adapter-dtype", "int4") == 2
+    assert "invalid setting adapter_dtype='int4'" in capsys.readouterr().err
+    assert run("--warmup-ratio", "1.5") == 2 and not seen
