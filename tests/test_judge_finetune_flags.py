@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import SimpleNamespace
 
 import pytest
 
@@ -13,7 +14,7 @@ from relforge.judge.finetune_flags import FLAGS, cv_config, finetune_config, unf
 
 def test_every_config_field_has_a_flag_on_the_command():
     assert unflagged(FinetuneConfig) == []
-    assert unflagged(CVConfig) == ["seed", "threshold_metric", "cosine_model"]  # seed: the folds share --seed
+    assert unflagged(CVConfig) == ["seed"]  # the folds share --seed
     params = inspect.signature(finetune).parameters
     for name, flag in FLAGS.items():
         assert name in params, name  # the table's flag is a parameter of the command
@@ -29,6 +30,7 @@ def test_flag_defaults_are_the_config_defaults():
 @pytest.fixture()
 def captured(tmp_path, monkeypatch):
     """Run the command with training stubbed out; returns (run, seen configs)."""
+    import relforge.judge.cv as cv
     import relforge.judge.finetune as ft
     from relforge.cli import main
     from relforge.data import write_corpus, write_qrels, write_queries
@@ -49,7 +51,12 @@ def captured(tmp_path, monkeypatch):
             "timing": {"epoch_seconds": []},
         }
 
+    def fake_run_cv(llm, corpus, queries, qrels, out, cfg, cv_cfg, **kw):
+        seen.append(cv_cfg)
+        return SimpleNamespace(judges=[])
+
     monkeypatch.setattr(ft, "finetune_judge", fake_finetune_judge)
+    monkeypatch.setattr(cv, "run_cv", fake_run_cv)
     base = ["judge", "finetune", "--corpus", str(tmp_path / "c.jsonl"), "--queries", str(tmp_path / "q.jsonl"),
             "--qrels", str(tmp_path / "r.tsv"), "--llm", "hf:x", "--out", str(tmp_path / "out"), "--folds", "1"]  # fmt: skip
 
@@ -99,3 +106,18 @@ def test_a_bad_added_setting_is_a_usage_error(captured, capsys):
     assert run("--adapter-dtype", "int4") == 2
     assert "invalid setting adapter_dtype='int4'" in capsys.readouterr().err
     assert run("--warmup-ratio", "1.5") == 2 and not seen
+
+
+def test_the_cv_flags_reach_the_cv_config(captured):
+    run, seen = captured
+    assert (
+        run("--folds", "3", "--seed", "4", "--threshold-metric", "macro_f1", "--cosine-model", "bge-small")
+        == 0
+    )
+    assert seen[0] == CVConfig(folds=3, seed=4, threshold_metric="macro_f1", cosine_model="bge-small")
+    assert isinstance(seen[1], FinetuneConfig) and seen[1].seed == 4  # then the final all-data adapter
+    assert run("--folds", "3", "--no-final-adapter") == 0 and seen[2] == CVConfig(
+        folds=3, final_adapter=False
+    )
+    assert len(seen) == 3
+    assert run("--folds", "3", "--threshold-metric", "f2") == 2 and len(seen) == 3

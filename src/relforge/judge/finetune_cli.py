@@ -71,6 +71,8 @@ def finetune(
     gradient_checkpointing: bool | None = option("gradient_checkpointing"),
     threads: int = option("threads"),
     adapter_dtype: str = option("adapter_dtype"),
+    threshold_metric: str = option("threshold_metric"),
+    cosine_model: str = option("cosine_model"),
 ) -> None:
     """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
     run_finetune(dict(locals()))  # every parameter, by name
@@ -88,14 +90,14 @@ def run_finetune(args: dict[str, Any]) -> None:
     _check_inputs(args)
     guard_dir(args["out"], overwrite=args["overwrite"])
     cfg = finetune_config(args)
+    cv = cv_config(args) if args["folds"] > 1 else None
     cmd = _command_line()
     data = (read_corpus(args["corpus"]), read_queries(args["queries"]), read_qrels(args["qrels"]))
     out = claim_dir(args["out"])
     progress = not args["no_progress"]
-    if args["folds"] > 1:
+    if cv is not None:
         from relforge.judge.cv import run_cv
 
-        cv = cv_config(args)
         res = run_cv(args["llm"], *data, out / "cv", cfg, cv, progress=progress, command=cmd)
         _echo_json(_cv_summary(res, out / "cv"))
         if not cv.final_adapter:

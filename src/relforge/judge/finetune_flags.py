@@ -143,6 +143,18 @@ _FLAGS = [
     ),
     _adv("--threads", "threads", "torch CPU threads (0 = torch default).", "zero_none"),
     _adv("--adapter-dtype", "adapter_dtype", "float16 or float32: dtype of the saved LoRA weights."),
+    _adv(
+        "--threshold-metric",
+        "threshold_metric",
+        "With --folds K>1: qwk or macro_f1, what the grade cut points (fitted on training folds) maximise.",
+        model=CVConfig,
+    ),
+    _adv(
+        "--cosine-model",
+        "cosine_model",
+        "With --folds K>1: embedding model of the cosine baseline scored on the same folds.",
+        model=CVConfig,
+    ),
 ]
 
 #: the flags by command parameter name
