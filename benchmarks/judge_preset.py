@@ -160,6 +160,9 @@ def main() -> None:
             name=Path(args.out).stem,
             description=f"{lab}, {kind} head fitted on the bundled LiveQA-Med human grades",
             llm=args.llm,
+            # features are computed in fp32 here; the preset runs its LLM in bf16 where the CPU has it
+            # (same labels: benchmarks/precision_preset.py, docs/precision.md)
+            precision="auto",
             ql_max_doc_tokens=args.max_doc_tokens,
             head=head,
             measured={"folds": args.folds, "seed": args.seed, "table": table},

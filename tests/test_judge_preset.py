@@ -133,3 +133,18 @@ def test_continuation_logprobs_match_prompt_token_logprobs(tiny_llm_dir):
         assert lp == pytest.approx(ref[-len(lp) :], abs=1e-4)
     f = query_likelihood(llm, ["What causes anemia?", "What is flu?"], ["Anemia is iron.", "Flu."])
     assert f["ql_pmi"] == pytest.approx(np.subtract(f["ql_cond"], f["ql_prior"]).tolist())
+
+
+@needs_best
+@pytest.mark.parametrize("prec", ["fp32", "bf16"])
+def test_preset_precision_reaches_its_llm(beir, tmp_path, tiny_llm_dir, prec):
+    from relforge.data import read_corpus, read_queries
+    from relforge.judge.run import judge_with_preset
+
+    assert JudgePreset.load("best").precision == "auto"  # the shipped preset: bf16 where the CPU has it
+    shipped = JudgePreset.load("best")
+    preset = shipped.model_copy(update={"llm": f"hf:{tiny_llm_dir}", "precision": prec})
+    queries, corpus = read_queries(beir / "queries.jsonl"), read_corpus(beir / "corpus.jsonl")
+    rows, info = judge_with_preset(preset, queries, corpus, [("q1", "d1"), ("q2", "d3")], progress=False)
+    assert info["llm_backend"]["precision"] == prec
+    assert len(rows) == 2 and all(np.isfinite(list(r["features"].values())).all() for r in rows)

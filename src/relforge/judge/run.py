@@ -369,7 +369,7 @@ def judge_with_preset(
     names = preset.head.features
     uses_llm, uses_emb = any(f in QL_FEATURES for f in names), any(f in COS_FEATURES for f in names)
     t0 = time.time()
-    llm = open_llm(preset.llm, cache=False, batch_size=batch_size) if uses_llm and pairs else None
+    llm = _preset_llm(preset, batch_size) if uses_llm and pairs else None
     if llm is not None and hasattr(llm, "progress"):
         llm.progress = progress
     emb = load_embedder(preset.embedder) if uses_emb and pairs else None
@@ -394,6 +394,7 @@ def judge_with_preset(
         "features": names,
         "llm": preset.llm if uses_llm else None,
         "embedder": preset.embedder if uses_emb else None,
+        "llm_backend": llm.describe() if llm is not None and hasattr(llm, "describe") else None,
         "model": preset_model_name(preset),
         "pairs": len(rows),
         "queries": len({r["qid"] for r in rows}),
@@ -401,6 +402,16 @@ def judge_with_preset(
         "pairs_per_s": round(len(rows) / secs, 3) if secs > 0 and rows else None,
     }
     return rows, info
+
+
+def _preset_llm(preset: Any, batch_size: int) -> Any:
+    """The preset's LLM, uncached, in the preset's precision when it is a local transformers model (a
+    server keeps its own)."""
+    from relforge.llm import parse_spec
+
+    local = parse_spec(preset.llm)[0] == "hf"
+    options = {"precision": preset.precision} if local else None
+    return open_llm(preset.llm, cache=False, batch_size=batch_size, options=options)
 
 
 def write_preset_judgments(path: Path, rows: list[dict[str, Any]], qrels_out: Path | None = None) -> None:
