@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from relforge.train.config import TrainConfig
 
 _D = TrainConfig()
+
+#: the keys of the training summary that ``relforge train`` prints (one JSON line), when present
+_SUMMARY_KEYS = ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10", "selected")
 
 
 def _dev_set(corpus, queries, qrels, run, top_k):
@@ -26,154 +30,126 @@ def _dev_set(corpus, queries, qrels, run, top_k):
     return DevSet(read_corpus(corpus), read_queries(queries), read_qrels(qrels), read_run(run), top_k)
 
 
+def _train_config_from_flags(flags: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of the command's flags (each flag is named after its field); a validation
+    error becomes one UsageError naming the offending flags."""
+    from pydantic import ValidationError
+
+    from relforge.errors import UsageError
+
+    try:
+        return TrainConfig(**{k: v for k, v in flags.items() if k in TrainConfig.model_fields})
+    except ValidationError as e:
+        raise UsageError(
+            "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
+        ) from None
+
+
+def _print_train_summary(summary: dict[str, Any]) -> None:
+    typer.echo(json.dumps({k: summary[k] for k in _SUMMARY_KEYS if k in summary}))
+
+
+def train(
+    groups: Path = typer.Option(..., help="groups from `relforge dataset build` (folder or groups.jsonl)."),
+    out: Path = typer.Option(
+        ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
+    ),
+    base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
+    loss: str = typer.Option(
+        _D.loss, help="lce | mnrl | kl | margin_mse (cross or bi); bce | lambda | listnet (cross)."
+    ),
+    kind: str = typer.Option(_D.kind, help="cross | bi."),
+    epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
+    lr: float = typer.Option(_D.lr, help="peak learning rate."),
+    warmup_ratio: float = typer.Option(_D.warmup_ratio, help="fraction of warm-up steps."),
+    max_length: int = typer.Option(_D.max_length, help="token limit of a pair (cross) / a text (bi)."),
+    batch_groups: int = typer.Option(_D.batch_groups, help="groups per step."),
+    max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
+    negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
+    temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
+    teacher_temperature: float = typer.Option(
+        _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
+    ),
+    precision: str = typer.Option(
+        _D.precision,
+        help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 (CPU: bf16 autocast, fp32 weights) | fp16 (GPU).",
+    ),
+    seed: int = typer.Option(_D.seed, help="random seed."),
+    dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
+    dev_queries: Path | None = typer.Option(None, help="dev queries.jsonl."),
+    dev_qrels: Path | None = typer.Option(None, help="dev qrels (graded)."),
+    dev_run: Path | None = typer.Option(None, help="dev first-stage run (TREC) to rerank."),
+    dev_top_k: int = typer.Option(_D.dev_top_k, help="dev run depth reranked."),
+    eval_steps: int | None = typer.Option(_D.eval_steps, help="evaluate every N steps (default 4x per run)."),
+    keep_start: bool = typer.Option(
+        _D.keep_start,
+        "--keep-start/--no-keep-start",
+        help="with a dev set: the untrained start competes with the checkpoints (kept if none beats it).",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="write into a non-empty folder relforge did not create"
+    ),
+) -> None:
+    """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
+    flags = dict(locals())
+    from relforge.outputs import claim_dir, guard_dir
+    from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
+
+    check_loss(loss, kind)
+    guard_dir(out, overwrite=overwrite)
+    cfg = _train_config_from_flags(flags)
+    dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
+    fn = train_bi_encoder if kind == "bi" else train_cross_encoder
+    _print_train_summary(fn(groups, claim_dir(out), cfg, dev=dev))
+
+
+def rerank_cmd(
+    model: str = typer.Option(..., help="model folder (trained by relforge or any CrossEncoder), or minilm."),
+    corpus: Path = typer.Option(..., help="corpus.jsonl."),
+    queries: Path = typer.Option(..., help="queries.jsonl."),
+    run: Path = typer.Option(..., help="first-stage run (TREC)."),
+    out: Path = typer.Option(..., help="reranked run to write (TREC)."),
+    top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
+    kind: str = typer.Option("cross", help="cross | bi."),
+    backend: str = typer.Option(
+        "auto",
+        help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
+    ),
+    batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
+    max_length: int | None = typer.Option(None, min=8, help="token limit of a pair (default: the model's)."),
+    overwrite: bool = typer.Option(False, help="replace existing output files"),
+    precision: str = typer.Option(
+        "fp32",
+        help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
+    ),
+) -> None:
+    """Rerank the top-k of a run and write a TREC run."""
+    from relforge.data import read_corpus, read_queries, read_run, write_run
+    from relforge.outputs import guard_file
+    from relforge.train.rerank import rerank, rerank_plan
+
+    used, plan = rerank_plan(kind, backend, precision)
+
+    guard_file(out, overwrite=overwrite)
+    result = rerank(
+        model,
+        read_corpus(corpus),
+        read_queries(queries),
+        read_run(run),
+        top_k=top_k,
+        kind=kind,
+        backend=backend,
+        batch_size=batch_size,
+        max_length=max_length,
+        precision=precision,
+    )
+    n = write_run(out, result, tag=f"relforge-{kind}")
+    typer.echo(
+        f"wrote {n} lines for {len(result)} queries to {out} (backend {used}, precision {plan.resolved})"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``train`` and ``rerank`` to the root app."""
-
-    @app.command("train")
-    def train(
-        groups: Path = typer.Option(
-            ..., help="groups from `relforge dataset build` (folder or groups.jsonl)."
-        ),
-        out: Path = typer.Option(
-            ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
-        ),
-        base: str = typer.Option(_D.base, help="backbone: minilm, a folder or a hub id."),
-        loss: str = typer.Option(
-            _D.loss, help="lce | mnrl | kl | margin_mse (cross or bi); bce | lambda | listnet (cross)."
-        ),
-        kind: str = typer.Option(_D.kind, help="cross | bi."),
-        epochs: float = typer.Option(_D.epochs, help="passes over the groups."),
-        lr: float = typer.Option(_D.lr, help="peak learning rate."),
-        warmup_ratio: float = typer.Option(_D.warmup_ratio, help="fraction of warm-up steps."),
-        max_length: int = typer.Option(_D.max_length, help="token limit of a pair (cross) / a text (bi)."),
-        batch_groups: int = typer.Option(_D.batch_groups, help="groups per step."),
-        max_steps: int = typer.Option(_D.max_steps, help="stop after N steps (-1: run the epochs)."),
-        negatives: int | None = typer.Option(_D.negatives, help="negatives per group to use (default all)."),
-        temperature: float = typer.Option(_D.temperature, help="LCE temperature."),
-        teacher_temperature: float = typer.Option(
-            _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
-        ),
-        precision: str = typer.Option(
-            _D.precision,
-            help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 (CPU: bf16 autocast, fp32 weights) | fp16 (GPU).",
-        ),
-        seed: int = typer.Option(_D.seed, help="random seed."),
-        dev_corpus: Path | None = typer.Option(None, help="dev corpus.jsonl."),
-        dev_queries: Path | None = typer.Option(None, help="dev queries.jsonl."),
-        dev_qrels: Path | None = typer.Option(None, help="dev qrels (graded)."),
-        dev_run: Path | None = typer.Option(None, help="dev first-stage run (TREC) to rerank."),
-        dev_top_k: int = typer.Option(_D.dev_top_k, help="dev run depth reranked."),
-        eval_steps: int | None = typer.Option(
-            _D.eval_steps, help="evaluate every N steps (default 4x per run)."
-        ),
-        keep_start: bool = typer.Option(
-            _D.keep_start,
-            "--keep-start/--no-keep-start",
-            help="with a dev set: the untrained start competes with the checkpoints (kept if none beats it).",
-        ),
-        overwrite: bool = typer.Option(
-            False, "--overwrite", help="write into a non-empty folder relforge did not create"
-        ),
-    ) -> None:
-        """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
-        from pydantic import ValidationError
-
-        from relforge.errors import UsageError
-        from relforge.outputs import claim_dir, guard_dir
-        from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
-
-        check_loss(loss, kind)
-        guard_dir(out, overwrite=overwrite)
-        try:
-            cfg = TrainConfig(
-                base=base,
-                kind=kind,
-                loss=loss,
-                max_length=max_length,
-                lr=lr,
-                warmup_ratio=warmup_ratio,
-                epochs=epochs,
-                batch_groups=batch_groups,
-                max_steps=max_steps,
-                seed=seed,
-                temperature=temperature,
-                teacher_temperature=teacher_temperature,
-                negatives=negatives,
-                precision=precision,
-                eval_steps=eval_steps,
-                dev_top_k=dev_top_k,
-                keep_start=keep_start,
-            )
-        except ValidationError as e:
-            raise UsageError(
-                "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
-            ) from None
-        dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
-        fn = train_bi_encoder if kind == "bi" else train_cross_encoder
-        summary = fn(groups, claim_dir(out), cfg, dev=dev)
-        typer.echo(
-            json.dumps(
-                {
-                    k: summary[k]
-                    for k in (
-                        "model_dir",
-                        "steps",
-                        "train_time_s",
-                        "pairs_per_s",
-                        "best_dev_ndcg@10",
-                        "selected",
-                    )
-                    if k in summary
-                }
-            )
-        )
-
-    @app.command("rerank")
-    def rerank_cmd(
-        model: str = typer.Option(
-            ..., help="model folder (trained by relforge or any CrossEncoder), or minilm."
-        ),
-        corpus: Path = typer.Option(..., help="corpus.jsonl."),
-        queries: Path = typer.Option(..., help="queries.jsonl."),
-        run: Path = typer.Option(..., help="first-stage run (TREC)."),
-        out: Path = typer.Option(..., help="reranked run to write (TREC)."),
-        top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
-        kind: str = typer.Option("cross", help="cross | bi."),
-        backend: str = typer.Option(
-            "auto",
-            help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
-        ),
-        batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
-        max_length: int | None = typer.Option(
-            None, min=8, help="token limit of a pair (default: the model's)."
-        ),
-        overwrite: bool = typer.Option(False, help="replace existing output files"),
-        precision: str = typer.Option(
-            "fp32",
-            help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
-        ),
-    ) -> None:
-        """Rerank the top-k of a run and write a TREC run."""
-        from relforge.data import read_corpus, read_queries, read_run, write_run
-        from relforge.outputs import guard_file
-        from relforge.train.rerank import rerank, rerank_plan
-
-        used, plan = rerank_plan(kind, backend, precision)
-
-        guard_file(out, overwrite=overwrite)
-        result = rerank(
-            model,
-            read_corpus(corpus),
-            read_queries(queries),
-            read_run(run),
-            top_k=top_k,
-            kind=kind,
-            backend=backend,
-            batch_size=batch_size,
-            max_length=max_length,
-            precision=precision,
-        )
-        n = write_run(out, result, tag=f"relforge-{kind}")
-        typer.echo(
-            f"wrote {n} lines for {len(result)} queries to {out} (backend {used}, precision {plan.resolved})"
-        )
+    app.command("train")(train)
+    app.command("rerank")(rerank_cmd)
