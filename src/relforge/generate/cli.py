@@ -79,128 +79,163 @@ def print_summary(summary: dict[str, Any]) -> None:
     Console(stderr=True).print(t)
 
 
+def _sibling(out: Path, suffix: str) -> Path:
+    """``<out without .jsonl><suffix>``: the default qrels file and the summary file beside ``out``."""
+    return out.with_name(out.name.removesuffix(".jsonl") + suffix)
+
+
+def _guard_outputs(out: Path, qrels_path: Path, rejects_out: Path | None, overwrite: bool) -> None:
+    """Refuse to replace existing outputs (unless ``--overwrite``) before any work starts."""
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
+    guard_file(qrels_path, overwrite=overwrite, flag="--qrels-out")
+    if rejects_out:
+        guard_file(rejects_out, overwrite=overwrite, flag="--rejects-out")
+
+
+def _cache_kw(no_cache: bool, cache: Path | None) -> dict[str, Any]:
+    """``load_llm``'s cache option: off (``--no-cache``), a file (``--cache``), else the LLM layer's default."""
+    return {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
+
+
+def _open_llm(
+    llm: list[str],
+    out: Path,
+    cache_kw: dict[str, Any],
+    *,
+    engine: str | None,
+    ray_address: str | None,
+    timeout: float | None,
+    retries: int | None,
+    precision: str | None,
+) -> Any:
+    """The LLM of ``--engine ray`` (several ``--llm`` endpoints allowed), else ``load_llm(llm[0])``."""
+    from relforge.engine.ray_generate import open_generate_llm
+    from relforge.llm import load_llm
+    from relforge.llm.net_options import llm_net_options, llm_precision_options
+
+    llm_kw = llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision)
+    model = open_generate_llm(engine, ray_address, llm, out, cache_kw)
+    return model or load_llm(llm[0], **cache_kw, **llm_kw)
+
+
+def _write_outputs(res: Any, out: Path, qrels_path: Path, rejects_out: Path | None) -> None:
+    from relforge.data import write_jsonl, write_qrels, write_queries
+
+    write_queries(out, res.queries)
+    write_qrels(qrels_path, res.qrels)
+    if rejects_out:
+        write_jsonl(rejects_out, res.rejected)
+
+
+def _write_summary(
+    res: Any, out: Path, qrels_path: Path, *, selection: dict, cfg: GenerateConfig, llm: list[str], model: Any
+) -> dict[str, Any]:
+    """Write and return ``<out>.summary.json``: the filter counts, selection, config, LLM and files."""
+    from relforge import __version__
+    from relforge.data import atomic_write
+
+    summary = {
+        **res.summary,
+        "selection": selection,
+        "config": cfg.model_dump(),
+        "llm": llm[0] if len(llm) == 1 else llm,
+        "llm_backend": model.describe() if hasattr(model, "describe") else None,
+        "queries": str(out),
+        "qrels": str(qrels_path),
+        "relforge_version": __version__,
+    }
+    with atomic_write(_sibling(out, ".summary.json")) as fh:
+        json.dump(summary, fh, indent=2)
+    return summary
+
+
+def generate(
+    ctx: typer.Context,
+    corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl"),
+    out: Path = typer.Option(..., "--out", help="queries.jsonl to write"),
+    llm: list[str] = typer.Option(
+        ["smollm2"],
+        "--llm",
+        help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...); repeat with --engine ray",
+    ),
+    per_doc: int = typer.Option(_G.per_doc, "--per-doc", help="queries per document"),
+    sample: Optional[int] = typer.Option(None, "--sample", help="number of documents (default: all)"),
+    qrels_out: Optional[Path] = typer.Option(
+        None, "--qrels-out", help="positives TSV [default: <out>.qrels.tsv]"
+    ),
+    style: str = typer.Option(_G.style, "--style", help="question | keyword"),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="built-in prompt id or YAML path"),
+    examples: Optional[str] = typer.Option(None, "--examples", help="few-shot examples file or BEIR folder"),
+    n_examples: Optional[int] = typer.Option(None, "--n-examples", help="few-shot examples as chat turns"),
+    domain: Optional[str] = typer.Option(None, "--domain", help="domain instruction, e.g. 'product search'"),
+    diverse_by: Optional[str] = typer.Option(None, "--diverse-by", help="'embeddings' or a metadata field"),
+    n_clusters: Optional[int] = typer.Option(
+        None, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
+    ),
+    temperature: float = typer.Option(_G.temperature, "--temperature"),
+    top_p: float = typer.Option(_G.top_p, "--top-p"),
+    max_new_tokens: int = typer.Option(_G.max_new_tokens, "--max-new-tokens"),
+    seed: int = typer.Option(_G.seed, "--seed"),
+    grade: int = typer.Option(_G.grade, "--grade", help="qrels grade of each query's source document"),
+    min_words: int = typer.Option(_F.min_words, "--min-words"),
+    max_words: int = typer.Option(_F.max_words, "--max-words"),
+    round_trip: Optional[str] = typer.Option(
+        None, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
+    ),
+    round_trip_k: int = typer.Option(_F.round_trip_k, "--round-trip-k"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM cache"),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="LLM cache file [default: the LLM layer's]"),
+    rejects_out: Optional[Path] = typer.Option(
+        None, "--rejects-out", help="also write dropped queries with reasons"
+    ),
+    output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
+    timeout: float = timeout_option(),
+    retries: int = retries_option(),
+    precision: Optional[str] = precision_option(),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT"
+    ),
+) -> None:
+    """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
+    from relforge.data import read_corpus
+    from relforge.generate import generate_queries, select_documents
+    from relforge.generate.queries import load_prompt
+
+    cfg = build_config(ctx, config_file, dict(locals()))
+    qrels_path = qrels_out or _sibling(out, ".qrels.tsv")
+    _guard_outputs(out, qrels_path, rejects_out, overwrite)
+    docs_all = read_corpus(corpus)
+    load_prompt(cfg)  # fail on a bad prompt before loading a model
+    select_stats: dict = {}
+    docs = select_documents(docs_all, cfg.select, stats=select_stats)
+    model = _open_llm(
+        llm,
+        out,
+        _cache_kw(no_cache, cache),
+        engine=engine,
+        ray_address=ray_address,
+        timeout=timeout,
+        retries=retries,
+        precision=precision,
+    )
+    try:
+        res = generate_queries(model, docs, cfg, corpus=docs_all)
+    finally:
+        if hasattr(model, "store"):  # the Ray engine's shard lock
+            model.close()
+    _write_outputs(res, out, qrels_path, rejects_out)
+    summary = _write_summary(res, out, qrels_path, selection=select_stats, cfg=cfg, llm=llm, model=model)
+    if output == "json":
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        print_summary(res.summary)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``relforge generate`` to the root app."""
-
-    @app.command("generate")
-    def generate(
-        ctx: typer.Context,
-        corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl"),
-        out: Path = typer.Option(..., "--out", help="queries.jsonl to write"),
-        llm: list[str] = typer.Option(
-            ["smollm2"],
-            "--llm",
-            help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...); repeat with --engine ray",
-        ),
-        per_doc: int = typer.Option(_G.per_doc, "--per-doc", help="queries per document"),
-        sample: Optional[int] = typer.Option(None, "--sample", help="number of documents (default: all)"),
-        qrels_out: Optional[Path] = typer.Option(
-            None, "--qrels-out", help="positives TSV [default: <out>.qrels.tsv]"
-        ),
-        style: str = typer.Option(_G.style, "--style", help="question | keyword"),
-        prompt: Optional[str] = typer.Option(None, "--prompt", help="built-in prompt id or YAML path"),
-        examples: Optional[str] = typer.Option(
-            None, "--examples", help="few-shot examples file or BEIR folder"
-        ),
-        n_examples: Optional[int] = typer.Option(
-            None, "--n-examples", help="few-shot examples as chat turns"
-        ),
-        domain: Optional[str] = typer.Option(
-            None, "--domain", help="domain instruction, e.g. 'product search'"
-        ),
-        diverse_by: Optional[str] = typer.Option(
-            None, "--diverse-by", help="'embeddings' or a metadata field"
-        ),
-        n_clusters: Optional[int] = typer.Option(
-            None, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
-        ),
-        temperature: float = typer.Option(_G.temperature, "--temperature"),
-        top_p: float = typer.Option(_G.top_p, "--top-p"),
-        max_new_tokens: int = typer.Option(_G.max_new_tokens, "--max-new-tokens"),
-        seed: int = typer.Option(_G.seed, "--seed"),
-        grade: int = typer.Option(_G.grade, "--grade", help="qrels grade of each query's source document"),
-        min_words: int = typer.Option(_F.min_words, "--min-words"),
-        max_words: int = typer.Option(_F.max_words, "--max-words"),
-        round_trip: Optional[str] = typer.Option(
-            None, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
-        ),
-        round_trip_k: int = typer.Option(_F.round_trip_k, "--round-trip-k"),
-        config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),
-        no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM cache"),
-        cache: Optional[Path] = typer.Option(
-            None, "--cache", help="LLM cache file [default: the LLM layer's]"
-        ),
-        rejects_out: Optional[Path] = typer.Option(
-            None, "--rejects-out", help="also write dropped queries with reasons"
-        ),
-        output: str = typer.Option("table", "--output", help="table | json (summary on stdout)"),
-        timeout: float = timeout_option(),
-        retries: int = retries_option(),
-        precision: Optional[str] = precision_option(),
-        overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
-        engine: Optional[str] = typer.Option(None, "--engine", help="local (default) or ray (docs/ray.md)"),
-        ray_address: Optional[str] = typer.Option(
-            None, "--ray-address", help="--engine ray: auto (default), local, or ray://HOST:PORT"
-        ),
-    ) -> None:
-        """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
-        from relforge.data import read_corpus, write_jsonl, write_qrels, write_queries
-        from relforge.generate import generate_queries, select_documents
-        from relforge.generate.queries import load_prompt
-
-        cfg = build_config(ctx, config_file, dict(locals()))
-        from relforge.outputs import guard_file
-
-        guard_file(out, overwrite=overwrite)
-        guard_file(
-            qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv"),
-            overwrite=overwrite,
-            flag="--qrels-out",
-        )
-        if rejects_out:
-            guard_file(rejects_out, overwrite=overwrite, flag="--rejects-out")
-        docs_all = read_corpus(corpus)
-        load_prompt(cfg)  # fail on a bad prompt before loading a model
-        select_stats: dict = {}
-        docs = select_documents(docs_all, cfg.select, stats=select_stats)
-        from relforge.llm import load_llm
-
-        cache_kw = (
-            {"cache": False} if no_cache else {"cache": str(cache)} if cache else {}
-        )  # else the default cache
-        from relforge.engine.ray_generate import open_generate_llm
-        from relforge.llm.net_options import llm_net_options, llm_precision_options
-
-        llm_kw = llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision)
-        model = open_generate_llm(engine, ray_address, llm, out, cache_kw) or load_llm(
-            llm[0], **cache_kw, **llm_kw
-        )
-        try:
-            res = generate_queries(model, docs, cfg, corpus=docs_all)
-        finally:
-            if hasattr(model, "store"):  # the Ray engine's shard lock
-                model.close()
-        write_queries(out, res.queries)
-        qrels_path = qrels_out or out.with_name(out.name.removesuffix(".jsonl") + ".qrels.tsv")
-        write_qrels(qrels_path, res.qrels)
-        if rejects_out:
-            write_jsonl(rejects_out, res.rejected)
-        from relforge import __version__
-        from relforge.data import atomic_write
-
-        summary = {
-            **res.summary,
-            "selection": select_stats,
-            "config": cfg.model_dump(),
-            "llm": llm[0] if len(llm) == 1 else llm,
-            "llm_backend": model.describe() if hasattr(model, "describe") else None,
-            "queries": str(out),
-            "qrels": str(qrels_path),
-            "relforge_version": __version__,
-        }
-        with atomic_write(out.with_name(out.name.removesuffix(".jsonl") + ".summary.json")) as fh:
-            json.dump(summary, fh, indent=2)
-        if output == "json":
-            typer.echo(json.dumps(summary, indent=2))
-        else:
-            print_summary(res.summary)
+    app.command("generate")(generate)
