@@ -108,8 +108,7 @@ def judge(
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
         return
-    from relforge.errors import UsageError
-
+    flags = dict(locals())
     required = {
         "--corpus": corpus,
         "--queries": queries,
@@ -120,70 +119,84 @@ def judge(
     if all(v is None for v in required.values()) and preset is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
+    files = dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out)
     if preset is not None:
-        from relforge.outputs import guard_file
-
-        if out is not None:
-            guard_file(out, overwrite=overwrite)
         _run_preset(
             ctx,
             preset,
-            dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out, top_k=top_k),
+            {**files, "top_k": top_k},
+            overwrite=overwrite,
             on_missing=on_missing,
             batch_size=batch_size,
             progress=not no_progress,
         )
         return
-    missing = [k for k, v in required.items() if v is None]
-    if missing:
-        raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
-    if thresholds is not None and calibrate_on is not None:
-        raise UsageError("give either --thresholds or --calibrate-on, not both")
-    from relforge.outputs import guard_file
-
-    guard_file(out, overwrite=overwrite)
-    if qrels_out is not None:
-        guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
-    try:
-        cfg = JudgeConfig(
-            template=template,
-            mode=mode,
-            max_doc_tokens=max_doc_tokens,
-            batch_size=batch_size,
-            top_k=top_k,
-            thresholds=_thresholds(thresholds),
-            on_missing=on_missing,
-            reasoning=reasoning,
-            seed=seed,
-            calibrate_metric=calibrate_metric,
-            max_new_tokens=max_new_tokens or _D.max_new_tokens,
-        )
-    except ValueError as e:
-        raise UsageError(f"invalid judge setting: {e}") from None
-    from relforge.engine.config import engine_from
+    _check_judge_flags(required, thresholds, calibrate_on)
+    _guard_outputs(out, qrels_out, overwrite)
+    cfg = _judge_config_from_flags(flags)
+    eng = _engine(engine, ray_address)
     from relforge.judge.run import run_judge
 
-    try:
-        eng = engine_from(engine, ray_address)
-    except ValueError as e:
-        raise UsageError(f"invalid engine setting (--engine/--ray-address): {e}") from None
     run_judge(
         cfg,
-        corpus=corpus,
-        queries=queries,
-        pairs=pairs,
+        **files,
         llm_spec=llm[0],
         extra_llms=llm[1:],
         engine=eng,
-        out=out,
         adapter=adapter,
-        qrels_out=qrels_out,
         cache=False if no_cache else cache,
         calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
         llm_options=llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision),
     )
+
+
+def _check_judge_flags(
+    required: dict[str, object], thresholds: str | None, calibrate_on: Path | None
+) -> None:
+    """UsageError for a missing input flag (``required``: flag -> value) or both ways of setting thresholds."""
+    from relforge.errors import UsageError
+
+    missing = [k for k, v in required.items() if v is None]
+    if missing:
+        raise UsageError(f"relforge judge needs {', '.join(missing)} (see relforge judge --help)")
+    if thresholds is not None and calibrate_on is not None:
+        raise UsageError("give either --thresholds or --calibrate-on, not both")
+
+
+def _guard_outputs(out: Path, qrels_out: Path | None, overwrite: bool) -> None:
+    """Refuse to replace existing outputs (unless ``--overwrite``) before any work starts."""
+    from relforge.outputs import guard_file
+
+    guard_file(out, overwrite=overwrite)
+    if qrels_out is not None:
+        guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
+
+
+def _judge_config_from_flags(flags: dict) -> JudgeConfig:
+    """The ``JudgeConfig`` of the command's flags (each named after its field); ``--thresholds`` parsed,
+    ``--max-new-tokens`` unset = the config's. An invalid value is a UsageError."""
+    from relforge.errors import UsageError
+
+    values = {k: v for k, v in flags.items() if k in JudgeConfig.model_fields}
+    try:
+        values["thresholds"] = _thresholds(flags["thresholds"])
+        values["max_new_tokens"] = flags["max_new_tokens"] or _D.max_new_tokens
+        return JudgeConfig(**values)
+    except ValueError as e:
+        raise UsageError(f"invalid judge setting: {e}") from None
+
+
+def _engine(engine: str | None, ray_address: str | None):
+    """``--engine`` / ``--ray-address`` as an EngineConfig (a UsageError if invalid)."""
+    from relforge.engine.config import engine_from
+    from relforge.errors import UsageError
+
+    try:
+        return engine_from(engine, ray_address)
+    except ValueError as e:
+        raise UsageError(f"invalid engine setting (--engine/--ray-address): {e}") from None
 
 
 _PRESET_CONFLICTS = (
@@ -199,9 +212,14 @@ _PRESET_CONFLICTS = (
 )
 
 
-def _run_preset(ctx: typer.Context, preset: str, files: dict, **kw) -> None:
-    """``--preset``: the preset fixes model, features and calibration; flags that would change them are refused."""
+def _run_preset(ctx: typer.Context, preset: str, files: dict, *, overwrite: bool, **kw) -> None:
+    """``--preset`` (``--out`` guarded first): the preset fixes model, features and calibration; flags that
+    would change them are refused."""
     from relforge.errors import UsageError
+    from relforge.outputs import guard_file
+
+    if files["out"] is not None:
+        guard_file(files["out"], overwrite=overwrite)
 
     clash = [
         "--" + n.replace("_", "-")
