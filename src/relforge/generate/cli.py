@@ -9,9 +9,11 @@ from typing import Any, Optional
 import typer
 
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
+from relforge.llm.config import LLMConfig
 from relforge.llm.net_options import precision_option, retries_option, timeout_option
 
-_G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()
+_G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()  # every default comes from the config models
+_L = LLMConfig()
 
 #: CLI option -> (config section, field); a flag given on the command line overrides --config
 _FLAG_MAP = {
@@ -156,23 +158,31 @@ def generate(
     corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl"),
     out: Path = typer.Option(..., "--out", help="queries.jsonl to write"),
     llm: list[str] = typer.Option(
-        ["smollm2"],
+        [_L.llm],
         "--llm",
         help="LLM spec (smollm2, hf:..., openai:URL#model, llamacpp:...); repeat with --engine ray",
     ),
     per_doc: int = typer.Option(_G.per_doc, "--per-doc", help="queries per document"),
-    sample: Optional[int] = typer.Option(None, "--sample", help="number of documents (default: all)"),
+    sample: Optional[int] = typer.Option(_S.sample, "--sample", help="number of documents (default: all)"),
     qrels_out: Optional[Path] = typer.Option(
         None, "--qrels-out", help="positives TSV [default: <out>.qrels.tsv]"
     ),
     style: str = typer.Option(_G.style, "--style", help="question | keyword"),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="built-in prompt id or YAML path"),
-    examples: Optional[str] = typer.Option(None, "--examples", help="few-shot examples file or BEIR folder"),
-    n_examples: Optional[int] = typer.Option(None, "--n-examples", help="few-shot examples as chat turns"),
-    domain: Optional[str] = typer.Option(None, "--domain", help="domain instruction, e.g. 'product search'"),
-    diverse_by: Optional[str] = typer.Option(None, "--diverse-by", help="'embeddings' or a metadata field"),
+    prompt: Optional[str] = typer.Option(_G.prompt, "--prompt", help="built-in prompt id or YAML path"),
+    examples: Optional[str] = typer.Option(
+        _G.examples, "--examples", help="few-shot examples file or BEIR folder"
+    ),
+    n_examples: Optional[int] = typer.Option(
+        _G.n_examples, "--n-examples", help="few-shot examples as chat turns"
+    ),
+    domain: Optional[str] = typer.Option(
+        _G.domain, "--domain", help="domain instruction, e.g. 'product search'"
+    ),
+    diverse_by: Optional[str] = typer.Option(
+        _S.diverse_by, "--diverse-by", help="'embeddings' or a metadata field"
+    ),
     n_clusters: Optional[int] = typer.Option(
-        None, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
+        _S.n_clusters, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
     ),
     temperature: float = typer.Option(_G.temperature, "--temperature"),
     top_p: float = typer.Option(_G.top_p, "--top-p"),
@@ -182,7 +192,7 @@ def generate(
     min_words: int = typer.Option(_F.min_words, "--min-words"),
     max_words: int = typer.Option(_F.max_words, "--max-words"),
     round_trip: Optional[str] = typer.Option(
-        None, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
+        _F.round_trip, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
     ),
     round_trip_k: int = typer.Option(_F.round_trip_k, "--round-trip-k"),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),

@@ -86,7 +86,9 @@ def judge(
     ),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not cache LLM calls."),
     max_new_tokens: int = typer.Option(
-        None, "--max-new-tokens", help="Generate mode: reply length (default 8; 256 with reasoning)."
+        None,
+        "--max-new-tokens",
+        help=f"Generate mode: reply length (default {_D.max_new_tokens}; {_D.reasoning_max_new_tokens} with reasoning).",
     ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
