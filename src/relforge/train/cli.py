@@ -70,6 +70,10 @@ def train(
     teacher_temperature: float = typer.Option(
         _D.teacher_temperature, help="kl: the teacher softmax is over expected grades / this."
     ),
+    scale: float = typer.Option(
+        _D.scale,
+        help="bi: cosine similarities are multiplied by this (inverse temperature) in lce / kl / margin_mse.",
+    ),
     precision: str = typer.Option(
         _D.precision,
         help="auto (bf16/fp16 on GPU, fp32 on CPU) | fp32 | bf16 (CPU: bf16 autocast, fp32 weights) | fp16 (GPU).",
@@ -81,6 +85,7 @@ def train(
     dev_run: Path | None = typer.Option(None, help="dev first-stage run (TREC) to rerank."),
     dev_top_k: int = typer.Option(_D.dev_top_k, help="dev run depth reranked."),
     eval_steps: int | None = typer.Option(_D.eval_steps, help="evaluate every N steps (default 4x per run)."),
+    logging_steps: int = typer.Option(_D.logging_steps, help="log the training loss every N steps."),
     keep_start: bool = typer.Option(
         _D.keep_start,
         "--keep-start/--no-keep-start",
