@@ -8,7 +8,10 @@ import inspect
 import pytest
 
 from relforge.cli import main
+from relforge.data import write_corpus
+from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
 from relforge.train.config import TrainConfig
+from relforge.types import Document
 
 
 def _flag_defaults(fn) -> dict:
@@ -55,3 +58,72 @@ def test_train_logging_steps_flag(tmp_path, trained, capsys):
     assert trained[-1].logging_steps == 3
     assert main([*args, "--logging-steps", "0", "--overwrite"]) == 2
     assert "logging_steps: Input should be greater than or equal to 1" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- relforge generate
+
+
+def test_generate_flags_cover_generate_config_with_its_defaults():
+    from relforge.generate.cli import _FLAG_MAP, generate
+
+    flags = _flag_defaults(generate)
+    by_field = {(section, fld): flags[name] for name, (section, fld) in _FLAG_MAP.items()}
+    expected = {("", f): v for f, v in GenerateConfig().model_dump(exclude={"select", "filters"}).items()}
+    expected |= {("select", f): v for f, v in SelectConfig().model_dump(exclude={"seed"}).items()}  # = --seed
+    expected |= {("filters", f): v for f, v in FilterConfig().model_dump().items()}
+    assert by_field == expected
+
+
+@pytest.fixture
+def generated(monkeypatch, tmp_path):
+    """``relforge generate`` args on a 3-document corpus; the configs generate_queries was called with."""
+    import relforge.generate as gen
+    import relforge.llm as llm_mod
+    from relforge.generate.queries import GenerateResult
+
+    seen = []
+
+    def fake_generate(model, docs, cfg, corpus=None):
+        seen.append(cfg)
+        summary = {"documents": len(docs), "generated": 0, "kept": 0, "dropped": {}}
+        return GenerateResult([], {}, summary | {"prompt_id": "p", "prompt_hash": "0" * 12})
+
+    class FakeLLM:
+        def describe(self):
+            return {}
+
+    monkeypatch.setattr(gen, "generate_queries", fake_generate)
+    monkeypatch.setattr(llm_mod, "load_llm", lambda spec, **kw: FakeLLM())
+    write_corpus(tmp_path / "c.jsonl", [Document(f"d{i}", f"Document {i} about gout.") for i in range(3)])
+    args = ["generate", "--corpus", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "q.jsonl")]
+    return args, seen
+
+
+@pytest.mark.parametrize(
+    "flag, value, section, field, expected, in_file",
+    [
+        ("--id-prefix", "syn", "", "id_prefix", "syn", "file"),
+        ("--diverse-model", "bge-small", "select", "model", "bge-small", "e5-small"),
+        ("--diverse-cache-dir", "emb-cache", "select", "cache_dir", "emb-cache", "file-cache"),
+        ("--ngram", "2", "filters", "ngram", 2, 3),
+        ("--max-copy-overlap", "0.25", "filters", "max_copy_overlap", 0.25, 0.5),
+        ("--no-check-style", None, "filters", "check_style", False, True),
+        ("--round-trip-model", "bge-small", "filters", "round_trip_model", "bge-small", "e5-small"),
+    ],
+)
+def test_generate_added_flag(generated, tmp_path, flag, value, section, field, expected, in_file):
+    args, seen = generated
+    given = [flag] if value is None else [flag, value]
+
+    def got():
+        return getattr(getattr(seen[-1], section) if section else seen[-1], field)
+
+    assert main([*args, *given, "--output", "json"]) == 0
+    assert got() == expected
+    # with --config: the file's value unless the flag is given on the command line
+    line = f"{field}: {str(in_file).lower() if isinstance(in_file, bool) else in_file}\n"
+    (tmp_path / "g.yaml").write_text(f"{section}:\n  {line}" if section else line, encoding="utf-8")
+    assert main([*args, "--config", str(tmp_path / "g.yaml"), "--overwrite"]) == 0
+    assert got() == in_file
+    assert main([*args, "--config", str(tmp_path / "g.yaml"), *given, "--overwrite"]) == 0
+    assert got() == expected

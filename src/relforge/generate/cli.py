@@ -28,13 +28,20 @@ _FLAG_MAP = {
     "max_new_tokens": ("", "max_new_tokens"),
     "seed": ("", "seed"),
     "grade": ("", "grade"),
+    "id_prefix": ("", "id_prefix"),
     "sample": ("select", "sample"),
     "diverse_by": ("select", "diverse_by"),
     "n_clusters": ("select", "n_clusters"),
+    "diverse_model": ("select", "model"),
+    "diverse_cache_dir": ("select", "cache_dir"),
     "round_trip": ("filters", "round_trip"),
     "round_trip_k": ("filters", "round_trip_k"),
+    "round_trip_model": ("filters", "round_trip_model"),
     "min_words": ("filters", "min_words"),
     "max_words": ("filters", "max_words"),
+    "ngram": ("filters", "ngram"),
+    "max_copy_overlap": ("filters", "max_copy_overlap"),
+    "check_style": ("filters", "check_style"),
 }
 
 
@@ -184,17 +191,36 @@ def generate(
     n_clusters: Optional[int] = typer.Option(
         _S.n_clusters, "--n-clusters", help="KMeans clusters for --diverse-by embeddings"
     ),
+    diverse_model: str = typer.Option(
+        _S.model, "--diverse-model", help="embedding model for --diverse-by embeddings"
+    ),
+    diverse_cache_dir: Optional[str] = typer.Option(
+        _S.cache_dir, "--diverse-cache-dir", help="embedding cache folder for --diverse-by embeddings"
+    ),
     temperature: float = typer.Option(_G.temperature, "--temperature"),
     top_p: float = typer.Option(_G.top_p, "--top-p"),
     max_new_tokens: int = typer.Option(_G.max_new_tokens, "--max-new-tokens"),
     seed: int = typer.Option(_G.seed, "--seed"),
     grade: int = typer.Option(_G.grade, "--grade", help="qrels grade of each query's source document"),
+    id_prefix: str = typer.Option(_G.id_prefix, "--id-prefix", help="query ids are <prefix>-<doc id>-<n>"),
     min_words: int = typer.Option(_F.min_words, "--min-words"),
     max_words: int = typer.Option(_F.max_words, "--max-words"),
+    ngram: int = typer.Option(_F.ngram, "--ngram", help="n-gram size of the copy check (words)"),
+    max_copy_overlap: float = typer.Option(
+        _F.max_copy_overlap,
+        "--max-copy-overlap",
+        help="drop a query if this share of its n-grams occur in its document",
+    ),
+    check_style: bool = typer.Option(
+        _F.check_style, "--check-style/--no-check-style", help="drop queries not in the requested --style"
+    ),
     round_trip: Optional[str] = typer.Option(
         _F.round_trip, "--round-trip", help="bm25 | dense: keep a query only if its doc ranks in top-k"
     ),
     round_trip_k: int = typer.Option(_F.round_trip_k, "--round-trip-k"),
+    round_trip_model: str = typer.Option(
+        _F.round_trip_model, "--round-trip-model", help="model for --round-trip dense"
+    ),
     config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM cache"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="LLM cache file [default: the LLM layer's]"),
