@@ -10,6 +10,7 @@ import pytest
 from relforge.cli import main
 from relforge.data import write_corpus
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
+from relforge.judge.config import JudgeConfig
 from relforge.train.config import TrainConfig
 from relforge.types import Document
 
@@ -127,3 +128,42 @@ def test_generate_added_flag(generated, tmp_path, flag, value, section, field, e
     assert got() == in_file
     assert main([*args, "--config", str(tmp_path / "g.yaml"), *given, "--overwrite"]) == 0
     assert got() == expected
+
+
+# --------------------------------------------------------------------------- relforge judge
+
+
+def test_judge_flags_cover_judge_config_with_its_defaults():
+    from relforge.judge.cli import judge
+
+    flags = _flag_defaults(judge)
+    # --thresholds is text parsed into the list; --max-new-tokens unset means the config's (or the reasoning one)
+    special = {"thresholds": None, "max_new_tokens": None}
+    expected = JudgeConfig().model_dump() | special
+    assert {f: flags.get(f, "<no flag>") for f in JudgeConfig.model_fields} == expected
+
+
+@pytest.fixture
+def judged(monkeypatch, tmp_path):
+    import relforge.judge.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "run_judge", lambda cfg, **kw: seen.append(cfg) or {})
+    args = ["judge", "--corpus", "c.jsonl", "--queries", "q.jsonl", "--pairs", "p.tsv", "--llm", "hf:x"]
+    return [*args, "--out", str(tmp_path / "j.jsonl")], seen
+
+
+def test_judge_reasoning_max_new_tokens_flag(judged, capsys):
+    args, seen = judged
+    assert main([*args, "--reasoning-max-new-tokens", "40"]) == 0
+    assert seen[-1].reasoning_max_new_tokens == 40 and seen[-1].max_new_tokens == JudgeConfig().max_new_tokens
+    assert main([*args, "--reasoning-max-new-tokens", "0"]) == 2
+    assert "invalid judge setting" in capsys.readouterr().err
+
+
+def test_judge_retry_temperature_flag(judged, capsys):
+    args, seen = judged
+    assert main([*args, "--retry-temperature", "1.3"]) == 0
+    assert seen[-1].retry_temperature == 1.3
+    assert main([*args, "--retry-temperature", "-1"]) == 2
+    assert "invalid judge setting" in capsys.readouterr().err

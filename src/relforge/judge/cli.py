@@ -90,6 +90,16 @@ def judge(
         "--max-new-tokens",
         help=f"Generate mode: reply length (default {_D.max_new_tokens}; {_D.reasoning_max_new_tokens} with reasoning).",
     ),
+    reasoning_max_new_tokens: int = typer.Option(
+        _D.reasoning_max_new_tokens,
+        "--reasoning-max-new-tokens",
+        help="Generate mode with a reasoning template: reply length (unless --max-new-tokens is given).",
+    ),
+    retry_temperature: float = typer.Option(
+        _D.retry_temperature,
+        "--retry-temperature",
+        help="Generate mode: sampling temperature of the one retry of an unparseable reply.",
+    ),
     seed: int = typer.Option(_D.seed, "--seed"),
     no_progress: bool = typer.Option(False, "--no-progress", help="Hide the progress bar."),
     timeout: float = timeout_option(),
