@@ -67,7 +67,7 @@ def features(args, pairs, queries, docs) -> dict[str, np.ndarray]:
         if cos_cache:
             cos_cache.parent.mkdir(parents=True, exist_ok=True)
             cos_cache.write_text(json.dumps({k: v.tolist() for k, v in feats.items()}))
-    llm = open_llm(args.llm, cache=False, batch_size=args.batch_size)
+    llm = open_llm(args.llm, cache=False, batch_size=args.batch_size, options={"precision": args.precision})
     t = time.time()
     feats.update(
         compute_features(
@@ -126,8 +126,17 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pick", default="combined (QL + cosine)|ordinal")
+    ap.add_argument("--precision", default="fp32", help="of the LLM computing the QL features")
+    ap.add_argument(
+        "--max-pairs", type=int, default=0, help="only the first N pairs (whole queries, by qid); 0 = all"
+    )
     args = ap.parse_args()
     pairs, grades, queries, docs = load_pairs()
+    if args.max_pairs and args.max_pairs < len(pairs):
+        n = args.max_pairs
+        while n > 0 and pairs[n - 1][0] == pairs[n][0]:  # end on a query boundary
+            n -= 1
+        pairs, grades = pairs[:n], grades[:n]
     qids = [q for q, _ in pairs]
     feats = features(args, pairs, queries, docs)
     table: dict[str, dict] = {}
