@@ -354,24 +354,23 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
 
 def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
     """LoRA fine-tuning of the judge on human labels (``judge_finetune.enabled``)."""
-    from relforge.data import read_beir
     from relforge.judge.finetune import finetune_judge
 
     cfg: PipelineConfig = ctx.cfg
     ft = cfg.judge_finetune
     folder = resolve_data_source(ft.data, "judge_finetune.data")
     corpus, queries, qrels = _read_labelled(folder)
-    del read_beir
     base = ft.base or cfg.llm_for("judge")
     res = finetune_judge(
         base, corpus, queries, qrels, str(ctx.path("judge_finetune")), stage_part(ft, FinetuneConfig)
     )
     _write_json(ctx.path("judge_finetune/summary.json"), res)
-    return {k: v for k, v in (res or {}).items() if isinstance(v, (int, float, str))}
+    return {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
 
 
 def _read_labelled(folder: Path):
-    """A human-labelled BEIR folder: qrels in ``qrels.tsv`` or ``qrels/test.tsv``."""
+    """A human-labelled BEIR folder (not written by relforge): qrels in ``qrels.tsv``, ``qrels/test.tsv``
+    or ``qrels/dev.tsv``, the first that exists."""
     from relforge.data import read_corpus, read_qrels, read_queries
 
     for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
@@ -442,10 +441,13 @@ def judge_labeller(cfg: PipelineConfig) -> str:
 
 def preset_cv(preset) -> dict[str, Any] | None:
     """The held-out k-fold numbers that chose the preset (its ``measured`` table): the preset's labeller
-    and raw MiniLM cosine on the same folds, each metric ``[mean, sd]`` over folds; None if not recorded."""
+    and raw MiniLM cosine on the same folds, each metric ``[mean, sd]`` over folds; None if not recorded.
+
+    The preset's row is ``<head.meta labeller>|<head.kind>``, the key ``benchmarks/judge_preset.py``
+    writes for the labeller it fits."""
     m = preset.measured or {}
     table = m.get("table") or {}
-    key = m.get("pick") or f"{preset.head.meta.get('labeller')}|{preset.head.kind}"
+    key = f"{preset.head.meta.get('labeller')}|{preset.head.kind}"
     if not isinstance(table.get(key), dict):
         return None
     raw = table.get("raw cos") or {}  # a raw feature ranks but does not grade: only its taus mean anything
@@ -617,12 +619,12 @@ def _agreement_result(ctx: StageContext, out: dict[str, Any], n_pairs: int, n_qu
     res = {
         "pairs": n_pairs,
         "queries": n_queries,
-        "judge_tau_b": out["judge"].get("tau_b"),
-        "minilm_tau_b": out["minilm_cosine"].get("tau_b"),
+        "judge_tau_b": out["judge"]["tau_b"],
+        "minilm_tau_b": out["minilm_cosine"]["tau_b"],
     }
     if "judge_zero_shot" in out:
-        res["zero_shot_tau_b"] = out["judge_zero_shot"].get("tau_b")
-    if out["judge"].get("note"):
+        res["zero_shot_tau_b"] = out["judge_zero_shot"]["tau_b"]
+    if out["judge"].get("note"):  # only a preset's entry has a note
         res["note"] = out["judge"]["note"]
     jt, mt = res["judge_tau_b"], res["minilm_tau_b"]
     if jt is not None and mt is not None and jt < mt:
@@ -635,8 +637,11 @@ def _agreement_result(ctx: StageContext, out: dict[str, Any], n_pairs: int, n_qu
 
 
 def flat_agreement(rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``agreement()`` output in the report's keys (``tau_b``, ``kappa``, ``weighted_kappa``...), full detail kept."""
-    al = rep.get("all", {})
+    """``agreement()`` output in the report's keys (``tau_b``, ``kappa``, ``weighted_kappa``...), full detail kept.
+
+    ``rep`` always has ``all``, ``values`` and ``counts``; ``balanced`` and ``rerank`` only when a pair was
+    scored, and ``all`` holds just ``n`` when none was."""
+    al = rep["all"]
     return {
         "n": al.get("n"),
         "tau_b": al.get("kendall_tau_b"),
@@ -646,12 +651,12 @@ def flat_agreement(rep: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]
         "alpha": al.get("krippendorff_alpha"),
         "accuracy": al.get("accuracy"),
         "macro_f1": al.get("macro_f1"),
-        "labels": [str(v) for v in rep.get("values", [0, 1, 2, 3])],
+        "labels": [str(v) for v in rep["values"]],
         "confusion": al.get("confusion"),
         "per_class": al.get("per_class"),
         "rerank": rep.get("rerank"),
         "balanced": {k: v for k, v in (rep.get("balanced") or {}).items() if k != "confusion"},
-        "counts": rep.get("counts"),
+        "counts": rep["counts"],
         **extra,
     }
 
@@ -776,21 +781,23 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
 
 
 def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
-    """``dataset/summary.json`` for the report: the judged buckets first, then flat counts per variant."""
+    """``dataset/summary.json`` for the report: the judged buckets first, then flat counts per variant.
+
+    ``summaries``: per variant, the summary :func:`relforge.dataset.build_groups` returns."""
     main = summaries.get("judged") or next(iter(summaries.values()))
-    out: dict[str, Any] = {"buckets": main.get("candidates", {})}
+    out: dict[str, Any] = {"buckets": main["candidates"]}
     for variant, s in summaries.items():
-        out[f"groups_{variant}"] = s.get("groups")
-        out[f"queries_kept_{variant}"] = s.get("queries_kept")
-        out[f"negatives_drawn_{variant}"] = s.get("negatives_drawn")
-        out[f"dropped_queries_{variant}"] = s.get("dropped_queries")
-    out["queries_in"] = main.get("queries_in")
-    out["group_size"] = main.get("group_size")
+        out[f"groups_{variant}"] = s["groups"]
+        out[f"queries_kept_{variant}"] = s["queries_kept"]
+        out[f"negatives_drawn_{variant}"] = s["negatives_drawn"]
+        out[f"dropped_queries_{variant}"] = s["dropped_queries"]
+    out["queries_in"] = main["queries_in"]
+    out["group_size"] = main["group_size"]
     if "judged" in summaries:
-        out["positives_judged"] = summaries["judged"].get("positives")
+        out["positives_judged"] = summaries["judged"]["positives"]
     for variant, s in summaries.items():
-        for rule, d in (s.get("policies") or {}).items():
-            if s.get("judged"):
+        for rule, d in s["policies"].items():
+            if s["judged"]:
                 out[f"policy_{variant}_{rule}"] = d
     return out
 
@@ -857,17 +864,16 @@ def reranker_rel(cfg: PipelineConfig) -> str | None:
 
 
 def _backbone(cfg: PipelineConfig) -> str:
-    for key in ("base", "backbone", "model"):
-        v = getattr(cfg.train, key, None)
-        if isinstance(v, str):
-            return v
-    return "minilm"
+    """The untrained start every variant trains from (``train.base``); reranked as the ``backbone``."""
+    return cfg.train.base
 
 
 def _kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
     """Whether a trained bi-encoder kept its untrained start (dev selection): it is then the backbone
     itself (same weights, same rerank settings), so its runs are the backbone's runs, reused rather than
-    encoded again. Recorded as ``same_as_backbone`` in the stage counts."""
+    encoded again. Recorded as ``same_as_backbone`` in the stage counts.
+
+    ``info``: the trainer's summary; ``selected`` is there only when a dev set chose the checkpoint."""
     return (
         cfg.rerank.backbone
         and cfg.train.kind == "bi"
@@ -998,9 +1004,7 @@ def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
     ec = stage_part(cfg.evaluate, EvalConfig)
     kw = {
-        k: getattr(ec, k)
-        for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
-        if hasattr(ec, k)
+        k: getattr(ec, k) for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
     }
     kw["baseline"] = baseline
     return kw
@@ -1208,13 +1212,9 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
 
 
 def _p_value(test: Any) -> float | None:
-    if test is None:
-        return None
-    for key in ("perm_p", "ttest_p"):
-        v = test.get(key) if isinstance(test, dict) else getattr(test, key, None)
-        if v is not None:
-            return v
-    return None
+    """The randomisation-test p-value of a :class:`~relforge.evaluate.PairedTest` (None: no test, e.g. the
+    baseline itself or a measure not computed)."""
+    return None if test is None else test.perm_p
 
 
 # --------------------------------------------------------------------------- report
