@@ -1,23 +1,7 @@
 """The real pipeline stages, wired to the stage packages (imported lazily inside each stage body).
 
-Artifacts layout (relative to the run folder)::
-
-    manifest.json             per stage: config hash, input/output hashes, wall time, LLM tokens, counts
-    config.yaml               the validated configuration (all defaults filled in)
-    llm-cache.sqlite          every LLM call (generate + judge); makes interrupted stages resumable
-    data/                     corpus.jsonl, test-queries.jsonl, test-qrels.tsv, summary.json
-    generate/                 queries.jsonl, qrels.tsv (query -> its source document), summary.json
-    retrieve/                 candidates.trec (synthetic queries), negatives.json,
-                              test-{bm25,dense,hybrid}.trec (held-out human questions), summary.json
-    judge_finetune/           (optional) the LoRA adapter trained inside the pipeline + metrics.jsonl
-    judge/                    judgments.jsonl, qrels.tsv, summary.json, agreement.json, confusion PNGs
-    dataset/{plain,judged}/   LCE groups (HF dataset + groups.jsonl + summary.json); dataset/summary.json
-    train/{plain,judged}/     reranker folders (CrossEncoder, or SentenceTransformer with train.kind bi);
-                              manifest key ``reranker_model`` names the final one
-    rerank/*.trec             the held-out questions' first-stage candidates reranked
-    eval/                     metrics.json, metrics.csv
-    ablation/ + ablation.json (optional) dataset-size ablation
-    report.html
+Every artifact path is named once in :mod:`relforge.pipeline.layout`, which also describes the run
+folder's layout.
 """
 
 from __future__ import annotations
@@ -39,6 +23,7 @@ from relforge.config import (
     stage_part,
 )
 from relforge.errors import MissingInputError, UsageError
+from relforge.pipeline import layout
 from relforge.pipeline.runner import Stage, StageContext
 
 #: display names of the evaluated systems (keys of eval/metrics.json runs), in table order
@@ -111,7 +96,7 @@ def judge_adapter(cfg: PipelineConfig) -> str | None:
     if a is None or a == "none" or cfg.judge.preset is not None:
         return None
     if a == "finetune":
-        return "judge_finetune"
+        return layout.JUDGE_FINETUNE
     if a in ("shipped", "auto"):
         if a == "auto" and not _is_packaged_smollm2(cfg.llm_for("judge")):
             return None
@@ -170,7 +155,7 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
     if not (src.is_dir() and (src / "corpus.jsonl").exists()):
         from relforge.data.medquad import import_medquad
 
-        beir = ctx.path("data/medquad")
+        beir = ctx.path(layout.MEDQUAD_DIR)
         ctx.log(f"importing MedQuAD from {src}")
         imp = import_medquad(src, beir, seed=cfg.data.seed)
         summary["medquad"] = {k: imp.get(k) for k in ("answered_pairs", "skipped_total", "splits")}
@@ -230,16 +215,16 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         fill = max(0, cfg.data.max_docs - len(needed))
         keep = needed | set(rng.sample(rest, min(fill, len(rest))))
     docs = [corpus[d] for d in sorted(keep)]
-    write_corpus(ctx.path("data/corpus.jsonl"), docs)
-    write_queries(ctx.path("data/test-queries.jsonl"), [queries[q] for q in test_qids])
-    write_qrels(ctx.path("data/test-qrels.tsv"), test_qrels)
+    write_corpus(ctx.path(layout.CORPUS), docs)
+    write_queries(ctx.path(layout.TEST_QUERIES), [queries[q] for q in test_qids])
+    write_qrels(ctx.path(layout.TEST_QRELS), test_qrels)
     if cfg.data.train_split:
-        write_queries(ctx.path("data/train-queries.jsonl"), [queries[q] for q in sorted(train_qrels)])
-        write_qrels(ctx.path("data/train-qrels.tsv"), train_qrels)
+        write_queries(ctx.path(layout.TRAIN_QUERIES), [queries[q] for q in sorted(train_qrels)])
+        write_qrels(ctx.path(layout.TRAIN_QRELS), train_qrels)
         summary.update(train_split=cfg.data.train_split, train_queries=len(train_qrels))
     if cfg.data.dev_split:
-        write_queries(ctx.path("data/dev-queries.jsonl"), [queries[q] for q in sorted(dev_qrels)])
-        write_qrels(ctx.path("data/dev-qrels.tsv"), dev_qrels)
+        write_queries(ctx.path(layout.DEV_QUERIES), [queries[q] for q in sorted(dev_qrels)])
+        write_qrels(ctx.path(layout.DEV_QRELS), dev_qrels)
         summary.update(dev_split=cfg.data.dev_split, dev_queries=len(dev_qrels))
     summary.update(
         documents=len(docs),
@@ -249,7 +234,7 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         test_split=cfg.data.test_split,
         test_judgments=sum(len(v) for v in test_qrels.values()),
     )
-    _write_json(ctx.path("data/summary.json"), summary)
+    _write_json(ctx.path(layout.DATA_SUMMARY), summary)
     return {"documents": len(docs), "test_queries": len(test_qids)}
 
 
@@ -265,14 +250,14 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     if cfg.data.train_split:  # human questions stand in for generated ones: no LLM
         from relforge.data import read_qrels, read_queries
 
-        queries = read_queries(ctx.path("data/train-queries.jsonl"))
-        qrels = read_qrels(ctx.path("data/train-qrels.tsv"))
-        write_queries(ctx.path("generate/queries.jsonl"), list(queries.values()))
-        write_qrels(ctx.path("generate/qrels.tsv"), qrels)
+        queries = read_queries(ctx.path(layout.TRAIN_QUERIES))
+        qrels = read_qrels(ctx.path(layout.TRAIN_QRELS))
+        write_queries(ctx.path(layout.GEN_QUERIES), list(queries.values()))
+        write_qrels(ctx.path(layout.GEN_QRELS), qrels)
         summary = {"source": f"human questions, split {cfg.data.train_split!r}", "kept": len(queries)}
-        _write_json(ctx.path("generate/summary.json"), summary)
+        _write_json(ctx.path(layout.GEN_SUMMARY), summary)
         return {"queries": len(queries), "documents": len({d for v in qrels.values() for d in v})}
-    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
+    corpus = read_corpus(ctx.path(layout.CORPUS))
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
     docs = select_documents(corpus, gc.select, stats=sel_stats)
@@ -282,15 +267,15 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
         cfg.llm_for("generate"), batch_size=cfg.llm.batch_size, **cfg.llm_options("generate")
     )
     res = generate_queries(llm, docs, gc, corpus=corpus)
-    write_jsonl(ctx.path("generate/rejected.jsonl"), res.rejected)
+    write_jsonl(ctx.path(layout.GEN_REJECTED), res.rejected)
     if not res.queries:
         raise UsageError(
             f"query generation kept no query (summary: {res.summary}); loosen generate.filters or "
             f"use a stronger generate.llm"
         )
-    write_queries(ctx.path("generate/queries.jsonl"), res.queries)
-    write_qrels(ctx.path("generate/qrels.tsv"), res.qrels)
-    _write_json(ctx.path("generate/summary.json"), res.summary)
+    write_queries(ctx.path(layout.GEN_QUERIES), res.queries)
+    write_qrels(ctx.path(layout.GEN_QRELS), res.qrels)
+    _write_json(ctx.path(layout.GEN_SUMMARY), res.summary)
     return {"queries": len(res.queries), "documents": len(res.qrels)}
 
 
@@ -306,30 +291,30 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     rc = cfg.retrieve
-    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
-    synth = read_queries(ctx.path("generate/queries.jsonl"))
-    test = read_queries(ctx.path("data/test-queries.jsonl"))
-    dev = read_queries(ctx.path("data/dev-queries.jsonl")) if cfg.data.dev_split else {}
+    corpus = read_corpus(ctx.path(layout.CORPUS))
+    synth = read_queries(ctx.path(layout.GEN_QUERIES))
+    test = read_queries(ctx.path(layout.TEST_QUERIES))
+    dev = read_queries(ctx.path(layout.DEV_QUERIES)) if cfg.data.dev_split else {}
     both = {**synth, **test, **dev}
     where = {
-        "index_dir": str(ctx.path("retrieve/cache/bm25-index")),
-        "cache_dir": str(ctx.path("retrieve/cache/embeddings")),
+        "index_dir": str(ctx.path(layout.BM25_INDEX)),
+        "cache_dir": str(ctx.path(layout.EMBEDDINGS)),
     }
     settings = stage_part(rc, RetrieveConfig, **where)
     methods = list(dict.fromkeys([*rc.methods, rc.method]))
     runs = retrieve_methods(corpus, both, settings, methods, engine=cfg.engine)
     cand = {q: runs[rc.method].get(q, {}) for q in synth}
-    write_run(ctx.path("retrieve/candidates.trec"), cand, tag=rc.method)
+    write_run(ctx.path(layout.CANDIDATES), cand, tag=rc.method)
     for m in rc.methods:
-        write_run(ctx.path(f"retrieve/test-{m}.trec"), {q: runs[m].get(q, {}) for q in test}, tag=m)
+        write_run(ctx.path(layout.first_stage_test(m)), {q: runs[m].get(q, {}) for q in test}, tag=m)
         if dev:  # the dev questions' first stage: reranked when choosing checkpoints (stage train)
-            write_run(ctx.path(f"retrieve/dev-{m}.trec"), {q: runs[m].get(q, {}) for q in dev}, tag=m)
-    positives = read_qrels(ctx.path("generate/qrels.tsv"))
+            write_run(ctx.path(layout.first_stage_dev(m)), {q: runs[m].get(q, {}) for q in dev}, tag=m)
+    positives = read_qrels(ctx.path(layout.GEN_QRELS))
     stats: dict[str, Any] = {}
     negs = mine_negatives(cand, positives, rc.mining, corpus_ids=list(corpus), stats=stats)
-    _write_json(ctx.path("retrieve/negatives.json"), negs)
+    _write_json(ctx.path(layout.NEGATIVES), negs)
     _write_json(
-        ctx.path("retrieve/summary.json"),
+        ctx.path(layout.RETRIEVE_SUMMARY),
         {
             "mining": stats,
             "methods": rc.methods,
@@ -362,9 +347,9 @@ def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
     corpus, queries, qrels = _read_labelled(folder)
     base = ft.base or cfg.llm_for("judge")
     res = finetune_judge(
-        base, corpus, queries, qrels, str(ctx.path("judge_finetune")), stage_part(ft, FinetuneConfig)
+        base, corpus, queries, qrels, str(ctx.path(layout.JUDGE_FINETUNE)), stage_part(ft, FinetuneConfig)
     )
-    _write_json(ctx.path("judge_finetune/summary.json"), res)
+    _write_json(ctx.path(layout.JUDGE_FINETUNE_SUMMARY), res)
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
 
 
@@ -486,10 +471,10 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     from relforge.judge.judge import write_judgment_qrels, write_judgments
 
     cfg: PipelineConfig = ctx.cfg
-    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
-    queries = read_queries(ctx.path("generate/queries.jsonl"))
-    positives = read_qrels(ctx.path("generate/qrels.tsv"))
-    negs = _read_json(ctx.path("retrieve/negatives.json"))
+    corpus = read_corpus(ctx.path(layout.CORPUS))
+    queries = read_queries(ctx.path(layout.GEN_QUERIES))
+    positives = read_qrels(ctx.path(layout.GEN_QRELS))
+    negs = _read_json(ctx.path(layout.NEGATIVES))
     pairs = []
     for qid in sorted(positives):
         pairs += [(qid, d) for d in sorted(positives[qid])]
@@ -499,17 +484,17 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
         from relforge.judge.run import write_preset_judgments
 
         rows, info = _preset_judge(ctx, preset, queries, corpus, pairs)
-        write_preset_judgments(ctx.path("judge/judgments.jsonl"), rows, ctx.path("judge/qrels.tsv"))
-        _write_json(ctx.path("judge/summary.json"), {**info, "labeller": judge_labeller(cfg)})
+        write_preset_judgments(ctx.path(layout.JUDGMENTS), rows, ctx.path(layout.JUDGE_QRELS))
+        _write_json(ctx.path(layout.JUDGE_SUMMARY), {**info, "labeller": judge_labeller(cfg)})
         return {"pairs": len(rows), "unlabelled": 0, "preset": preset.name}
     adapter = _adapter_abs(ctx, judge_adapter(cfg))
     llm = _judge_llm(ctx, adapter)
     stats: dict[str, Any] = {}
     js = _judge(ctx, llm, queries, corpus, pairs, stats, adapter)
-    write_judgments(ctx.path("judge/judgments.jsonl"), js)
-    write_judgment_qrels(ctx.path("judge/qrels.tsv"), js)
+    write_judgments(ctx.path(layout.JUDGMENTS), js)
+    write_judgment_qrels(ctx.path(layout.JUDGE_QRELS), js)
     stats.update(adapter=adapter, llm=cfg.llm_for("judge"))
-    _write_json(ctx.path("judge/summary.json"), stats)
+    _write_json(ctx.path(layout.JUDGE_SUMMARY), stats)
     return {"pairs": len(js), "unlabelled": sum(1 for j in js if j.grade is None)}
 
 
@@ -607,10 +592,10 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
         conf = out.get(key, {}).get("confusion")
         if conf:
             try:
-                plot_confusion(conf, out[key]["labels"], ctx.path(f"judge/confusion-{key}.png"))
+                plot_confusion(conf, out[key]["labels"], ctx.path(layout.confusion_png(key)))
             except Exception as e:  # a plot must not lose the numbers
                 ctx.log(f"confusion plot failed: {e}")
-    _write_json(ctx.path("judge/agreement.json"), out)
+    _write_json(ctx.path(layout.AGREEMENT), out)
     _copy_adapter_curves(ctx, adapter)
     return _agreement_result(ctx, out, len(pairs), len(sub))
 
@@ -669,11 +654,11 @@ def _copy_adapter_curves(ctx: StageContext, adapter: str | None) -> None:
         return
     src = Path(adapter) / "metrics.jsonl"
     if src.exists():
-        dst = ctx.path("judge_finetune/metrics.jsonl")
+        dst = ctx.path(layout.JUDGE_FINETUNE_METRICS)
         shutil.copyfile(src, dst)
         for png in Path(adapter).glob("*.png"):
-            shutil.copyfile(png, ctx.path(f"judge_finetune/{png.name}"))
-        _write_json(ctx.path("judge_finetune/source.json"), {"adapter": adapter, "trained_here": False})
+            shutil.copyfile(png, ctx.path(layout.judge_finetune_file(png.name)))
+        _write_json(ctx.path(layout.JUDGE_FINETUNE_SOURCE), {"adapter": adapter, "trained_here": False})
 
 
 def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> dict[str, Any]:
@@ -734,9 +719,9 @@ def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
     """The candidates run restricted to each query's positives + mined negatives (what the judge saw)."""
     from relforge.data import read_qrels, read_run
 
-    run = read_run(ctx.path("retrieve/candidates.trec"))
-    positives = read_qrels(ctx.path("generate/qrels.tsv"))
-    negs = _read_json(ctx.path("retrieve/negatives.json"))
+    run = read_run(ctx.path(layout.CANDIDATES))
+    positives = read_qrels(ctx.path(layout.GEN_QRELS))
+    negs = _read_json(ctx.path(layout.NEGATIVES))
     out: dict[str, dict[str, float]] = {}
     for qid in positives:
         keep = list(positives[qid]) + list(negs.get(qid, []))
@@ -755,14 +740,14 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
     from relforge.judge.judge import read_judgments
 
     cfg: PipelineConfig = ctx.cfg
-    corpus = read_corpus(ctx.path("data/corpus.jsonl"))
-    queries = read_queries(ctx.path("generate/queries.jsonl"))
+    corpus = read_corpus(ctx.path(layout.CORPUS))
+    queries = read_queries(ctx.path(layout.GEN_QUERIES))
     run, positives = _candidate_run(ctx)
     gc = stage_part(cfg.groups, GroupConfig)
     res: dict[str, Any] = {}
     summaries: dict[str, dict] = {}
     for variant in _group_variants(cfg):
-        js = read_judgments(ctx.path("judge/judgments.jsonl")) if variant != "plain" else None
+        js = read_judgments(ctx.path(layout.JUDGMENTS)) if variant != "plain" else None
         vc = gc.model_copy(update=cfg.groups.soft_policies) if variant == "soft" else gc
         ds, summary = build_groups(queries, positives, run, corpus, js, type(gc)(**vc.model_dump()))
         if js is not None:
@@ -773,10 +758,10 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
                 f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
                 f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
             )
-        write_groups(ds, summary, ctx.path(f"dataset/{variant}"))
+        write_groups(ds, summary, ctx.path(layout.dataset(variant)))
         res[f"{variant}_groups"] = len(ds)
         summaries[variant] = summary
-    _write_json(ctx.path("dataset/summary.json"), bucket_summary(summaries))
+    _write_json(ctx.path(layout.DATASET_SUMMARY), bucket_summary(summaries))
     return res
 
 
@@ -832,10 +817,10 @@ def _dev_set(ctx: StageContext):
     if not cfg.data.dev_split:
         return None
     return DevSet(
-        corpus=read_corpus(ctx.path("data/corpus.jsonl")),
-        queries=read_queries(ctx.path("data/dev-queries.jsonl")),
-        qrels=read_qrels(ctx.path("data/dev-qrels.tsv")),
-        run=read_run(ctx.path(f"retrieve/dev-{cfg.rerank.first_stage}.trec")),
+        corpus=read_corpus(ctx.path(layout.CORPUS)),
+        queries=read_queries(ctx.path(layout.DEV_QUERIES)),
+        qrels=read_qrels(ctx.path(layout.DEV_QRELS)),
+        run=read_run(ctx.path(layout.first_stage_dev(cfg.rerank.first_stage))),
         top_k=cfg.rerank.top_k,
     )
 
@@ -848,8 +833,10 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
     res: dict[str, Any] = {}
     dev = _dev_set(ctx)
     for variant in cfg.train.variants:
-        info = _train(ctx, load_groups(ctx.path(f"dataset/{variant}")), f"train/{variant}", variant, dev)
-        _write_json(ctx.path(f"train/{variant}-summary.json"), info)
+        info = _train(
+            ctx, load_groups(ctx.path(layout.dataset(variant))), layout.train_model(variant), variant, dev
+        )
+        _write_json(ctx.path(layout.train_summary(variant)), info)
         res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
     ctx.set_manifest("reranker_model", reranker_rel(cfg))
     return res
@@ -859,7 +846,7 @@ def reranker_rel(cfg: PipelineConfig) -> str | None:
     """The final reranker's folder relative to the run folder (judged if trained, else plain)."""
     for v in ("judged", "soft", "plain"):
         if v in cfg.train.variants:
-            return f"train/{v}"
+            return layout.train_model(v)
     return None
 
 
@@ -886,7 +873,7 @@ def _variants_kept_backbone(ctx: StageContext) -> list[str]:
     """The trained variants (stage train) that are the backbone itself (:func:`_kept_backbone`)."""
     out = []
     for v in ctx.cfg.train.variants:
-        path = ctx.path(f"train/{v}-summary.json")
+        path = ctx.path(layout.train_summary(v))
         if path.exists() and _kept_backbone(ctx.cfg, json.loads(path.read_text(encoding="utf-8"))):
             out.append(v)
     return out
@@ -905,9 +892,9 @@ def _rerank(
     cfg: PipelineConfig = ctx.cfg
     rr = cfg.rerank
     if data is None:
-        corpus = read_corpus(ctx.path("data/corpus.jsonl"))
-        queries = read_queries(ctx.path("data/test-queries.jsonl"))
-        run = read_run(ctx.path(f"retrieve/test-{rr.first_stage}.trec"))
+        corpus = read_corpus(ctx.path(layout.CORPUS))
+        queries = read_queries(ctx.path(layout.TEST_QUERIES))
+        run = read_run(ctx.path(layout.first_stage_test(rr.first_stage)))
         top_k = rr.top_k
     else:
         corpus, queries, run, top_k = data
@@ -941,7 +928,7 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
         run = _rerank(ctx, model, kind=kind, backend=backend)
         pairs = sum(len(docs) for docs in run.values())
         speed[name] = round(pairs / max(time.perf_counter() - t0, 1e-9), 1)
-        write_run(ctx.path(f"rerank/{name}.trec"), run, tag=name)
+        write_run(ctx.path(layout.rerank_run(name)), run, tag=name)
         res[name] = len(run)
         return run
 
@@ -949,10 +936,10 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
     same = _variants_kept_backbone(ctx)
     for v in cfg.train.variants:
         if backbone_run is not None and v in same:
-            write_run(ctx.path(f"rerank/{v}.trec"), backbone_run, tag=v)
+            write_run(ctx.path(layout.rerank_run(v)), backbone_run, tag=v)
             res[v] = len(backbone_run)
         else:
-            one(v, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend)
+            one(v, str(ctx.path(layout.train_model(v))), cfg.train.kind, cfg.rerank.backend)
     from relforge.train.rerank import rerank_plan
 
     used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
@@ -970,12 +957,12 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
 
 def run_names(cfg: PipelineConfig) -> dict[str, str]:
     """System id -> run file (relative), in table order."""
-    out = {m: f"retrieve/test-{m}.trec" for m in cfg.retrieve.methods}
+    out = {m: layout.first_stage_test(m) for m in cfg.retrieve.methods}
     if cfg.rerank.backbone:
-        out["backbone"] = "rerank/backbone.trec"
+        out["backbone"] = layout.BACKBONE_RUN
     for v in VARIANTS:
         if v in cfg.train.variants:
-            out[v] = f"rerank/{v}.trec"
+            out[v] = layout.rerank_run(v)
     return out
 
 
@@ -1028,10 +1015,10 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
     baseline = cfg.evaluate.baseline or ("bm25" if "bm25" in runs else next(iter(runs)))
     pairs = comparison_pairs(runs)
     result = evaluate(
-        read_qrels(ctx.path("data/test-qrels.tsv")), runs, **_eval_kwargs(cfg, baseline), pairs=pairs
+        read_qrels(ctx.path(layout.TEST_QRELS)), runs, **_eval_kwargs(cfg, baseline), pairs=pairs
     )
-    result.to_json(ctx.path("eval/metrics.json"))
-    result.to_csv(ctx.path("eval/metrics.csv"))
+    result.to_json(ctx.path(layout.METRICS_JSON))
+    result.to_csv(ctx.path(layout.METRICS_CSV))
     ctx.set_manifest("systems", describe_systems(cfg))  # the report's system descriptions
     first = result.measures[0]
     return {f"{name}:{first}": round(result.aggregates[name][first], 4) for name in result.runs}
@@ -1057,7 +1044,7 @@ def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict
     if ec.mode == "pool":
         corpus = {d: corpus[d] for d in sorted({d for docs in qrels.values() for d in docs})}
     depth = len(corpus) if ec.mode == "pool" else cfg.retrieve.top_k
-    cache = ctx.path(f"eval/extra/{ec.name}/cache")
+    cache = ctx.path(f"{layout.extra_dir(ec.name)}/cache")
     runs = {"bm25": bm25_search(corpus, queries, depth, str(cache / "bm25-index"))}
     runs["dense"] = dense_search(
         corpus,
@@ -1100,8 +1087,10 @@ def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
             if "backbone" in runs and v in same:
                 runs[v] = runs["backbone"]  # the same model: the same run (see _kept_backbone)
             else:
-                runs[v] = _rerank(ctx, str(ctx.path(f"train/{v}")), cfg.train.kind, cfg.rerank.backend, data)
-        folder = f"eval/extra/{ec.name}"
+                runs[v] = _rerank(
+                    ctx, str(ctx.path(layout.train_model(v))), cfg.train.kind, cfg.rerank.backend, data
+                )
+        folder = layout.extra_dir(ec.name)
         for name, run in runs.items():
             write_run(ctx.path(f"{folder}/{name}.trec"), run, tag=name)
         baseline = cfg.evaluate.baseline if cfg.evaluate.baseline in runs else next(iter(runs))
@@ -1122,7 +1111,7 @@ def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
         m = result.measures[0]
         res[ec.name] = {name: round(result.aggregates[name][m], 4) for name in result.runs}
         ctx.log(f"extra {ec.name} ({len(queries)} queries, {ec.mode}): {m} {res[ec.name]}")
-    _write_json(ctx.path("eval/extra/summary.json"), index)
+    _write_json(ctx.path(layout.EXTRA_SUMMARY), index)
     return res
 
 
@@ -1151,16 +1140,16 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
 
     cfg: PipelineConfig = ctx.cfg
     ab = cfg.ablation
-    qrels = read_qrels(ctx.path("data/test-qrels.tsv"))
-    main = EvalResult.from_json(ctx.path("eval/metrics.json"))
+    qrels = read_qrels(ctx.path(layout.TEST_QRELS))
+    main = EvalResult.from_json(ctx.path(layout.METRICS_JSON))
     first = cfg.rerank.first_stage
-    first_run = read_run(ctx.path(f"retrieve/test-{first}.trec"))
+    first_run = read_run(ctx.path(layout.first_stage_test(first)))
     rows = []
     # with a dev split, each size competes only with its start (dev scored at step 0 and the last step):
     # choosing among intermediate checkpoints as well made the demo's ablation 5x slower
     dev = _dev_set(ctx)
     for variant in ab.variants:
-        groups = load_groups(ctx.path(f"dataset/{variant}"))
+        groups = load_groups(ctx.path(layout.dataset(variant)))
         seen: set[int] = set()
         for size, idx in nested_subsets(len(groups), ab.sizes, ab.seed).items():
             n = len(idx)
@@ -1170,12 +1159,12 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
             row: dict[str, Any] = {"size": n, "variant": variant, "requested_size": size}
             if n == len(groups) and variant in cfg.train.variants and variant in main.aggregates:
                 agg, p = main.aggregates[variant], _p_value(main.significance.get(variant, {}).get("nDCG@10"))
-                row["source"] = f"train/{variant} (full set)"
+                row["source"] = f"{layout.train_model(variant)} (full set)"
             else:
-                rel = f"ablation/{variant}-{n}"
+                rel = layout.ablation_model(variant, n)
                 info = _train(ctx, groups.select(idx), rel, variant, dev, eval_steps=10**9)
-                if _kept_backbone(cfg, info) and ctx.path("rerank/backbone.trec").exists():
-                    run = read_run(ctx.path("rerank/backbone.trec"))  # the start kept: the backbone's run
+                if _kept_backbone(cfg, info) and ctx.path(layout.BACKBONE_RUN).exists():
+                    run = read_run(ctx.path(layout.BACKBONE_RUN))  # the start kept: the backbone's run
                     row["same_as_backbone"] = True
                 else:
                     run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
@@ -1199,7 +1188,7 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
         and not (name == "plain" and "plain" in ab.variants)
     }
     _write_json(
-        ctx.path("ablation.json"),
+        ctx.path(layout.ABLATION_JSON),
         {
             "rows": rows,
             "reference": reference,
@@ -1242,9 +1231,6 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
     def data_cfg(k):
         return {"data": _dump(k.data)}
 
-    def variants_outputs(prefix: str, cfg_: PipelineConfig, names: list[str]) -> list[str]:
-        return [f"{prefix}/{v}" for v in names]
-
     judge_on = lambda k: k.judge.enabled  # noqa: E731
 
     stages = [
@@ -1253,8 +1239,8 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_import,
             inputs=lambda k: _external_inputs(k),
             outputs=lambda k: (
-                ["data/corpus.jsonl", "data/test-queries.jsonl", "data/test-qrels.tsv"]
-                + (["data/train-queries.jsonl", "data/train-qrels.tsv"] if k.data.train_split else [])
+                [layout.CORPUS, layout.TEST_QUERIES, layout.TEST_QRELS]
+                + ([layout.TRAIN_QUERIES, layout.TRAIN_QRELS] if k.data.train_split else [])
                 + _dev_files(k)
             ),
             config=data_cfg,
@@ -1264,10 +1250,9 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "generate",
             stage_generate,
             inputs=lambda k: (
-                ["data/corpus.jsonl"]
-                + (["data/train-queries.jsonl", "data/train-qrels.tsv"] if k.data.train_split else [])
+                [layout.CORPUS] + ([layout.TRAIN_QUERIES, layout.TRAIN_QRELS] if k.data.train_split else [])
             ),
-            outputs=lambda k: ["generate/queries.jsonl", "generate/qrels.tsv"],
+            outputs=lambda k: [layout.GEN_QUERIES, layout.GEN_QRELS],
             config=lambda k: (
                 {"human_split": k.data.train_split}
                 if k.data.train_split
@@ -1284,16 +1269,16 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "retrieve",
             stage_retrieve,
             inputs=lambda k: [
-                "data/corpus.jsonl",
-                "data/test-queries.jsonl",
-                "generate/queries.jsonl",
-                "generate/qrels.tsv",
+                layout.CORPUS,
+                layout.TEST_QUERIES,
+                layout.GEN_QUERIES,
+                layout.GEN_QRELS,
                 *_dev_files(k)[:1],
             ],
             outputs=lambda k: (
-                ["retrieve/candidates.trec", "retrieve/negatives.json"]
-                + [f"retrieve/test-{m}.trec" for m in k.retrieve.methods]
-                + ([f"retrieve/dev-{m}.trec" for m in k.retrieve.methods] if k.data.dev_split else [])
+                [layout.CANDIDATES, layout.NEGATIVES]
+                + [layout.first_stage_test(m) for m in k.retrieve.methods]
+                + ([layout.first_stage_dev(m) for m in k.retrieve.methods] if k.data.dev_split else [])
             ),
             config=lambda k: {"retrieve": _dump(k.retrieve)},
             description="BM25 / dense / hybrid + mining",
@@ -1302,7 +1287,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "judge_finetune",
             stage_judge_finetune,
             inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data, "judge_finetune.data"))],
-            outputs=lambda k: ["judge_finetune"],
+            outputs=lambda k: [layout.JUDGE_FINETUNE],
             config=lambda k: {
                 "ft": _dump(k.judge_finetune),
                 "base": k.judge_finetune.base or k.llm_for("judge"),
@@ -1315,14 +1300,14 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_judge,
             inputs=lambda k: (
                 [
-                    "data/corpus.jsonl",
-                    "generate/queries.jsonl",
-                    "generate/qrels.tsv",
-                    "retrieve/negatives.json",
+                    layout.CORPUS,
+                    layout.GEN_QUERIES,
+                    layout.GEN_QRELS,
+                    layout.NEGATIVES,
                 ]
                 + _adapter_inputs(k)
             ),
-            outputs=lambda k: ["judge/judgments.jsonl", "judge/qrels.tsv"],
+            outputs=lambda k: [layout.JUDGMENTS, layout.JUDGE_QRELS],
             config=lambda k: {
                 "judge": _dump(k.judge.model_copy(update={"agreement": None})),
                 "llm": k.llm_for("judge"),
@@ -1339,7 +1324,7 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
                 [str(resolve_data_source(k.judge.agreement.human, "judge.agreement.human"))]
                 + _adapter_inputs(k)
             ),
-            outputs=lambda k: ["judge/agreement.json"],
+            outputs=lambda k: [layout.AGREEMENT],
             config=lambda k: {
                 "judge": _dump(k.judge),
                 "llm": k.llm_for("judge"),
@@ -1355,23 +1340,23 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_groups,
             inputs=lambda k: (
                 [
-                    "data/corpus.jsonl",
-                    "generate/queries.jsonl",
-                    "generate/qrels.tsv",
-                    "retrieve/candidates.trec",
-                    "retrieve/negatives.json",
+                    layout.CORPUS,
+                    layout.GEN_QUERIES,
+                    layout.GEN_QRELS,
+                    layout.CANDIDATES,
+                    layout.NEGATIVES,
                 ]
-                + (["judge/judgments.jsonl"] if set(_group_variants(k)) - {"plain"} else [])
+                + ([layout.JUDGMENTS] if set(_group_variants(k)) - {"plain"} else [])
             ),
-            outputs=lambda k: variants_outputs("dataset", k, _group_variants(k)) + ["dataset/summary.json"],
+            outputs=lambda k: [layout.dataset(v) for v in _group_variants(k)] + [layout.DATASET_SUMMARY],
             config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
             description="re-bucket hard negatives into LCE groups (plain, judged, soft)",
         ),
         Stage(
             "train",
             stage_train,
-            inputs=lambda k: [f"dataset/{v}" for v in k.train.variants] + _dev_inputs(k),
-            outputs=lambda k: variants_outputs("train", k, k.train.variants),
+            inputs=lambda k: [layout.dataset(v) for v in k.train.variants] + _dev_inputs(k),
+            outputs=lambda k: [layout.train_model(v) for v in k.train.variants],
             config=lambda k: {"train": _dump(k.train), **_dev_config(k)},
             description="reranker with LCE (cross- or bi-encoder), per variant",
         ),
@@ -1379,18 +1364,20 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "rerank",
             stage_rerank,
             inputs=lambda k: (
-                ["data/corpus.jsonl", "data/test-queries.jsonl", f"retrieve/test-{k.rerank.first_stage}.trec"]
-                + [f"train/{v}" for v in k.train.variants]
+                [layout.CORPUS, layout.TEST_QUERIES, layout.first_stage_test(k.rerank.first_stage)]
+                + [layout.train_model(v) for v in k.train.variants]
             ),
-            outputs=lambda k: [rel for name, rel in run_names(k).items() if rel.startswith("rerank/")],
+            outputs=lambda k: [
+                rel for name, rel in run_names(k).items() if rel.startswith(layout.RERANK_DIR)
+            ],
             config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
             description="rerank the held-out questions' candidates",
         ),
         Stage(
             "evaluate",
             stage_evaluate,
-            inputs=lambda k: ["data/test-qrels.tsv"] + list(run_names(k).values()),
-            outputs=lambda k: ["eval/metrics.json", "eval/metrics.csv"],
+            inputs=lambda k: [layout.TEST_QRELS] + list(run_names(k).values()),
+            outputs=lambda k: [layout.METRICS_JSON, layout.METRICS_CSV],
             config=lambda k: {"evaluate": k.evaluate.model_dump(mode="json", exclude={"extra"})},
             description="metrics + significance vs BM25",
         ),
@@ -1399,9 +1386,9 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_evaluate_extra,
             inputs=lambda k: (
                 [str(resolve_data_source(e.source)) for e in k.evaluate.extra]
-                + [f"train/{v}" for v in k.train.variants]
+                + [layout.train_model(v) for v in k.train.variants]
             ),
-            outputs=lambda k: ["eval/extra/summary.json"],
+            outputs=lambda k: [layout.EXTRA_SUMMARY],
             config=lambda k: {
                 "evaluate": _dump(k.evaluate),
                 "rerank": _dump(k.rerank),
@@ -1416,16 +1403,16 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             stage_ablation,
             inputs=lambda k: (
                 [
-                    "data/corpus.jsonl",
-                    "data/test-queries.jsonl",
-                    "data/test-qrels.tsv",
-                    f"retrieve/test-{k.rerank.first_stage}.trec",
-                    "eval/metrics.json",
+                    layout.CORPUS,
+                    layout.TEST_QUERIES,
+                    layout.TEST_QRELS,
+                    layout.first_stage_test(k.rerank.first_stage),
+                    layout.METRICS_JSON,
                 ]
-                + [f"dataset/{v}" for v in k.ablation.variants]
+                + [layout.dataset(v) for v in k.ablation.variants]
                 + _dev_inputs(k)
             ),
-            outputs=lambda k: ["ablation.json"],
+            outputs=lambda k: [layout.ABLATION_JSON],
             config=lambda k: {
                 **_dev_config(k),
                 "ablation": _dump(k.ablation),
@@ -1440,10 +1427,10 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
             "report",
             stage_report,
             inputs=lambda k: _report_inputs(k),
-            outputs=lambda k: ["report.html"],
+            outputs=lambda k: [layout.REPORT],
             config=lambda k: {"report": _dump(k.report)},
             enabled=lambda k: k.report.enabled,
-            description="report.html",
+            description=layout.REPORT,
             version="1",
         ),
     ]
@@ -1452,14 +1439,14 @@ def build_stages(cfg: PipelineConfig) -> list[Stage]:
 
 
 def _dev_files(cfg: PipelineConfig) -> list[str]:
-    return ["data/dev-queries.jsonl", "data/dev-qrels.tsv"] if cfg.data.dev_split else []
+    return [layout.DEV_QUERIES, layout.DEV_QRELS] if cfg.data.dev_split else []
 
 
 def _dev_inputs(cfg: PipelineConfig) -> list[str]:
     """What checkpoint selection reads (``data.dev_split``): the dev questions and their first stage."""
     if not cfg.data.dev_split:
         return []
-    return [*_dev_files(cfg), f"retrieve/dev-{cfg.rerank.first_stage}.trec"]
+    return [*_dev_files(cfg), layout.first_stage_dev(cfg.rerank.first_stage)]
 
 
 def _dev_config(cfg: PipelineConfig) -> dict[str, Any]:
@@ -1482,14 +1469,14 @@ def _adapter_inputs(cfg: PipelineConfig) -> list[str]:
 
 
 def _report_inputs(cfg: PipelineConfig) -> list[str]:
-    out = ["eval/metrics.json"]
+    out = [layout.METRICS_JSON]
     if cfg.judge.enabled:
-        out.append("judge/judgments.jsonl")
+        out.append(layout.JUDGMENTS)
         if cfg.judge.agreement.enabled:
-            out.append("judge/agreement.json")
-    out += [f"dataset/{v}" for v in _group_variants(cfg)]
+            out.append(layout.AGREEMENT)
+    out += [layout.dataset(v) for v in _group_variants(cfg)]
     if cfg.ablation.sizes:
-        out.append("ablation.json")
+        out.append(layout.ABLATION_JSON)
     if cfg.evaluate.extra:
-        out.append("eval/extra/summary.json")
+        out.append(layout.EXTRA_SUMMARY)
     return out
