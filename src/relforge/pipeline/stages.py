@@ -137,10 +137,6 @@ def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
     return [str(q) for q in val] if isinstance(val, list) else None
 
 
-def _external_inputs(cfg: PipelineConfig) -> list[str]:
-    return [str(resolve_data_source(cfg.data.source))]
-
-
 # --------------------------------------------------------------------------- import
 
 
@@ -1221,225 +1217,15 @@ def stage_report(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- the stage list
-
-
-def build_stages(cfg: PipelineConfig) -> list[Stage]:
-    """The pipeline's stages in order (disabled ones report themselves as such in the plan)."""
-    c = cfg
-
-    def data_cfg(k):
-        return {"data": _dump(k.data)}
-
-    judge_on = lambda k: k.judge.enabled  # noqa: E731
-
-    stages = [
-        Stage(
-            "import",
-            stage_import,
-            inputs=lambda k: _external_inputs(k),
-            outputs=lambda k: (
-                [layout.CORPUS, layout.TEST_QUERIES, layout.TEST_QRELS]
-                + ([layout.TRAIN_QUERIES, layout.TRAIN_QRELS] if k.data.train_split else [])
-                + _dev_files(k)
-            ),
-            config=data_cfg,
-            description="read the documents and pick the held-out human questions",
-        ),
-        Stage(
-            "generate",
-            stage_generate,
-            inputs=lambda k: (
-                [layout.CORPUS] + ([layout.TRAIN_QUERIES, layout.TRAIN_QRELS] if k.data.train_split else [])
-            ),
-            outputs=lambda k: [layout.GEN_QUERIES, layout.GEN_QRELS],
-            config=lambda k: (
-                {"human_split": k.data.train_split}
-                if k.data.train_split
-                else {
-                    "generate": _dump(k.generate),
-                    "llm": k.llm_for("generate"),
-                    "options": k.llm_options("generate"),
-                }
-            ),
-            enabled=lambda k: k.generate.enabled,
-            description="LLM writes queries for documents (or data.train_split's human questions)",
-        ),
-        Stage(
-            "retrieve",
-            stage_retrieve,
-            inputs=lambda k: [
-                layout.CORPUS,
-                layout.TEST_QUERIES,
-                layout.GEN_QUERIES,
-                layout.GEN_QRELS,
-                *_dev_files(k)[:1],
-            ],
-            outputs=lambda k: (
-                [layout.CANDIDATES, layout.NEGATIVES]
-                + [layout.first_stage_test(m) for m in k.retrieve.methods]
-                + ([layout.first_stage_dev(m) for m in k.retrieve.methods] if k.data.dev_split else [])
-            ),
-            config=lambda k: {"retrieve": _dump(k.retrieve)},
-            description="BM25 / dense / hybrid + mining",
-        ),
-        Stage(
-            "judge_finetune",
-            stage_judge_finetune,
-            inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data, "judge_finetune.data"))],
-            outputs=lambda k: [layout.JUDGE_FINETUNE],
-            config=lambda k: {
-                "ft": _dump(k.judge_finetune),
-                "base": k.judge_finetune.base or k.llm_for("judge"),
-            },
-            enabled=lambda k: k.judge.enabled and k.judge_finetune.enabled,
-            description="LoRA fine-tuning of the judge on human labels",
-        ),
-        Stage(
-            "judge",
-            stage_judge,
-            inputs=lambda k: (
-                [
-                    layout.CORPUS,
-                    layout.GEN_QUERIES,
-                    layout.GEN_QRELS,
-                    layout.NEGATIVES,
-                ]
-                + _adapter_inputs(k)
-            ),
-            outputs=lambda k: [layout.JUDGMENTS, layout.JUDGE_QRELS],
-            config=lambda k: {
-                "judge": _dump(k.judge.model_copy(update={"agreement": None})),
-                "llm": k.llm_for("judge"),
-                "options": k.llm_options("judge"),
-                **_preset_fingerprint(k),
-            },
-            enabled=judge_on,
-            description="LLM judge grades positives and candidates",
-        ),
-        Stage(
-            "agreement",
-            stage_agreement,
-            inputs=lambda k: (
-                [str(resolve_data_source(k.judge.agreement.human, "judge.agreement.human"))]
-                + _adapter_inputs(k)
-            ),
-            outputs=lambda k: [layout.AGREEMENT],
-            config=lambda k: {
-                "judge": _dump(k.judge),
-                "llm": k.llm_for("judge"),
-                "seed": k.seed,
-                "options": k.llm_options("judge"),
-                **_preset_fingerprint(k),
-            },
-            enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
-            description="judge vs held-out human labels, next to MiniLM cosine",
-        ),
-        Stage(
-            "groups",
-            stage_groups,
-            inputs=lambda k: (
-                [
-                    layout.CORPUS,
-                    layout.GEN_QUERIES,
-                    layout.GEN_QRELS,
-                    layout.CANDIDATES,
-                    layout.NEGATIVES,
-                ]
-                + ([layout.JUDGMENTS] if set(_group_variants(k)) - {"plain"} else [])
-            ),
-            outputs=lambda k: [layout.dataset(v) for v in _group_variants(k)] + [layout.DATASET_SUMMARY],
-            config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
-            description="re-bucket hard negatives into LCE groups (plain, judged, soft)",
-        ),
-        Stage(
-            "train",
-            stage_train,
-            inputs=lambda k: [layout.dataset(v) for v in k.train.variants] + _dev_inputs(k),
-            outputs=lambda k: [layout.train_model(v) for v in k.train.variants],
-            config=lambda k: {"train": _dump(k.train), **_dev_config(k)},
-            description="reranker with LCE (cross- or bi-encoder), per variant",
-        ),
-        Stage(
-            "rerank",
-            stage_rerank,
-            inputs=lambda k: (
-                [layout.CORPUS, layout.TEST_QUERIES, layout.first_stage_test(k.rerank.first_stage)]
-                + [layout.train_model(v) for v in k.train.variants]
-            ),
-            outputs=lambda k: [
-                rel for name, rel in run_names(k).items() if rel.startswith(layout.RERANK_DIR)
-            ],
-            config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
-            description="rerank the held-out questions' candidates",
-        ),
-        Stage(
-            "evaluate",
-            stage_evaluate,
-            inputs=lambda k: [layout.TEST_QRELS] + list(run_names(k).values()),
-            outputs=lambda k: [layout.METRICS_JSON, layout.METRICS_CSV],
-            config=lambda k: {"evaluate": k.evaluate.model_dump(mode="json", exclude={"extra"})},
-            description="metrics + significance vs BM25",
-        ),
-        Stage(
-            "evaluate_extra",
-            stage_evaluate_extra,
-            inputs=lambda k: (
-                [str(resolve_data_source(e.source)) for e in k.evaluate.extra]
-                + [layout.train_model(v) for v in k.train.variants]
-            ),
-            outputs=lambda k: [layout.EXTRA_SUMMARY],
-            config=lambda k: {
-                "evaluate": _dump(k.evaluate),
-                "rerank": _dump(k.rerank),
-                "retrieve": _dump(k.retrieve),
-                "backbone": _backbone(k),
-            },
-            enabled=lambda k: bool(k.evaluate.extra),
-            description="every system on the evaluate.extra collections (e.g. out of domain)",
-        ),
-        Stage(
-            "ablation",
-            stage_ablation,
-            inputs=lambda k: (
-                [
-                    layout.CORPUS,
-                    layout.TEST_QUERIES,
-                    layout.TEST_QRELS,
-                    layout.first_stage_test(k.rerank.first_stage),
-                    layout.METRICS_JSON,
-                ]
-                + [layout.dataset(v) for v in k.ablation.variants]
-                + _dev_inputs(k)
-            ),
-            outputs=lambda k: [layout.ABLATION_JSON],
-            config=lambda k: {
-                **_dev_config(k),
-                "ablation": _dump(k.ablation),
-                "train": _dump(k.train),
-                "rerank": _dump(k.rerank),
-                "evaluate": k.evaluate.model_dump(mode="json", exclude={"extra"}),
-            },
-            enabled=lambda k: bool(k.ablation.sizes),
-            description="dataset-size ablation",
-        ),
-        Stage(
-            "report",
-            stage_report,
-            inputs=lambda k: _report_inputs(k),
-            outputs=lambda k: [layout.REPORT],
-            config=lambda k: {"report": _dump(k.report)},
-            enabled=lambda k: k.report.enabled,
-            description=layout.REPORT,
-            version="1",
-        ),
-    ]
-    del c
-    return stages
+# --------------------------------------------------------------------------- shared pieces of the table
 
 
 def _dev_files(cfg: PipelineConfig) -> list[str]:
     return [layout.DEV_QUERIES, layout.DEV_QRELS] if cfg.data.dev_split else []
+
+
+def _train_files(cfg: PipelineConfig) -> list[str]:
+    return [layout.TRAIN_QUERIES, layout.TRAIN_QRELS] if cfg.data.train_split else []
 
 
 def _dev_inputs(cfg: PipelineConfig) -> list[str]:
@@ -1468,6 +1254,253 @@ def _adapter_inputs(cfg: PipelineConfig) -> list[str]:
     return [a] if a is not None else []
 
 
+def _trained_models(cfg: PipelineConfig) -> list[str]:
+    return [layout.train_model(v) for v in cfg.train.variants]
+
+
+def _evaluate_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return cfg.evaluate.model_dump(mode="json", exclude={"extra"})
+
+
+def _human_data(cfg: PipelineConfig) -> str:
+    return str(resolve_data_source(cfg.judge.agreement.human, "judge.agreement.human"))
+
+
+# --------------------------------------------------------------------------- one spec per stage
+
+
+def _import_stage() -> Stage:
+    return Stage(
+        "import",
+        stage_import,
+        inputs=lambda k: [str(resolve_data_source(k.data.source))],
+        outputs=lambda k: (
+            [layout.CORPUS, layout.TEST_QUERIES, layout.TEST_QRELS] + _train_files(k) + _dev_files(k)
+        ),
+        config=lambda k: {"data": _dump(k.data)},
+        description="read the documents and pick the held-out human questions",
+    )
+
+
+def _generate_config(cfg: PipelineConfig) -> dict[str, Any]:
+    if cfg.data.train_split:
+        return {"human_split": cfg.data.train_split}
+    return {
+        "generate": _dump(cfg.generate),
+        "llm": cfg.llm_for("generate"),
+        "options": cfg.llm_options("generate"),
+    }
+
+
+def _generate_stage() -> Stage:
+    return Stage(
+        "generate",
+        stage_generate,
+        inputs=lambda k: [layout.CORPUS] + _train_files(k),
+        outputs=lambda k: [layout.GEN_QUERIES, layout.GEN_QRELS],
+        config=_generate_config,
+        enabled=lambda k: k.generate.enabled,
+        description="LLM writes queries for documents (or data.train_split's human questions)",
+    )
+
+
+def _retrieve_outputs(cfg: PipelineConfig) -> list[str]:
+    methods = cfg.retrieve.methods
+    return (
+        [layout.CANDIDATES, layout.NEGATIVES]
+        + [layout.first_stage_test(m) for m in methods]
+        + ([layout.first_stage_dev(m) for m in methods] if cfg.data.dev_split else [])
+    )
+
+
+def _retrieve_stage() -> Stage:
+    return Stage(
+        "retrieve",
+        stage_retrieve,
+        inputs=lambda k: [
+            layout.CORPUS,
+            layout.TEST_QUERIES,
+            layout.GEN_QUERIES,
+            layout.GEN_QRELS,
+            *_dev_files(k)[:1],
+        ],
+        outputs=_retrieve_outputs,
+        config=lambda k: {"retrieve": _dump(k.retrieve)},
+        description="BM25 / dense / hybrid + mining",
+    )
+
+
+def _judge_finetune_stage() -> Stage:
+    return Stage(
+        "judge_finetune",
+        stage_judge_finetune,
+        inputs=lambda k: [str(resolve_data_source(k.judge_finetune.data, "judge_finetune.data"))],
+        outputs=lambda k: [layout.JUDGE_FINETUNE],
+        config=lambda k: {"ft": _dump(k.judge_finetune), "base": k.judge_finetune.base or k.llm_for("judge")},
+        enabled=lambda k: k.judge.enabled and k.judge_finetune.enabled,
+        description="LoRA fine-tuning of the judge on human labels",
+    )
+
+
+def _judge_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return {
+        "judge": _dump(cfg.judge.model_copy(update={"agreement": None})),
+        "llm": cfg.llm_for("judge"),
+        "options": cfg.llm_options("judge"),
+        **_preset_fingerprint(cfg),
+    }
+
+
+def _judge_stage() -> Stage:
+    pairs_from = [layout.CORPUS, layout.GEN_QUERIES, layout.GEN_QRELS, layout.NEGATIVES]
+    return Stage(
+        "judge",
+        stage_judge,
+        inputs=lambda k: pairs_from + _adapter_inputs(k),
+        outputs=lambda k: [layout.JUDGMENTS, layout.JUDGE_QRELS],
+        config=_judge_config,
+        enabled=lambda k: k.judge.enabled,
+        description="LLM judge grades positives and candidates",
+    )
+
+
+def _agreement_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return {
+        "judge": _dump(cfg.judge),
+        "llm": cfg.llm_for("judge"),
+        "seed": cfg.seed,
+        "options": cfg.llm_options("judge"),
+        **_preset_fingerprint(cfg),
+    }
+
+
+def _agreement_stage() -> Stage:
+    return Stage(
+        "agreement",
+        stage_agreement,
+        inputs=lambda k: [_human_data(k)] + _adapter_inputs(k),
+        outputs=lambda k: [layout.AGREEMENT],
+        config=_agreement_config,
+        enabled=lambda k: k.judge.enabled and k.judge.agreement.enabled,
+        description="judge vs held-out human labels, next to MiniLM cosine",
+    )
+
+
+def _groups_inputs(cfg: PipelineConfig) -> list[str]:
+    judged = set(_group_variants(cfg)) - {"plain"}
+    return [
+        layout.CORPUS,
+        layout.GEN_QUERIES,
+        layout.GEN_QRELS,
+        layout.CANDIDATES,
+        layout.NEGATIVES,
+    ] + ([layout.JUDGMENTS] if judged else [])
+
+
+def _groups_stage() -> Stage:
+    return Stage(
+        "groups",
+        stage_groups,
+        inputs=_groups_inputs,
+        outputs=lambda k: [layout.dataset(v) for v in _group_variants(k)] + [layout.DATASET_SUMMARY],
+        config=lambda k: {"groups": _dump(k.groups), "variants": _group_variants(k)},
+        description="re-bucket hard negatives into LCE groups (plain, judged, soft)",
+    )
+
+
+def _train_stage() -> Stage:
+    return Stage(
+        "train",
+        stage_train,
+        inputs=lambda k: [layout.dataset(v) for v in k.train.variants] + _dev_inputs(k),
+        outputs=_trained_models,
+        config=lambda k: {"train": _dump(k.train), **_dev_config(k)},
+        description="reranker with LCE (cross- or bi-encoder), per variant",
+    )
+
+
+def _rerank_stage() -> Stage:
+    return Stage(
+        "rerank",
+        stage_rerank,
+        inputs=lambda k: (
+            [layout.CORPUS, layout.TEST_QUERIES, layout.first_stage_test(k.rerank.first_stage)]
+            + _trained_models(k)
+        ),
+        outputs=lambda k: [rel for rel in run_names(k).values() if rel.startswith(layout.RERANK_DIR)],
+        config=lambda k: {"rerank": _dump(k.rerank), "backbone": _backbone(k)},
+        description="rerank the held-out questions' candidates",
+    )
+
+
+def _evaluate_stage() -> Stage:
+    return Stage(
+        "evaluate",
+        stage_evaluate,
+        inputs=lambda k: [layout.TEST_QRELS] + list(run_names(k).values()),
+        outputs=lambda k: [layout.METRICS_JSON, layout.METRICS_CSV],
+        config=lambda k: {"evaluate": _evaluate_config(k)},
+        description="metrics + significance vs BM25",
+    )
+
+
+def _evaluate_extra_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return {
+        "evaluate": _dump(cfg.evaluate),
+        "rerank": _dump(cfg.rerank),
+        "retrieve": _dump(cfg.retrieve),
+        "backbone": _backbone(cfg),
+    }
+
+
+def _evaluate_extra_stage() -> Stage:
+    return Stage(
+        "evaluate_extra",
+        stage_evaluate_extra,
+        inputs=lambda k: [str(resolve_data_source(e.source)) for e in k.evaluate.extra] + _trained_models(k),
+        outputs=lambda k: [layout.EXTRA_SUMMARY],
+        config=_evaluate_extra_config,
+        enabled=lambda k: bool(k.evaluate.extra),
+        description="every system on the evaluate.extra collections (e.g. out of domain)",
+    )
+
+
+def _ablation_inputs(cfg: PipelineConfig) -> list[str]:
+    return (
+        [
+            layout.CORPUS,
+            layout.TEST_QUERIES,
+            layout.TEST_QRELS,
+            layout.first_stage_test(cfg.rerank.first_stage),
+            layout.METRICS_JSON,
+        ]
+        + [layout.dataset(v) for v in cfg.ablation.variants]
+        + _dev_inputs(cfg)
+    )
+
+
+def _ablation_config(cfg: PipelineConfig) -> dict[str, Any]:
+    return {
+        **_dev_config(cfg),
+        "ablation": _dump(cfg.ablation),
+        "train": _dump(cfg.train),
+        "rerank": _dump(cfg.rerank),
+        "evaluate": _evaluate_config(cfg),
+    }
+
+
+def _ablation_stage() -> Stage:
+    return Stage(
+        "ablation",
+        stage_ablation,
+        inputs=_ablation_inputs,
+        outputs=lambda k: [layout.ABLATION_JSON],
+        config=_ablation_config,
+        enabled=lambda k: bool(k.ablation.sizes),
+        description="dataset-size ablation",
+    )
+
+
 def _report_inputs(cfg: PipelineConfig) -> list[str]:
     out = [layout.METRICS_JSON]
     if cfg.judge.enabled:
@@ -1480,3 +1513,42 @@ def _report_inputs(cfg: PipelineConfig) -> list[str]:
     if cfg.evaluate.extra:
         out.append(layout.EXTRA_SUMMARY)
     return out
+
+
+def _report_stage() -> Stage:
+    return Stage(
+        "report",
+        stage_report,
+        inputs=_report_inputs,
+        outputs=lambda k: [layout.REPORT],
+        config=lambda k: {"report": _dump(k.report)},
+        enabled=lambda k: k.report.enabled,
+        description="report.html",
+        version="1",
+    )
+
+
+#: the stage table, in pipeline order
+STAGE_SPECS = (
+    _import_stage,
+    _generate_stage,
+    _retrieve_stage,
+    _judge_finetune_stage,
+    _judge_stage,
+    _agreement_stage,
+    _groups_stage,
+    _train_stage,
+    _rerank_stage,
+    _evaluate_stage,
+    _evaluate_extra_stage,
+    _ablation_stage,
+    _report_stage,
+)
+
+
+def build_stages(cfg: PipelineConfig) -> list[Stage]:
+    """The pipeline's stages in order (disabled ones report themselves as such in the plan).
+
+    ``cfg`` is not read here: each stage's inputs, outputs, config and enabled are functions of it."""
+    del cfg
+    return [spec() for spec in STAGE_SPECS]
