@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from relforge.errors import MissingInputError, UsageError
 from relforge.pipeline import layout
 from relforge.pipeline.runner import Stage, StageContext
 
+# --------------------------------------------------------------------------- shared
+
+
 #: display names of the evaluated systems (keys of eval/metrics.json runs), in table order
 SYSTEMS = {
     "bm25": "BM25",
@@ -38,7 +42,6 @@ SYSTEMS = {
 }
 #: training variants in table order
 VARIANTS = ("plain", "judged", "soft")
-SHIPPED_ADAPTER = "smollm2-liveqa"
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -54,10 +57,8 @@ def _read_json(path: Path) -> Any:
 
 
 def _dump(model: Any) -> Any:
+    """A config section as JSON-able data (what goes into a stage's config hash)."""
     return model.model_dump(mode="json") if hasattr(model, "model_dump") else model
-
-
-# --------------------------------------------------------------------------- paths / resolution
 
 
 def resolve_data_source(source: str, key: str = "data.source") -> Path:
@@ -80,161 +81,187 @@ def resolve_data_source(source: str, key: str = "data.source") -> Path:
     return p.resolve()
 
 
-def shipped_adapter_dir() -> Path:
-    from importlib import resources
+def _read_labelled(folder: Path):
+    """A human-labelled BEIR folder (not written by relforge): qrels in ``qrels.tsv``, ``qrels/test.tsv``
+    or ``qrels/dev.tsv``, the first that exists."""
+    from relforge.data import read_corpus, read_qrels, read_queries
 
-    return Path(str(resources.files("relforge.judge") / "adapters" / SHIPPED_ADAPTER))
-
-
-def _is_packaged_smollm2(spec: str) -> bool:
-    return spec.lower() in ("smollm2", "hf:smollm2")
-
-
-def judge_adapter(cfg: PipelineConfig) -> str | None:
-    """The adapter folder the judge loads (absolute path or a path relative to the run folder), or None."""
-    a = cfg.judge.adapter
-    if a is None or a == "none" or cfg.judge.preset is not None:
-        return None
-    if a == "finetune":
-        return layout.JUDGE_FINETUNE
-    if a in ("shipped", "auto"):
-        if a == "auto" and not _is_packaged_smollm2(cfg.llm_for("judge")):
-            return None
-        d = shipped_adapter_dir()
-        return str(d)
-    return str(Path(a).expanduser().resolve())
+    for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
+        if q.exists():
+            return read_corpus(folder / "corpus.jsonl"), read_queries(folder / "queries.jsonl"), read_qrels(q)
+    raise MissingInputError(f"{folder}: no qrels.tsv or qrels/test.tsv with human labels")
 
 
-def _adapter_abs(ctx: StageContext, adapter: str | None) -> str | None:
-    if adapter is None:
-        return None
-    p = Path(adapter)
-    p = p if p.is_absolute() else ctx.out_dir / p
-    if not p.exists():
-        hint = (
-            (
-                "the shipped adapter is missing from the installed package; reinstall relforge or set "
-                "judge.adapter to null (zero-shot) or a folder"
-            )
-            if SHIPPED_ADAPTER in str(p)
-            else "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
-        )
-        raise MissingInputError(f"judge adapter {p} does not exist; {hint}")
-    return str(p)
+def _group_variants(cfg: PipelineConfig) -> list[str]:
+    """The variants whose groups are built: those trained and those of the ablation, in table order."""
+    return sorted(
+        set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
+        key=VARIANTS.index,
+    )
 
 
-def _adapter_meta(adapter: str | None) -> dict[str, Any]:
-    if adapter is None:
-        return {}
-    f = Path(adapter) / "relforge.json"
-    return _read_json(f) if f.exists() else {}
+def _backbone(cfg: PipelineConfig) -> str:
+    """The untrained start every variant trains from (``train.base``); reranked as the ``backbone``."""
+    return cfg.train.base
 
 
-def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
-    """The adapter's held-out validation query ids: ``val_queries`` of the ``relforge.json`` that
-    ``relforge judge finetune`` writes (None for an adapter trained elsewhere)."""
-    val = meta.get("val_queries")
-    return [str(q) for q in val] if isinstance(val, list) else None
+Qrels = dict[str, dict[str, int]]
 
 
 # --------------------------------------------------------------------------- import
 
 
-def stage_import(ctx: StageContext) -> dict[str, Any]:
-    """Copy/convert the data source to ``data/`` and pick the held-out human evaluation questions."""
-    from relforge.data import read_corpus, read_qrels, read_queries, write_corpus, write_qrels, write_queries
-
+def _open_source(ctx: StageContext, summary: dict[str, Any]) -> Path:
+    """The BEIR folder of ``data.source`` (a MedQuAD archive or folder is converted to ``data/medquad``)."""
     cfg: PipelineConfig = ctx.cfg
     src = resolve_data_source(cfg.data.source)
-    beir = src
-    summary: dict[str, Any] = {"source": cfg.data.source}
-    if not (src.is_dir() and (src / "corpus.jsonl").exists()):
-        from relforge.data.medquad import import_medquad
+    if src.is_dir() and (src / "corpus.jsonl").exists():
+        return src
+    from relforge.data.medquad import import_medquad
 
-        beir = ctx.path(layout.MEDQUAD_DIR)
-        ctx.log(f"importing MedQuAD from {src}")
-        imp = import_medquad(src, beir, seed=cfg.data.seed)
-        summary["medquad"] = {k: imp.get(k) for k in ("answered_pairs", "skipped_total", "splits")}
+    beir = ctx.path(layout.MEDQUAD_DIR)
+    ctx.log(f"importing MedQuAD from {src}")
+    imp = import_medquad(src, beir, seed=cfg.data.seed)
+    summary["medquad"] = {k: imp.get(k) for k in ("answered_pairs", "skipped_total", "splits")}
+    return beir
+
+
+def _split_qrels(beir: Path, splits: str, key: str) -> Qrels:
+    """The qrels of the comma-separated ``splits`` (the error names the config key ``data.<key>``)."""
+    from relforge.data import read_qrels
+
+    qrels: Qrels = {}
+    for split in [x.strip() for x in splits.split(",") if x.strip()]:
+        qrels_file = beir / "qrels" / f"{split}.tsv"
+        if not qrels_file.exists():
+            raise MissingInputError(
+                f"{qrels_file}: no such qrels split; set data.{key} to one or more "
+                f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}"
+            )
+        for q, docs in read_qrels(qrels_file).items():
+            qrels.setdefault(q, {}).update(docs)
+    return qrels
+
+
+def _eligible(qrels: Qrels, queries, corpus, exclude: set[str] = frozenset()) -> list[str]:
+    """The questions (not in ``exclude``) with a relevant document in the corpus, sorted."""
+    return sorted(
+        q
+        for q, docs in qrels.items()
+        if q in queries and q not in exclude and any(g > 0 and d in corpus for d, g in docs.items())
+    )
+
+
+def _sample(qids: list[str], cap: int | None, rng: random.Random) -> list[str]:
+    return sorted(rng.sample(qids, cap)) if cap is not None and len(qids) > cap else qids
+
+
+def _in_corpus(qrels: Qrels, qids: list[str], corpus) -> Qrels:
+    return {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in qids}
+
+
+def _pick(
+    beir: Path, queries, corpus, splits: str, name: str, cap: int | None, exclude: set[str], rng
+) -> Qrels:
+    """Questions of ``splits`` (not in ``exclude``) with a relevant document, at most ``cap``."""
+    got = _split_qrels(beir, splits, f"{name}_split")
+    qids = _eligible(got, queries, corpus, exclude=exclude)
+    if not qids:
+        raise UsageError(f"data.{name}_split {splits!r} has no question with a relevant document")
+    return _in_corpus(got, _sample(qids, cap, rng), corpus)
+
+
+def _kept_docs(corpus, max_docs: int | None, rng: random.Random, *qrels: Qrels) -> set[str]:
+    """The documents kept: all, or (``data.max_docs``) every judged one plus a sample of the rest."""
+    if max_docs is None or len(corpus) <= max_docs:
+        return set(corpus)
+    needed = {d for part in qrels for docs in part.values() for d in docs}
+    rest = sorted(set(corpus) - needed)
+    fill = max(0, max_docs - len(needed))
+    return needed | set(rng.sample(rest, min(fill, len(rest))))
+
+
+def _write_questions(ctx: StageContext, queries_rel: str, qrels_rel: str, queries, qrels: Qrels) -> None:
+    """The questions of ``qrels`` (sorted by id) and their qrels."""
+    from relforge.data import write_qrels, write_queries
+
+    write_queries(ctx.path(queries_rel), [queries[q] for q in sorted(qrels)])
+    write_qrels(ctx.path(qrels_rel), qrels)
+
+
+@dataclass
+class _Questions:
+    """The human questions picked: held out for evaluation, and (optional) for training and dev."""
+
+    test_eligible: list[str]
+    test: Qrels
+    train: Qrels
+    dev: Qrels
+
+
+def _pick_questions(beir: Path, queries, corpus, dc, rng: random.Random) -> _Questions:
+    """Test, then train and dev questions (each excluding the ones picked before), from one ``rng``."""
+    qrels = _split_qrels(beir, dc.test_split, "test_split")
+    test_eligible = _eligible(qrels, queries, corpus)
+    test = _in_corpus(qrels, _sample(test_eligible, dc.test_queries, rng), corpus)
+    train: Qrels = {}
+    if dc.train_split:
+        train = _pick(beir, queries, corpus, dc.train_split, "train", dc.train_queries, set(test), rng)
+        train = {q: {d: g for d, g in docs.items() if g > 0} for q, docs in train.items()}
+    dev: Qrels = {}
+    if dc.dev_split:
+        dev = _pick(beir, queries, corpus, dc.dev_split, "dev", dc.dev_queries, set(test) | set(train), rng)
+    return _Questions(test_eligible, test, train, dev)
+
+
+def stage_import(ctx: StageContext) -> dict[str, Any]:
+    """Copy/convert the data source to ``data/`` and pick the held-out human evaluation questions."""
+    from relforge.data import read_corpus, read_queries, write_corpus
+
+    cfg: PipelineConfig = ctx.cfg
+    dc = cfg.data
+    summary: dict[str, Any] = {"source": dc.source}
+    beir = _open_source(ctx, summary)
     corpus = read_corpus(beir / "corpus.jsonl")
     queries = read_queries(beir / "queries.jsonl")
-
-    def split_qrels(splits: str, key: str) -> dict[str, dict[str, int]]:
-        qrels: dict[str, dict[str, int]] = {}
-        for split in [x.strip() for x in splits.split(",") if x.strip()]:
-            qrels_file = beir / "qrels" / f"{split}.tsv"
-            if not qrels_file.exists():
-                raise MissingInputError(
-                    f"{qrels_file}: no such qrels split; set data.{key} to one or more "
-                    f"(comma-separated) of {sorted(p.stem for p in (beir / 'qrels').glob('*.tsv'))}"
-                )
-            for q, docs in read_qrels(qrels_file).items():
-                qrels.setdefault(q, {}).update(docs)
-        return qrels
-
-    def eligible(qrels: dict[str, dict[str, int]], exclude: set[str] = frozenset()) -> list[str]:
-        return sorted(
-            q
-            for q, docs in qrels.items()
-            if q in queries and q not in exclude and any(g > 0 and d in corpus for d, g in docs.items())
-        )
-
-    def pick(splits: str, name: str, cap: int | None, exclude: set[str]) -> dict[str, dict[str, int]]:
-        """Questions of ``splits`` (not in ``exclude``) with a relevant document, at most ``cap``."""
-        got = split_qrels(splits, f"{name}_split")
-        qids = eligible(got, exclude=exclude)
-        if not qids:
-            raise UsageError(f"data.{name}_split {splits!r} has no question with a relevant document")
-        if cap is not None and len(qids) > cap:
-            qids = sorted(rng.sample(qids, cap))
-        return {q: {d: g for d, g in got[q].items() if d in corpus} for q in qids}
-
-    qrels = split_qrels(cfg.data.test_split, "test_split")
-    rng = random.Random(cfg.data.seed)
-    test_eligible = eligible(qrels)
-    test_qids = test_eligible
-    if cfg.data.test_queries is not None and len(test_eligible) > cfg.data.test_queries:
-        test_qids = sorted(rng.sample(test_eligible, cfg.data.test_queries))
-    test_qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in test_qids}
-    train_qrels: dict[str, dict[str, int]] = {}
-    if cfg.data.train_split:
-        train_qrels = pick(cfg.data.train_split, "train", cfg.data.train_queries, set(test_qids))
-        train_qrels = {q: {d: g for d, g in docs.items() if g > 0} for q, docs in train_qrels.items()}
-    dev_qrels: dict[str, dict[str, int]] = {}
-    if cfg.data.dev_split:
-        dev_qrels = pick(cfg.data.dev_split, "dev", cfg.data.dev_queries, set(test_qids) | set(train_qrels))
-    keep = set(corpus)
-    if cfg.data.max_docs is not None and len(corpus) > cfg.data.max_docs:
-        needed = {
-            d for docs in (*test_qrels.values(), *train_qrels.values(), *dev_qrels.values()) for d in docs
-        }
-        rest = sorted(set(corpus) - needed)
-        fill = max(0, cfg.data.max_docs - len(needed))
-        keep = needed | set(rng.sample(rest, min(fill, len(rest))))
+    rng = random.Random(dc.seed)  # one stream, drawn in this order: test, train, dev questions, documents
+    qs = _pick_questions(beir, queries, corpus, dc, rng)
+    keep = _kept_docs(corpus, dc.max_docs, rng, qs.test, qs.train, qs.dev)
     docs = [corpus[d] for d in sorted(keep)]
     write_corpus(ctx.path(layout.CORPUS), docs)
-    write_queries(ctx.path(layout.TEST_QUERIES), [queries[q] for q in test_qids])
-    write_qrels(ctx.path(layout.TEST_QRELS), test_qrels)
-    if cfg.data.train_split:
-        write_queries(ctx.path(layout.TRAIN_QUERIES), [queries[q] for q in sorted(train_qrels)])
-        write_qrels(ctx.path(layout.TRAIN_QRELS), train_qrels)
-        summary.update(train_split=cfg.data.train_split, train_queries=len(train_qrels))
-    if cfg.data.dev_split:
-        write_queries(ctx.path(layout.DEV_QUERIES), [queries[q] for q in sorted(dev_qrels)])
-        write_qrels(ctx.path(layout.DEV_QRELS), dev_qrels)
-        summary.update(dev_split=cfg.data.dev_split, dev_queries=len(dev_qrels))
+    _write_questions(ctx, layout.TEST_QUERIES, layout.TEST_QRELS, queries, qs.test)
+    if dc.train_split:
+        _write_questions(ctx, layout.TRAIN_QUERIES, layout.TRAIN_QRELS, queries, qs.train)
+        summary.update(train_split=dc.train_split, train_queries=len(qs.train))
+    if dc.dev_split:
+        _write_questions(ctx, layout.DEV_QUERIES, layout.DEV_QRELS, queries, qs.dev)
+        summary.update(dev_split=dc.dev_split, dev_queries=len(qs.dev))
     summary.update(
         documents=len(docs),
         documents_in_source=len(corpus),
-        test_queries=len(test_qids),
-        test_queries_eligible=len(test_eligible),
-        test_split=cfg.data.test_split,
-        test_judgments=sum(len(v) for v in test_qrels.values()),
+        test_queries=len(qs.test),
+        test_queries_eligible=len(qs.test_eligible),
+        test_split=dc.test_split,
+        test_judgments=sum(len(v) for v in qs.test.values()),
     )
     _write_json(ctx.path(layout.DATA_SUMMARY), summary)
-    return {"documents": len(docs), "test_queries": len(test_qids)}
+    return {"documents": len(docs), "test_queries": len(qs.test)}
 
 
 # --------------------------------------------------------------------------- generate
+
+
+def _human_training_queries(ctx: StageContext) -> dict[str, Any]:
+    """``data.train_split``: the human questions stand in for generated ones (no LLM)."""
+    from relforge.data import read_qrels, read_queries, write_qrels, write_queries
+
+    queries = read_queries(ctx.path(layout.TRAIN_QUERIES))
+    qrels = read_qrels(ctx.path(layout.TRAIN_QRELS))
+    write_queries(ctx.path(layout.GEN_QUERIES), list(queries.values()))
+    write_qrels(ctx.path(layout.GEN_QRELS), qrels)
+    summary = {"source": f"human questions, split {ctx.cfg.data.train_split!r}", "kept": len(queries)}
+    _write_json(ctx.path(layout.GEN_SUMMARY), summary)
+    return {"queries": len(queries), "documents": len({d for v in qrels.values() for d in v})}
 
 
 def stage_generate(ctx: StageContext) -> dict[str, Any]:
@@ -243,16 +270,8 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
     from relforge.generate import generate_queries, select_documents
 
     cfg: PipelineConfig = ctx.cfg
-    if cfg.data.train_split:  # human questions stand in for generated ones: no LLM
-        from relforge.data import read_qrels, read_queries
-
-        queries = read_queries(ctx.path(layout.TRAIN_QUERIES))
-        qrels = read_qrels(ctx.path(layout.TRAIN_QRELS))
-        write_queries(ctx.path(layout.GEN_QUERIES), list(queries.values()))
-        write_qrels(ctx.path(layout.GEN_QRELS), qrels)
-        summary = {"source": f"human questions, split {cfg.data.train_split!r}", "kept": len(queries)}
-        _write_json(ctx.path(layout.GEN_SUMMARY), summary)
-        return {"queries": len(queries), "documents": len({d for v in qrels.values() for d in v})}
+    if cfg.data.train_split:
+        return _human_training_queries(ctx)
     corpus = read_corpus(ctx.path(layout.CORPUS))
     gc = stage_part(cfg.generate, GenerateConfig)
     sel_stats: dict[str, Any] = {}
@@ -278,9 +297,23 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- retrieve
 
 
+def _write_first_stage_runs(ctx: StageContext, runs, synth, test, dev) -> dict:
+    """candidates.trec (the synthetic queries' candidates) and test-/dev-<method>.trec; the candidates."""
+    from relforge.data import write_run
+
+    rc = ctx.cfg.retrieve
+    cand = {q: runs[rc.method].get(q, {}) for q in synth}
+    write_run(ctx.path(layout.CANDIDATES), cand, tag=rc.method)
+    for m in rc.methods:
+        write_run(ctx.path(layout.first_stage_test(m)), {q: runs[m].get(q, {}) for q in test}, tag=m)
+        if dev:  # the dev questions' first stage: reranked when choosing checkpoints (stage train)
+            write_run(ctx.path(layout.first_stage_dev(m)), {q: runs[m].get(q, {}) for q in dev}, tag=m)
+    return cand
+
+
 def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     """First-stage runs for synthetic and held-out questions; hard-negative candidates for the judge."""
-    from relforge.data import read_corpus, read_qrels, read_queries, write_run
+    from relforge.data import read_corpus, read_qrels, read_queries
     from relforge.retrieve.dense import encoder_plan
     from relforge.retrieve.mining import mine_negatives
     from relforge.retrieve.search import retrieve_methods
@@ -291,35 +324,19 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     synth = read_queries(ctx.path(layout.GEN_QUERIES))
     test = read_queries(ctx.path(layout.TEST_QUERIES))
     dev = read_queries(ctx.path(layout.DEV_QUERIES)) if cfg.data.dev_split else {}
-    both = {**synth, **test, **dev}
-    where = {
-        "index_dir": str(ctx.path(layout.BM25_INDEX)),
-        "cache_dir": str(ctx.path(layout.EMBEDDINGS)),
-    }
+    where = {"index_dir": str(ctx.path(layout.BM25_INDEX)), "cache_dir": str(ctx.path(layout.EMBEDDINGS))}
     settings = stage_part(rc, RetrieveConfig, **where)
     methods = list(dict.fromkeys([*rc.methods, rc.method]))
-    runs = retrieve_methods(corpus, both, settings, methods, engine=cfg.engine)
-    cand = {q: runs[rc.method].get(q, {}) for q in synth}
-    write_run(ctx.path(layout.CANDIDATES), cand, tag=rc.method)
-    for m in rc.methods:
-        write_run(ctx.path(layout.first_stage_test(m)), {q: runs[m].get(q, {}) for q in test}, tag=m)
-        if dev:  # the dev questions' first stage: reranked when choosing checkpoints (stage train)
-            write_run(ctx.path(layout.first_stage_dev(m)), {q: runs[m].get(q, {}) for q in dev}, tag=m)
+    runs = retrieve_methods(corpus, {**synth, **test, **dev}, settings, methods, engine=cfg.engine)
+    cand = _write_first_stage_runs(ctx, runs, synth, test, dev)
     positives = read_qrels(ctx.path(layout.GEN_QRELS))
     stats: dict[str, Any] = {}
     negs = mine_negatives(cand, positives, rc.mining, corpus_ids=list(corpus), stats=stats)
     _write_json(ctx.path(layout.NEGATIVES), negs)
+    dense = {"dense": encoder_plan(rc.precision).metadata()} if {"dense", "hybrid"} & set(methods) else {}
     _write_json(
         ctx.path(layout.RETRIEVE_SUMMARY),
-        {
-            "mining": stats,
-            "methods": rc.methods,
-            "candidates": rc.method,
-            "top_k": rc.top_k,
-            **(
-                {"dense": encoder_plan(rc.precision).metadata()} if {"dense", "hybrid"} & set(methods) else {}
-            ),
-        },
+        {"mining": stats, "methods": rc.methods, "candidates": rc.method, "top_k": rc.top_k, **dense},
     )
     return {
         "synthetic_queries": len(synth),
@@ -330,73 +347,71 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- judge fine-tuning (optional)
-
-
-def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
-    """LoRA fine-tuning of the judge on human labels (``judge_finetune.enabled``)."""
-    from relforge.judge.finetune import finetune_judge
-
-    cfg: PipelineConfig = ctx.cfg
-    ft = cfg.judge_finetune
-    folder = resolve_data_source(ft.data, "judge_finetune.data")
-    corpus, queries, qrels = _read_labelled(folder)
-    base = ft.base or cfg.llm_for("judge")
-    res = finetune_judge(
-        base, corpus, queries, qrels, str(ctx.path(layout.JUDGE_FINETUNE)), stage_part(ft, FinetuneConfig)
-    )
-    _write_json(ctx.path(layout.JUDGE_FINETUNE_SUMMARY), res)
-    return {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
-
-
-def _read_labelled(folder: Path):
-    """A human-labelled BEIR folder (not written by relforge): qrels in ``qrels.tsv``, ``qrels/test.tsv``
-    or ``qrels/dev.tsv``, the first that exists."""
-    from relforge.data import read_corpus, read_qrels, read_queries
-
-    for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
-        if q.exists():
-            return read_corpus(folder / "corpus.jsonl"), read_queries(folder / "queries.jsonl"), read_qrels(q)
-    raise MissingInputError(f"{folder}: no qrels.tsv or qrels/test.tsv with human labels")
-
-
 # --------------------------------------------------------------------------- judge
 
 
-def _judge_llm(ctx: StageContext, adapter: str | None):
-    from relforge.engine.pipeline import stage_llm
-
-    cfg: PipelineConfig = ctx.cfg
-    return stage_llm(ctx, cfg.llm_for("judge"), adapter) or ctx.llm(
-        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm_options("judge")
-    )
+SHIPPED_ADAPTER = "smollm2-liveqa"
 
 
-def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
-    """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
-    from relforge.engine.pipeline import judge_batch_size
-    from relforge.judge.judge import judge_pairs
-    from relforge.judge.run import resolve_adapter
+# --------------------------------------------------------------------------- adapter / preset
 
-    _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
-    template = jc.load_template()  # judge.reasoning reaches the prompt, as in `relforge judge`
-    max_doc_tokens = jc.max_doc_tokens
-    return judge_pairs(
-        llm,
-        template,
-        queries,
-        corpus,
-        pairs,
-        mode=jc.mode,
-        thresholds=jc.thresholds,
-        batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
-        max_doc_tokens=max_doc_tokens,
-        on_missing=jc.on_missing,
-        max_new_tokens=jc.reply_tokens(template),
-        retry_temperature=jc.retry_temperature,
-        seed=jc.seed,
-        stats=stats,
-    )
+
+def shipped_adapter_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("relforge.judge") / "adapters" / SHIPPED_ADAPTER))
+
+
+def _is_packaged_smollm2(spec: str) -> bool:
+    return spec.lower() in ("smollm2", "hf:smollm2")
+
+
+def judge_adapter(cfg: PipelineConfig) -> str | None:
+    """The adapter folder the judge loads (absolute path or a path relative to the run folder), or None."""
+    a = cfg.judge.adapter
+    if a is None or a == "none" or cfg.judge.preset is not None:
+        return None
+    if a == "finetune":
+        return layout.JUDGE_FINETUNE
+    if a in ("shipped", "auto"):
+        if a == "auto" and not _is_packaged_smollm2(cfg.llm_for("judge")):
+            return None
+        return str(shipped_adapter_dir())
+    return str(Path(a).expanduser().resolve())
+
+
+def _adapter_abs(ctx: StageContext, adapter: str | None) -> str | None:
+    """:func:`judge_adapter` as an absolute path that exists (None stays None)."""
+    if adapter is None:
+        return None
+    p = Path(adapter)
+    p = p if p.is_absolute() else ctx.out_dir / p
+    if not p.exists():
+        hint = (
+            (
+                "the shipped adapter is missing from the installed package; reinstall relforge or set "
+                "judge.adapter to null (zero-shot) or a folder"
+            )
+            if SHIPPED_ADAPTER in str(p)
+            else "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
+        )
+        raise MissingInputError(f"judge adapter {p} does not exist; {hint}")
+    return str(p)
+
+
+def _adapter_meta(adapter: str | None) -> dict[str, Any]:
+    """The adapter's ``relforge.json`` ({} without an adapter, or for one trained elsewhere)."""
+    if adapter is None:
+        return {}
+    f = Path(adapter) / "relforge.json"
+    return _read_json(f) if f.exists() else {}
+
+
+def _validation_qids(meta: dict[str, Any]) -> list[str] | None:
+    """The adapter's held-out validation query ids: ``val_queries`` of the ``relforge.json`` that
+    ``relforge judge finetune`` writes (None for an adapter trained elsewhere)."""
+    val = meta.get("val_queries")
+    return [str(q) for q in val] if isinstance(val, list) else None
 
 
 def judge_preset(cfg: PipelineConfig):
@@ -445,6 +460,44 @@ def preset_cv(preset) -> dict[str, Any] | None:
     }
 
 
+# --------------------------------------------------------------------------- grading
+
+
+def _judge_llm(ctx: StageContext, adapter: str | None):
+    from relforge.engine.pipeline import stage_llm
+
+    cfg: PipelineConfig = ctx.cfg
+    return stage_llm(ctx, cfg.llm_for("judge"), adapter) or ctx.llm(
+        cfg.llm_for("judge"), adapter=adapter, batch_size=cfg.llm.batch_size, **cfg.llm_options("judge")
+    )
+
+
+def _judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
+    """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
+    from relforge.engine.pipeline import judge_batch_size
+    from relforge.judge.judge import judge_pairs
+    from relforge.judge.run import resolve_adapter
+
+    _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
+    template = jc.load_template()  # judge.reasoning reaches the prompt, as in `relforge judge`
+    return judge_pairs(
+        llm,
+        template,
+        queries,
+        corpus,
+        pairs,
+        mode=jc.mode,
+        thresholds=jc.thresholds,
+        batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
+        max_doc_tokens=jc.max_doc_tokens,
+        on_missing=jc.on_missing,
+        max_new_tokens=jc.reply_tokens(template),
+        retry_temperature=jc.retry_temperature,
+        seed=jc.seed,
+        stats=stats,
+    )
+
+
 def _preset_judge(ctx: StageContext, preset, queries, corpus, pairs) -> tuple[list, dict[str, Any]]:
     """The pairs graded by the preset (the entry point of ``relforge judge --preset``): (rows, info)."""
     from relforge.judge.judge import check_pairs
@@ -461,6 +514,33 @@ def _preset_judge(ctx: StageContext, preset, queries, corpus, pairs) -> tuple[li
     return rows, {**info, "skipped_unknown": len(unknown)}
 
 
+# --------------------------------------------------------------------------- stages
+
+
+def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
+    """LoRA fine-tuning of the judge on human labels (``judge_finetune.enabled``)."""
+    from relforge.judge.finetune import finetune_judge
+
+    cfg: PipelineConfig = ctx.cfg
+    ft = cfg.judge_finetune
+    corpus, queries, qrels = _read_labelled(resolve_data_source(ft.data, "judge_finetune.data"))
+    base = ft.base or cfg.llm_for("judge")
+    out = str(ctx.path(layout.JUDGE_FINETUNE))
+    res = finetune_judge(base, corpus, queries, qrels, out, stage_part(ft, FinetuneConfig))
+    _write_json(ctx.path(layout.JUDGE_FINETUNE_SUMMARY), res)
+    return {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
+
+
+def _judge_pairs_todo(ctx: StageContext, positives) -> list[tuple[str, str]]:
+    """Every synthetic query's source documents, then its mined negatives, queries sorted."""
+    negs = _read_json(ctx.path(layout.NEGATIVES))
+    pairs = []
+    for qid in sorted(positives):
+        pairs += [(qid, d) for d in sorted(positives[qid])]
+        pairs += [(qid, d) for d in negs.get(qid, [])]  # no key: the query has no positive
+    return pairs
+
+
 def stage_judge(ctx: StageContext) -> dict[str, Any]:
     """Grade every synthetic query's source document and its mined candidates (LLM judge or ``judge.preset``)."""
     from relforge.data import read_corpus, read_qrels, read_queries
@@ -469,12 +549,7 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     cfg: PipelineConfig = ctx.cfg
     corpus = read_corpus(ctx.path(layout.CORPUS))
     queries = read_queries(ctx.path(layout.GEN_QUERIES))
-    positives = read_qrels(ctx.path(layout.GEN_QRELS))
-    negs = _read_json(ctx.path(layout.NEGATIVES))
-    pairs = []
-    for qid in sorted(positives):
-        pairs += [(qid, d) for d in sorted(positives[qid])]
-        pairs += [(qid, d) for d in negs.get(qid, [])]
+    pairs = _judge_pairs_todo(ctx, read_qrels(ctx.path(layout.GEN_QRELS)))
     preset = judge_preset(cfg)
     if preset is not None:
         from relforge.judge.run import write_preset_judgments
@@ -494,6 +569,28 @@ def stage_judge(ctx: StageContext) -> dict[str, Any]:
     return {"pairs": len(js), "unlabelled": sum(1 for j in js if j.grade is None)}
 
 
+# --------------------------------------------------------------------------- agreement
+
+
+def _agreement_qids(ctx: StageContext, human, adapter: str | None) -> tuple[list[str], str]:
+    """The labelled queries compared on and how they were chosen (``judge.agreement.queries``)."""
+    cfg: PipelineConfig = ctx.cfg
+    qids = sorted(human)
+    if cfg.judge.agreement.queries != "adapter":
+        return qids, "all"
+    src = adapter if cfg.judge.preset is None else str(shipped_adapter_dir())
+    val = _validation_qids(_adapter_meta(src if src and Path(src).exists() else None))
+    if not val:
+        ctx.log("the adapter records no validation query ids; using every labelled query")
+        return qids, "all"
+    chosen_by = (
+        "adapter validation split"
+        if cfg.judge.preset is None
+        else "the shipped adapter's validation split (the preset was fitted on them too)"
+    )
+    return [q for q in val if q in human], chosen_by
+
+
 def _agreement_pairs(ctx: StageContext, human, corpus, queries, adapter: str | None):
     """The human-graded pairs the judge is compared on: ``(pairs, sub-qrels, meta)``.
 
@@ -501,20 +598,7 @@ def _agreement_pairs(ctx: StageContext, human, corpus, queries, adapter: str | N
     shipped adapter, so the numbers stand beside the adapter's."""
     cfg: PipelineConfig = ctx.cfg
     ac = cfg.judge.agreement
-    qids = sorted(human)
-    chosen_by = "all"
-    if ac.queries == "adapter":
-        src = adapter if cfg.judge.preset is None else str(shipped_adapter_dir())
-        val = _validation_qids(_adapter_meta(src if src and Path(src).exists() else None))
-        if val:
-            qids = [q for q in val if q in human]
-            chosen_by = (
-                "adapter validation split"
-                if cfg.judge.preset is None
-                else "the shipped adapter's validation split (the preset was fitted on them too)"
-            )
-        else:
-            ctx.log("the adapter records no validation query ids; using every labelled query")
+    qids, chosen_by = _agreement_qids(ctx, human, adapter)
     pairs = [(q, d) for q in qids for d in sorted(human[q]) if d in corpus and q in queries]
     if ac.max_pairs is not None and len(pairs) > ac.max_pairs:
         pairs = sorted(random.Random(cfg.seed).sample(pairs, ac.max_pairs))
@@ -560,30 +644,25 @@ def _preset_agreement(ctx: StageContext, preset, queries, corpus, pairs, sub, me
     )
 
 
-def stage_agreement(ctx: StageContext) -> dict[str, Any]:
-    """The judge vs held-out human grades (LiveQA-Med validation queries), next to MiniLM cosine."""
-    from relforge.judge.agreement import agreement, plot_confusion
+def _llm_agreement(ctx: StageContext, adapter: str | None, queries, corpus, pairs, sub, meta) -> dict:
+    """agreement.json's ``judge`` entry (and ``judge_zero_shot``, with ``agreement.zero_shot``) for the LLM."""
+    from relforge.judge.agreement import agreement
 
-    cfg: PipelineConfig = ctx.cfg
-    ac = cfg.judge.agreement
-    corpus, queries, human = _read_labelled(resolve_data_source(ac.human, "judge.agreement.human"))
-    adapter = _adapter_abs(ctx, judge_adapter(cfg))
-    pairs, sub, meta = _agreement_pairs(ctx, human, corpus, queries, adapter)
     out: dict[str, Any] = {}
-    preset = judge_preset(cfg)
-    if preset is not None:
-        out["judge"] = _preset_agreement(ctx, preset, queries, corpus, pairs, sub, meta)
-    else:
-        stats: dict[str, Any] = {}
-        js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats, adapter)
-        if ac.zero_shot and adapter is not None:
-            zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {}, adapter)
-            out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
-        out["judge"] = flat_agreement(
-            agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
-        )
-    out["minilm_cosine"] = {**cosine_agreement(sub, queries, corpus, pairs), **meta}
-    out["minilm_cosine"].pop("labeller", None)
+    stats: dict[str, Any] = {}
+    js = _judge(ctx, _judge_llm(ctx, adapter), queries, corpus, pairs, stats, adapter)
+    if ctx.cfg.judge.agreement.zero_shot and adapter is not None:
+        zs = _judge(ctx, _judge_llm(ctx, None), queries, corpus, pairs, {}, adapter)
+        out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
+    out["judge"] = flat_agreement(
+        agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
+    )
+    return out
+
+
+def _plot_confusions(ctx: StageContext, out: dict[str, Any]) -> None:
+    from relforge.judge.agreement import plot_confusion
+
     for key in ("judge", "judge_zero_shot"):
         conf = out.get(key, {}).get("confusion")
         if conf:
@@ -591,6 +670,24 @@ def stage_agreement(ctx: StageContext) -> dict[str, Any]:
                 plot_confusion(conf, out[key]["labels"], ctx.path(layout.confusion_png(key)))
             except Exception as e:  # a plot must not lose the numbers
                 ctx.log(f"confusion plot failed: {e}")
+
+
+def stage_agreement(ctx: StageContext) -> dict[str, Any]:
+    """The judge vs held-out human grades (LiveQA-Med validation queries), next to MiniLM cosine."""
+    cfg: PipelineConfig = ctx.cfg
+    corpus, queries, human = _read_labelled(
+        resolve_data_source(cfg.judge.agreement.human, "judge.agreement.human")
+    )
+    adapter = _adapter_abs(ctx, judge_adapter(cfg))
+    pairs, sub, meta = _agreement_pairs(ctx, human, corpus, queries, adapter)
+    preset = judge_preset(cfg)
+    if preset is not None:
+        out = {"judge": _preset_agreement(ctx, preset, queries, corpus, pairs, sub, meta)}
+    else:
+        out = _llm_agreement(ctx, adapter, queries, corpus, pairs, sub, meta)
+    out["minilm_cosine"] = {**cosine_agreement(sub, queries, corpus, pairs), **meta}
+    out["minilm_cosine"].pop("labeller", None)
+    _plot_confusions(ctx, out)
     _write_json(ctx.path(layout.AGREEMENT), out)
     _copy_adapter_curves(ctx, adapter)
     return _agreement_result(ctx, out, len(pairs), len(sub))
@@ -657,6 +754,23 @@ def _copy_adapter_curves(ctx: StageContext, adapter: str | None) -> None:
         _write_json(ctx.path(layout.JUDGE_FINETUNE_SOURCE), {"adapter": adapter, "trained_here": False})
 
 
+def _encode(enc, texts: list[str]):
+    return enc.encode(texts, normalize_embeddings=True, show_progress_bar=False)
+
+
+def _per_query_taus(qids: list[str], pairs, hum: list, cos: list[float]) -> list[float]:
+    """Kendall tau_b within each query's pool (pools with a single human or cosine value are left out)."""
+    from scipy.stats import kendalltau
+
+    per_q = []
+    for q in qids:
+        idx = [i for i, (qq, _) in enumerate(pairs) if qq == q]
+        h, c = [hum[i] for i in idx], [cos[i] for i in idx]
+        if len(set(h)) > 1 and len(set(c)) > 1:
+            per_q.append(kendalltau(h, c, variant="b").statistic)
+    return per_q
+
+
 def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> dict[str, Any]:
     """Kendall tau_b (pair level and per query) and nDCG@10 of ranking each pool by MiniLM cosine."""
     import numpy as np
@@ -669,31 +783,12 @@ def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> di
     enc = load_encoder(model)
     qids = sorted({q for q, _ in pairs})
     dids = sorted({d for _, d in pairs})
-    qe = dict(
-        zip(
-            qids,
-            enc.encode([queries[q].text for q in qids], normalize_embeddings=True, show_progress_bar=False),
-            strict=True,
-        )
-    )
-    de = dict(
-        zip(
-            dids,
-            enc.encode(
-                [doc_text(corpus[d]) for d in dids], normalize_embeddings=True, show_progress_bar=False
-            ),
-            strict=True,
-        )
-    )
+    qe = dict(zip(qids, _encode(enc, [queries[q].text for q in qids]), strict=True))
+    de = dict(zip(dids, _encode(enc, [doc_text(corpus[d]) for d in dids]), strict=True))
     cos = [float(np.dot(qe[q], de[d])) for q, d in pairs]
     hum = [human[q][d] for q, d in pairs]
     tau = kendalltau(hum, cos, variant="b").statistic if len(set(hum)) > 1 else float("nan")
-    per_q = []
-    for q in qids:
-        idx = [i for i, (qq, _) in enumerate(pairs) if qq == q]
-        h, c = [hum[i] for i in idx], [cos[i] for i in idx]
-        if len(set(h)) > 1 and len(set(c)) > 1:
-            per_q.append(kendalltau(h, c, variant="b").statistic)
+    per_q = _per_query_taus(qids, pairs, hum, cos)
     run: dict[str, dict[str, float]] = {}
     for (q, d), s in zip(pairs, cos, strict=True):
         run.setdefault(q, {})[d] = s
@@ -708,7 +803,7 @@ def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> di
     }
 
 
-# --------------------------------------------------------------------------- groups / train
+# --------------------------------------------------------------------------- groups
 
 
 def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
@@ -720,7 +815,7 @@ def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
     negs = _read_json(ctx.path(layout.NEGATIVES))
     out: dict[str, dict[str, float]] = {}
     for qid in positives:
-        keep = list(positives[qid]) + list(negs.get(qid, []))
+        keep = list(positives[qid]) + list(negs.get(qid, []))  # no key: the query has no positive
         scores = run.get(qid, {})
         floor = min(scores.values(), default=0.0) - 1.0
         # random negatives may be outside the run: rank them after the retrieved ones, in mined order
@@ -728,12 +823,31 @@ def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
     return out, positives
 
 
+def _variant_groups(ctx: StageContext, variant: str, gc, queries, positives, run, corpus):
+    """The groups of one variant: plain (no judge), judged (the judge's buckets) or soft (soft policies)."""
+    from relforge.dataset import build_groups
+    from relforge.dataset.groups import policy_lines
+    from relforge.judge.judge import read_judgments
+
+    cfg: PipelineConfig = ctx.cfg
+    js = read_judgments(ctx.path(layout.JUDGMENTS)) if variant != "plain" else None
+    vc = gc.model_copy(update=cfg.groups.soft_policies) if variant == "soft" else gc
+    ds, summary = build_groups(queries, positives, run, corpus, js, type(gc)(**vc.model_dump()))
+    if js is not None:
+        for line in policy_lines(summary, f"groups {variant}"):
+            ctx.log(line)
+    if len(ds) == 0:
+        raise UsageError(
+            f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
+            f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
+        )
+    return ds, summary
+
+
 def stage_groups(ctx: StageContext) -> dict[str, Any]:
     """LCE groups twice: plain mined negatives (no judge) and the judge's re-bucketed candidates."""
     from relforge.data import read_corpus, read_queries
-    from relforge.dataset import build_groups, write_groups
-    from relforge.dataset.groups import policy_lines
-    from relforge.judge.judge import read_judgments
+    from relforge.dataset import write_groups
 
     cfg: PipelineConfig = ctx.cfg
     corpus = read_corpus(ctx.path(layout.CORPUS))
@@ -743,17 +857,7 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
     res: dict[str, Any] = {}
     summaries: dict[str, dict] = {}
     for variant in _group_variants(cfg):
-        js = read_judgments(ctx.path(layout.JUDGMENTS)) if variant != "plain" else None
-        vc = gc.model_copy(update=cfg.groups.soft_policies) if variant == "soft" else gc
-        ds, summary = build_groups(queries, positives, run, corpus, js, type(gc)(**vc.model_dump()))
-        if js is not None:
-            for line in policy_lines(summary, f"groups {variant}"):
-                ctx.log(line)
-        if len(ds) == 0:
-            raise UsageError(
-                f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
-                f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
-            )
+        ds, summary = _variant_groups(ctx, variant, gc, queries, positives, run, corpus)
         write_groups(ds, summary, ctx.path(layout.dataset(variant)))
         res[f"{variant}_groups"] = len(ds)
         summaries[variant] = summary
@@ -783,11 +887,7 @@ def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
-def _group_variants(cfg: PipelineConfig) -> list[str]:
-    return sorted(
-        set(cfg.train.variants) | set(cfg.ablation.variants if cfg.ablation.sizes else []),
-        key=VARIANTS.index,
-    )
+# --------------------------------------------------------------------------- train
 
 
 def _train(
@@ -829,9 +929,8 @@ def stage_train(ctx: StageContext) -> dict[str, Any]:
     res: dict[str, Any] = {}
     dev = _dev_set(ctx)
     for variant in cfg.train.variants:
-        info = _train(
-            ctx, load_groups(ctx.path(layout.dataset(variant))), layout.train_model(variant), variant, dev
-        )
+        groups = load_groups(ctx.path(layout.dataset(variant)))
+        info = _train(ctx, groups, layout.train_model(variant), variant, dev)
         _write_json(ctx.path(layout.train_summary(variant)), info)
         res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
     ctx.set_manifest("reranker_model", reranker_rel(cfg))
@@ -844,11 +943,6 @@ def reranker_rel(cfg: PipelineConfig) -> str | None:
         if v in cfg.train.variants:
             return layout.train_model(v)
     return None
-
-
-def _backbone(cfg: PipelineConfig) -> str:
-    """The untrained start every variant trains from (``train.base``); reranked as the ``backbone``."""
-    return cfg.train.base
 
 
 def _kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
@@ -870,12 +964,12 @@ def _variants_kept_backbone(ctx: StageContext) -> list[str]:
     out = []
     for v in ctx.cfg.train.variants:
         path = ctx.path(layout.train_summary(v))
-        if path.exists() and _kept_backbone(ctx.cfg, json.loads(path.read_text(encoding="utf-8"))):
+        if path.exists() and _kept_backbone(ctx.cfg, _read_json(path)):
             out.append(v)
     return out
 
 
-# --------------------------------------------------------------------------- rerank / evaluate
+# --------------------------------------------------------------------------- rerank
 
 
 def _rerank(
@@ -908,6 +1002,17 @@ def _rerank(
     )
 
 
+def _rerank_plans(cfg: PipelineConfig) -> dict[str, dict[str, Any]]:
+    """Per reranking system: the backend and precision it ran with (stage counts ``precision``)."""
+    from relforge.train.rerank import rerank_plan
+
+    used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
+    used.update(
+        {v: rerank_plan(cfg.train.kind, cfg.rerank.backend, cfg.rerank.precision) for v in cfg.train.variants}
+    )
+    return {name: {"backend": b, **plan.metadata()} for name, (b, plan) in used.items()}
+
+
 def stage_rerank(ctx: StageContext) -> dict[str, Any]:
     """Rerank the held-out questions' first-stage top-k with the backbone and each trained model.
 
@@ -936,19 +1041,16 @@ def stage_rerank(ctx: StageContext) -> dict[str, Any]:
             res[v] = len(backbone_run)
         else:
             one(v, str(ctx.path(layout.train_model(v))), cfg.train.kind, cfg.rerank.backend)
-    from relforge.train.rerank import rerank_plan
-
-    used = {"backbone": rerank_plan("bi", "auto", cfg.rerank.precision)} if cfg.rerank.backbone else {}
-    used.update(
-        {v: rerank_plan(cfg.train.kind, cfg.rerank.backend, cfg.rerank.precision) for v in cfg.train.variants}
-    )
     return {
         "queries": res,
         "pairs_per_s": speed,
         "same_as_backbone": same,
         "backend": cfg.rerank.backend,
-        "precision": {name: {"backend": b, **plan.metadata()} for name, (b, plan) in used.items()},
+        "precision": _rerank_plans(cfg),
     }
+
+
+# --------------------------------------------------------------------------- evaluate
 
 
 def run_names(cfg: PipelineConfig) -> dict[str, str]:
@@ -985,6 +1087,7 @@ def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def _eval_kwargs(cfg: PipelineConfig, baseline: str | None) -> dict[str, Any]:
+    """``evaluate()``'s settings from ``evaluate`` (``EvalConfig``), tested against ``baseline``."""
     ec = stage_part(cfg.evaluate, EvalConfig)
     kw = {
         k: getattr(ec, k) for k in ("measures", "rel", "alpha", "permutation_rounds", "seed", "empty_queries")
@@ -1023,183 +1126,116 @@ def stage_evaluate(ctx: StageContext) -> dict[str, Any]:
 # --------------------------------------------------------------------------- extra test collections
 
 
-def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict]]:
-    """Corpus, queries, qrels and first-stage runs of one extra collection (pool or full mode)."""
+def _extra_questions(ctx: StageContext, ec) -> tuple[dict, dict, dict]:
+    """Corpus, queries and qrels of one extra collection: the questions with a relevant document (at
+    most ``max_queries``), in ``pool`` mode the corpus cut to their judged documents."""
     from relforge.data import read_beir
-    from relforge.retrieve.bm25 import bm25_search
-    from relforge.retrieve.dense import dense_search
-    from relforge.retrieve.fusion import rrf
 
-    cfg: PipelineConfig = ctx.cfg
     corpus, queries, qrels = read_beir(resolve_data_source(ec.source), ec.split)
     qids = sorted(q for q, docs in qrels.items() if q in queries and any(g > 0 for g in docs.values()))
     if ec.max_queries is not None and len(qids) > ec.max_queries:
-        qids = sorted(random.Random(cfg.seed).sample(qids, ec.max_queries))
+        qids = sorted(random.Random(ctx.cfg.seed).sample(qids, ec.max_queries))
     qrels = {q: {d: g for d, g in qrels[q].items() if d in corpus} for q in qids}
     queries = {q: queries[q] for q in qids}
     if ec.mode == "pool":
         corpus = {d: corpus[d] for d in sorted({d for docs in qrels.values() for d in docs})}
-    depth = len(corpus) if ec.mode == "pool" else cfg.retrieve.top_k
+    return corpus, queries, qrels
+
+
+def _rank_pools(runs: dict[str, dict], qrels: dict) -> None:
+    """Every system ranks exactly the judged pool (in place); unscored documents go last."""
+    for run in runs.values():
+        for q in qrels:
+            got = {d: v for d, v in run.get(q, {}).items() if d in qrels[q]}
+            floor = min(got.values(), default=0.0) - 1.0
+            rest = sorted(set(qrels[q]) - set(got))
+            run[q] = {**got, **{d: floor - i * 1e-3 for i, d in enumerate(rest)}}
+
+
+def _extra_data(ctx: StageContext, ec) -> tuple[dict, dict, dict, dict[str, dict]]:
+    """Corpus, queries, qrels and first-stage runs of one extra collection (pool or full mode)."""
+    from relforge.retrieve.bm25 import bm25_search
+    from relforge.retrieve.dense import dense_search
+    from relforge.retrieve.fusion import rrf
+
+    rc = ctx.cfg.retrieve
+    corpus, queries, qrels = _extra_questions(ctx, ec)
+    depth = len(corpus) if ec.mode == "pool" else rc.top_k
     cache = ctx.path(f"{layout.extra_dir(ec.name)}/cache")
     runs = {"bm25": bm25_search(corpus, queries, depth, str(cache / "bm25-index"))}
     runs["dense"] = dense_search(
         corpus,
         queries,
         depth,
-        cfg.retrieve.model,
+        rc.model,
         str(cache / "embeddings"),
-        batch_size=cfg.retrieve.batch_size,
-        max_seq_length=cfg.retrieve.max_seq_length,
+        batch_size=rc.batch_size,
+        max_seq_length=rc.max_seq_length,
     )
-    runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=cfg.retrieve.rrf_k, top_k=depth)
-    if ec.mode == "pool":  # every system ranks exactly the judged pool; unscored documents go last
-        for run in runs.values():
-            for q in qids:
-                got = {d: v for d, v in run.get(q, {}).items() if d in qrels[q]}
-                floor = min(got.values(), default=0.0) - 1.0
-                rest = sorted(set(qrels[q]) - set(got))
-                run[q] = {**got, **{d: floor - i * 1e-3 for i, d in enumerate(rest)}}
+    runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=depth)
+    if ec.mode == "pool":
+        _rank_pools(runs, qrels)
     return corpus, queries, qrels, runs
 
 
-def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
-    """Every system again on each ``evaluate.extra`` collection (e.g. out of domain), its own table."""
+def _extra_runs(ctx: StageContext, first: dict, data: tuple, same: list[str]) -> dict[str, dict]:
+    """Every system's run on an extra collection: the first stages, the backbone and each variant."""
+    cfg: PipelineConfig = ctx.cfg
+    runs = {m: first[m] for m in cfg.retrieve.methods}
+    if cfg.rerank.backbone:
+        runs["backbone"] = _rerank(ctx, _backbone(cfg), "bi", data=data)
+    for v in cfg.train.variants:
+        if "backbone" in runs and v in same:
+            runs[v] = runs["backbone"]  # the same model: the same run (see kept_backbone)
+        else:
+            model = str(ctx.path(layout.train_model(v)))
+            runs[v] = _rerank(ctx, model, cfg.train.kind, cfg.rerank.backend, data)
+    return runs
+
+
+def _evaluate_extra_one(ctx: StageContext, ec, same: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
+    """One ``evaluate.extra`` collection: runs and metrics written; (its summary entry, first measure)."""
     from relforge.data import write_run
     from relforge.evaluate import evaluate
 
     cfg: PipelineConfig = ctx.cfg
+    corpus, queries, qrels, first = _extra_data(ctx, ec)
+    stage = ec.first_stage or cfg.rerank.first_stage
+    top_k = ec.top_k or (max(len(v) for v in qrels.values()) if ec.mode == "pool" else cfg.rerank.top_k)
+    runs = _extra_runs(ctx, first, (corpus, queries, first[stage], top_k), same)
+    folder = layout.extra_dir(ec.name)
+    for name, run in runs.items():
+        write_run(ctx.path(f"{folder}/{name}.trec"), run, tag=name)
+    baseline = cfg.evaluate.baseline if cfg.evaluate.baseline in runs else next(iter(runs))
+    result = evaluate(qrels, runs, **_eval_kwargs(cfg, baseline), pairs=comparison_pairs(runs))
+    result.to_json(ctx.path(f"{folder}/metrics.json"))
+    result.to_csv(ctx.path(f"{folder}/metrics.csv"))
+    entry = {
+        "metrics": f"{folder}/metrics.json",
+        "source": ec.source,
+        "split": ec.split,
+        "mode": ec.mode,
+        "first_stage": stage,
+        "top_k": top_k,
+        "queries": len(queries),
+        "documents": len(corpus),
+        "description": ec.description,
+    }
+    m = result.measures[0]
+    scores = {name: round(result.aggregates[name][m], 4) for name in result.runs}
+    ctx.log(f"extra {ec.name} ({len(queries)} queries, {ec.mode}): {m} {scores}")
+    return entry, scores
+
+
+def stage_evaluate_extra(ctx: StageContext) -> dict[str, Any]:
+    """Every system again on each ``evaluate.extra`` collection (e.g. out of domain), its own table."""
     index: dict[str, Any] = {}
     res: dict[str, Any] = {}
     same = _variants_kept_backbone(ctx)
-    for ec in cfg.evaluate.extra:
-        corpus, queries, qrels, first = _extra_data(ctx, ec)
-        stage = ec.first_stage or cfg.rerank.first_stage
-        top_k = ec.top_k or (max(len(v) for v in qrels.values()) if ec.mode == "pool" else cfg.rerank.top_k)
-        runs = {m: first[m] for m in cfg.retrieve.methods}
-        data = (corpus, queries, first[stage], top_k)
-        if cfg.rerank.backbone:
-            runs["backbone"] = _rerank(ctx, _backbone(cfg), "bi", data=data)
-        for v in cfg.train.variants:
-            if "backbone" in runs and v in same:
-                runs[v] = runs["backbone"]  # the same model: the same run (see _kept_backbone)
-            else:
-                runs[v] = _rerank(
-                    ctx, str(ctx.path(layout.train_model(v))), cfg.train.kind, cfg.rerank.backend, data
-                )
-        folder = layout.extra_dir(ec.name)
-        for name, run in runs.items():
-            write_run(ctx.path(f"{folder}/{name}.trec"), run, tag=name)
-        baseline = cfg.evaluate.baseline if cfg.evaluate.baseline in runs else next(iter(runs))
-        result = evaluate(qrels, runs, **_eval_kwargs(cfg, baseline), pairs=comparison_pairs(runs))
-        result.to_json(ctx.path(f"{folder}/metrics.json"))
-        result.to_csv(ctx.path(f"{folder}/metrics.csv"))
-        index[ec.name] = {
-            "metrics": f"{folder}/metrics.json",
-            "source": ec.source,
-            "split": ec.split,
-            "mode": ec.mode,
-            "first_stage": stage,
-            "top_k": top_k,
-            "queries": len(queries),
-            "documents": len(corpus),
-            "description": ec.description,
-        }
-        m = result.measures[0]
-        res[ec.name] = {name: round(result.aggregates[name][m], 4) for name in result.runs}
-        ctx.log(f"extra {ec.name} ({len(queries)} queries, {ec.mode}): {m} {res[ec.name]}")
+    for ec in ctx.cfg.evaluate.extra:
+        index[ec.name], res[ec.name] = _evaluate_extra_one(ctx, ec, same)
     _write_json(ctx.path(layout.EXTRA_SUMMARY), index)
     return res
-
-
-# --------------------------------------------------------------------------- ablation
-
-
-def nested_subsets(n_groups: int, sizes: list[int], seed: int) -> dict[int, list[int]]:
-    """Row indices of nested subsets: the first N of one fixed shuffled order (size capped at n_groups)."""
-    order = list(range(n_groups))
-    random.Random(seed).shuffle(order)
-    return {s: sorted(order[: min(s, n_groups)]) for s in sizes}
-
-
-def stage_ablation(ctx: StageContext) -> dict[str, Any]:
-    """Train on nested subsets of the groups; nDCG@10 (and the other measures) vs training size.
-
-    A size at or above the number of groups is the full set: for a variant the ``train`` stage already
-    trained (same data, same settings, same seed) its numbers are taken from ``eval/metrics.json``
-    instead of training the same model twice.
-    """
-    import shutil
-
-    from relforge.data import read_qrels, read_run, write_run
-    from relforge.dataset import load_groups
-    from relforge.evaluate import EvalResult, evaluate
-
-    cfg: PipelineConfig = ctx.cfg
-    ab = cfg.ablation
-    qrels = read_qrels(ctx.path(layout.TEST_QRELS))
-    main = EvalResult.from_json(ctx.path(layout.METRICS_JSON))
-    first = cfg.rerank.first_stage
-    first_run = read_run(ctx.path(layout.first_stage_test(first)))
-    rows = []
-    # with a dev split, each size competes only with its start (dev scored at step 0 and the last step):
-    # choosing among intermediate checkpoints as well made the demo's ablation 5x slower
-    dev = _dev_set(ctx)
-    for variant in ab.variants:
-        groups = load_groups(ctx.path(layout.dataset(variant)))
-        seen: set[int] = set()
-        for size, idx in nested_subsets(len(groups), ab.sizes, ab.seed).items():
-            n = len(idx)
-            if n in seen:  # several sizes beyond the number of groups collapse to "all"
-                continue
-            seen.add(n)
-            row: dict[str, Any] = {"size": n, "variant": variant, "requested_size": size}
-            if n == len(groups) and variant in cfg.train.variants and variant in main.aggregates:
-                agg, p = main.aggregates[variant], _p_value(main.significance.get(variant, {}).get("nDCG@10"))
-                row["source"] = f"{layout.train_model(variant)} (full set)"
-            else:
-                rel = layout.ablation_model(variant, n)
-                info = _train(ctx, groups.select(idx), rel, variant, dev, eval_steps=10**9)
-                if _kept_backbone(cfg, info) and ctx.path(layout.BACKBONE_RUN).exists():
-                    run = read_run(ctx.path(layout.BACKBONE_RUN))  # the start kept: the backbone's run
-                    row["same_as_backbone"] = True
-                else:
-                    run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
-                write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
-                ev = evaluate(qrels, {first: first_run, "reranker": run}, **_eval_kwargs(cfg, first))
-                agg, p = (
-                    ev.aggregates["reranker"],
-                    _p_value(ev.significance.get("reranker", {}).get("nDCG@10")),
-                )
-                row["train_seconds"] = info.get("train_time_s")
-                shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
-            row.update({k: round(float(v), 4) for k, v in agg.items()})
-            row[f"p_vs_{first}"] = p
-            rows.append(row)
-            ctx.log(f"{variant} n={n}: nDCG@10 {row.get('nDCG@10')}")
-    reference = {
-        SYSTEMS.get(name, name): round(float(main.aggregates[name]["nDCG@10"]), 4)
-        for name in main.runs
-        if "nDCG@10" in main.aggregates[name]
-        and name in ("bm25", first, "backbone", "plain")
-        and not (name == "plain" and "plain" in ab.variants)
-    }
-    _write_json(
-        ctx.path(layout.ABLATION_JSON),
-        {
-            "rows": rows,
-            "reference": reference,
-            "x": "training groups",
-            "variants": ab.variants,
-            "seed": ab.seed,
-        },
-    )
-    return {"points": len(rows)}
-
-
-def _p_value(test: Any) -> float | None:
-    """The randomisation-test p-value of a :class:`~relforge.evaluate.PairedTest` (None: no test, e.g. the
-    baseline itself or a measure not computed)."""
-    return None if test is None else test.perm_p
 
 
 # --------------------------------------------------------------------------- report
@@ -1215,6 +1251,132 @@ def stage_report(ctx: StageContext) -> dict[str, Any]:
         if Path(path).is_relative_to(ctx.out_dir)
         else str(path)
     }
+
+
+# --------------------------------------------------------------------------- ablation
+
+
+def nested_subsets(n_groups: int, sizes: list[int], seed: int) -> dict[int, list[int]]:
+    """Row indices of nested subsets: the first N of one fixed shuffled order (size capped at n_groups)."""
+    order = list(range(n_groups))
+    random.Random(seed).shuffle(order)
+    return {s: sorted(order[: min(s, n_groups)]) for s in sizes}
+
+
+def _p_value(test) -> float | None:
+    """The randomisation-test p-value of a :class:`~relforge.evaluate.PairedTest` (None: no test, e.g. the
+    baseline itself or a measure not computed)."""
+    return None if test is None else test.perm_p
+
+
+@dataclass
+class _Shared:
+    """What every ablation point is scored with: the held-out qrels and first stage, the main results."""
+
+    qrels: dict
+    main: Any  # EvalResult of stage evaluate
+    first: str
+    first_run: dict
+    dev: Any
+
+
+def _trained_point(ctx: StageContext, sh: _Shared, groups, idx: list[int], variant: str, row: dict):
+    """Train on the groups ``idx`` and rerank; the row gets the training time; (aggregates, p)."""
+    import shutil
+
+    from relforge.data import read_run, write_run
+    from relforge.evaluate import evaluate
+
+    cfg: PipelineConfig = ctx.cfg
+    n = len(idx)
+    rel = layout.ablation_model(variant, n)
+    info = _train(ctx, groups.select(idx), rel, variant, sh.dev, eval_steps=10**9)
+    if _kept_backbone(cfg, info) and ctx.path(layout.BACKBONE_RUN).exists():
+        run = read_run(ctx.path(layout.BACKBONE_RUN))  # the start kept: the backbone's run
+        row["same_as_backbone"] = True
+    else:
+        run = _rerank(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
+    write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
+    ev = evaluate(sh.qrels, {sh.first: sh.first_run, "reranker": run}, **_eval_kwargs(cfg, sh.first))
+    agg, p = ev.aggregates["reranker"], _p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
+    row["train_seconds"] = info.get("train_time_s")
+    shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
+    return agg, p
+
+
+def _variant_rows(ctx: StageContext, sh: _Shared, variant: str) -> list[dict[str, Any]]:
+    """The points of one variant, one per distinct subset size."""
+    from relforge.dataset import load_groups
+
+    cfg: PipelineConfig = ctx.cfg
+    ab = cfg.ablation
+    groups = load_groups(ctx.path(layout.dataset(variant)))
+    rows = []
+    seen: set[int] = set()
+    for size, idx in nested_subsets(len(groups), ab.sizes, ab.seed).items():
+        n = len(idx)
+        if n in seen:  # several sizes beyond the number of groups collapse to "all"
+            continue
+        seen.add(n)
+        row: dict[str, Any] = {"size": n, "variant": variant, "requested_size": size}
+        if n == len(groups) and variant in cfg.train.variants and variant in sh.main.aggregates:
+            agg = sh.main.aggregates[variant]
+            p = _p_value(sh.main.significance.get(variant, {}).get("nDCG@10"))
+            row["source"] = f"{layout.train_model(variant)} (full set)"
+        else:
+            agg, p = _trained_point(ctx, sh, groups, idx, variant, row)
+        row.update({k: round(float(v), 4) for k, v in agg.items()})
+        row[f"p_vs_{sh.first}"] = p
+        rows.append(row)
+        ctx.log(f"{variant} n={n}: nDCG@10 {row.get('nDCG@10')}")
+    return rows
+
+
+def _reference(cfg: PipelineConfig, main, first: str) -> dict[str, float]:
+    """The untrained systems' (and the full plain reranker's) nDCG@10, the ablation plot's lines."""
+    return {
+        SYSTEMS.get(name, name): round(float(main.aggregates[name]["nDCG@10"]), 4)
+        for name in main.runs
+        if "nDCG@10" in main.aggregates[name]
+        and name in ("bm25", first, "backbone", "plain")
+        and not (name == "plain" and "plain" in cfg.ablation.variants)
+    }
+
+
+def stage_ablation(ctx: StageContext) -> dict[str, Any]:
+    """Train on nested subsets of the groups; nDCG@10 (and the other measures) vs training size.
+
+    A size at or above the number of groups is the full set: for a variant the ``train`` stage already
+    trained (same data, same settings, same seed) its numbers are taken from ``eval/metrics.json``
+    instead of training the same model twice.
+    """
+    from relforge.data import read_qrels, read_run
+    from relforge.evaluate import EvalResult
+
+    cfg: PipelineConfig = ctx.cfg
+    ab = cfg.ablation
+    first = cfg.rerank.first_stage
+    sh = _Shared(
+        qrels=read_qrels(ctx.path(layout.TEST_QRELS)),
+        main=EvalResult.from_json(ctx.path(layout.METRICS_JSON)),
+        first=first,
+        first_run=read_run(ctx.path(layout.first_stage_test(first))),
+        # with a dev split, each size competes only with its start (dev scored at step 0 and the last
+        # step): choosing among intermediate checkpoints as well made the demo's ablation 5x slower
+        dev=_dev_set(ctx),
+    )
+    rows = [row for variant in ab.variants for row in _variant_rows(ctx, sh, variant)]
+    _write_json(
+        ctx.path(layout.ABLATION_JSON),
+        {
+            "rows": rows,
+            "reference": _reference(cfg, sh.main, first),
+            "x": "training groups",
+            "variants": ab.variants,
+            "seed": ab.seed,
+        },
+    )
+    return {"points": len(rows)}
 
 
 # --------------------------------------------------------------------------- shared pieces of the table
