@@ -1,4 +1,4 @@
-"""Every config field of the train / generate / judge stages has a CLI flag whose default is the config's,
+"""Every config field of the train / rerank / generate / judge stages has a CLI flag whose default is the config's,
 and each flag added for a field that had none reaches the config the stage runs with (back ends faked)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from relforge.cli import main
 from relforge.data import write_corpus
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
 from relforge.judge.config import JudgeConfig
-from relforge.train.config import TrainConfig
+from relforge.train.config import RerankConfig, TrainConfig
 from relforge.types import Document
 
 
@@ -28,6 +28,19 @@ def test_train_flags_cover_train_config_with_its_defaults():
 
     flags = _flag_defaults(train)
     assert {f: flags.get(f, "<no flag>") for f in TrainConfig.model_fields} == TrainConfig().model_dump()
+
+
+def test_rerank_flags_cover_rerank_config_and_the_pipeline_section_extends_it():
+    from relforge.config import RerankSection
+    from relforge.train.cli import rerank_cmd
+
+    flags = _flag_defaults(rerank_cmd)
+    assert {f: flags.get(f, "<no flag>") for f in RerankConfig.model_fields} == RerankConfig().model_dump()
+    # one set of fields: the pipeline section adds its own keys and only re-states top_k (its CPU budget)
+    assert set(RerankConfig.model_fields) < set(RerankSection.model_fields)
+    section, stage = RerankSection().model_dump(), RerankConfig().model_dump()
+    assert {k for k in stage if section[k] != stage[k]} == {"top_k"}
+    assert (section["top_k"], stage["top_k"]) == (20, 100)
 
 
 @pytest.fixture

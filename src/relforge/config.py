@@ -47,6 +47,7 @@ JudgeConfig = _stage_model("relforge.judge.config", "JudgeConfig")
 FinetuneConfig = _stage_model("relforge.judge.finetune_config", "FinetuneConfig")
 GroupConfig = _stage_model("relforge.dataset.config", "GroupConfig", "DatasetConfig")
 TrainConfig = _stage_model("relforge.train.config", "TrainConfig", "CrossEncoderConfig")
+RerankConfig = _stage_model("relforge.train.config", "RerankConfig")
 EvalConfig = _stage_model("relforge.evaluate.config", "EvalConfig", "EvaluateConfig")
 
 
@@ -268,23 +269,16 @@ class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
     soft_loss: Literal["kl", "margin_mse"] = "kl"
 
 
-class RerankSection(Strict):
-    """Reranking the evaluation questions' first-stage candidates."""
+class RerankSection(RerankConfig):  # type: ignore[misc, valid-type]
+    """Reranking the evaluation questions' first-stage candidates (the fields of
+    :class:`relforge.train.config.RerankConfig`, plus the pipeline's own)."""
 
     #: which first-stage run is reranked
     first_stage: Literal["bm25", "dense", "hybrid"] = "hybrid"
+    #: the pipeline reranks a shorter list than ``relforge rerank`` (100): its CPU budget
     top_k: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
-    #: max tokens of query + document (None: the model's own)
-    max_length: int | None = Field(None, ge=8)
     #: also rerank with the untrained backbone (as a bi-encoder: cosine of its embeddings)
     backbone: bool = True
-    #: ``auto`` (onnx for cross, torch for bi) / ``onnx`` (ONNX Runtime, exact), ``onnx-int8`` (int8 weights:
-    #: ~2x faster, approximate) or ``torch``; bi-encoders too (relforge.train.onnx_bi)
-    backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
-    #: ``fp32`` (exact; the backend as given), ``bf16`` (torch), ``int8`` (ONNX int8), ``auto`` (bf16 if the
-    #: CPU has it); see relforge.train.rerank.rerank_plan
-    precision: PrecisionSetting = "fp32"
 
 
 class ExtraCollection(Strict):

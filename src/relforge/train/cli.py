@@ -8,9 +8,10 @@ from typing import Any
 
 import typer
 
-from relforge.train.config import TrainConfig
+from relforge.train.config import RerankConfig, TrainConfig
 
 _D = TrainConfig()
+_R = RerankConfig()
 
 #: the keys of the training summary that ``relforge train`` prints (one JSON line), when present
 _SUMMARY_KEYS = ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10", "selected")
@@ -114,17 +115,19 @@ def rerank_cmd(
     queries: Path = typer.Option(..., help="queries.jsonl."),
     run: Path = typer.Option(..., help="first-stage run (TREC)."),
     out: Path = typer.Option(..., help="reranked run to write (TREC)."),
-    top_k: int = typer.Option(100, min=1, help="documents per query to rerank."),
-    kind: str = typer.Option("cross", help="cross | bi."),
+    top_k: int = typer.Option(_R.top_k, min=1, help="documents per query to rerank."),
+    kind: str = typer.Option(_D.kind, help="cross | bi."),
     backend: str = typer.Option(
-        "auto",
+        _R.backend,
         help="auto (onnx for cross, torch for bi) | onnx | onnx-int8 (faster, approximate) | torch.",
     ),
-    batch_size: int = typer.Option(32, min=1, help="pairs per forward pass."),
-    max_length: int | None = typer.Option(None, min=8, help="token limit of a pair (default: the model's)."),
+    batch_size: int = typer.Option(_R.batch_size, min=1, help="pairs per forward pass."),
+    max_length: int | None = typer.Option(
+        _R.max_length, min=8, help="token limit of a pair (default: the model's)."
+    ),
     overwrite: bool = typer.Option(False, help="replace existing output files"),
     precision: str = typer.Option(
-        "fp32",
+        _R.precision,
         help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
     ),
 ) -> None:

@@ -64,3 +64,25 @@ class TrainConfig(BaseModel):
         if v == -1 or v >= 1:
             return v
         raise ValueError("max_steps must be -1 (run the epochs) or a number of steps >= 1")
+
+
+class RerankConfig(BaseModel):
+    """How a first-stage run is reranked (``relforge rerank``; the pipeline's ``rerank:`` section extends it).
+
+    Attributes:
+        top_k: documents per query reranked (the pipeline's section defaults to 20, its CPU budget).
+        batch_size: pairs per forward pass.
+        max_length: max tokens of query + document (None: the model's own).
+        backend: ``auto`` (onnx for cross, torch for bi) / ``onnx`` (ONNX Runtime, exact), ``onnx-int8``
+            (int8 weights: ~2x faster, approximate) or ``torch``; bi-encoders too (relforge.train.onnx_bi).
+        precision: ``fp32`` (exact; the backend as given), ``bf16`` (torch), ``int8`` (ONNX int8), ``auto``
+            (bf16 if the CPU has it); see :func:`relforge.train.rerank.rerank_plan`.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    top_k: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1)
+    max_length: int | None = Field(None, ge=8)
+    backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = "fp32"
