@@ -18,9 +18,10 @@ SHIPPED_ADAPTER = "smollm2-liveqa"
 
 
 def shipped_adapter_dir() -> Path:
-    from importlib import resources
+    """The adapter the pipeline's ``judge.adapter: auto`` means (one helper: relforge.judge.finetune's)."""
+    from relforge.judge.finetune import shipped_adapter_dir as shipped
 
-    return Path(str(resources.files("relforge.judge") / "adapters" / SHIPPED_ADAPTER))
+    return shipped(SHIPPED_ADAPTER)
 
 
 def _is_packaged_smollm2(spec: str) -> bool:
