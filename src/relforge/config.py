@@ -18,9 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from relforge.engine.config import EngineConfig
 from relforge.errors import DataError, MissingInputError
-
-#: the pipeline's ``precision`` values (top level and per stage; see docs/precision.md)
-PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
+from relforge.precision import PrecisionSetting  # the pipeline's precision values (docs/precision.md)
 
 
 class Strict(BaseModel):

@@ -35,6 +35,8 @@ from relforge.errors import UsageError
 
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16", "int8")
+#: the precision a config may ask for on a CPU-first stage (no fp16): pipeline YAML, preset, retrieve, rerank
+PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
 
 #: CPU flags (``/proc/cpuinfo``) that make bf16 matmuls fast
 BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})

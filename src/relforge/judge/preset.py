@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from relforge.errors import UsageError
 from relforge.judge.calibrate import CalibrationHead
 from relforge.judge.ql import QL_INSTRUCTION
+from relforge.precision import PrecisionSetting
 
 PRESET_DIR = Path(__file__).with_name("presets")
 QL_FEATURES = ("ql_cond", "ql_prior", "ql_pmi")
@@ -42,7 +43,7 @@ class JudgePreset(BaseModel):
     llm: str = "smollm2"
     #: precision of a local (``smollm2`` / ``hf:``) LLM: ``auto`` = bf16 on a CPU with AVX-512 BF16 / AMX,
     #: else fp32 (measured on the shipped preset: same labels, 1.55x faster; benchmarks/precision_preset.py)
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "fp32"
+    precision: PrecisionSetting = "fp32"
     #: sentence-transformers model for the cosine features (named model or folder)
     embedder: str = "minilm"
     ql_max_doc_tokens: int = 96

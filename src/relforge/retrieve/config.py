@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from relforge.precision import PrecisionSetting
+
 METHODS = ("bm25", "dense", "hybrid")
 
 
@@ -33,7 +35,7 @@ class RetrieveConfig(BaseModel):
     )
     rrf_k: int = Field(60, ge=1, description="reciprocal-rank-fusion constant (hybrid)")
     use_faiss: bool = Field(False, description="search dense embeddings with faiss (if installed)")
-    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+    precision: PrecisionSetting = Field(
         "fp32",
         description="dense encoder: fp32 (exact, default) | bf16 weights | int8 (ONNX Runtime) | auto "
         "(bf16 on a CPU with AVX-512 BF16/AMX, else fp32)",

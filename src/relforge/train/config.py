@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from relforge.precision import PrecisionSetting
+
 
 class TrainConfig(BaseModel):
     """How a reranker is trained on groups from :func:`relforge.dataset.build_groups`.
@@ -85,4 +87,4 @@ class RerankConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     max_length: int | None = Field(None, ge=8)
     backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "int8"] = "fp32"
+    precision: PrecisionSetting = "fp32"
