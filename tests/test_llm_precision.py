@@ -202,25 +202,65 @@ def test_cli_llm_try_precision(tiny_llm_dir, tmp_path):
     assert r.returncode == 2 and "precision" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_bf16_cpu_fast_path_scores_with_eager_attention_and_leaves_fp32_alone(tiny_llm_dir):
-    """bf16 on CPU: lm_head gets a contiguous input (no per-row weight copy), scoring calls switch to eager
-    attention and switch back (generation keeps the model's own), and the cache key says so; fp32 untouched."""
+def test_bf16_cpu_fast_path_scores_with_gqa_attention_and_leaves_fp32_alone(tiny_llm_dir):
+    """bf16 on CPU: lm_head gets a contiguous input (no per-row weight copy), scoring calls switch to
+    relforge's grouped-query matmul attention and switch back (generation keeps the model's own), and the cache key says so; fp32 untouched."""
     fp32 = HFBackend.load(tiny_llm_dir, precision="fp32", progress=False)
     bf16 = HFBackend.load(tiny_llm_dir, precision="bf16", progress=False)
     assert fp32._score_attn == "" and not fp32.model.lm_head._forward_pre_hooks
-    assert bf16._score_attn == "eager" and bf16.cache_id.endswith("|score-attn=eager")
+    assert bf16._score_attn == "relforge_gqa" and bf16.cache_id.endswith("|score-attn=relforge_gqa")
     own = bf16.model.config._attn_implementation
-    assert own != "eager"
+    assert own != "relforge_gqa"
     seen: list[str] = []
     hook = bf16.model.lm_head.register_forward_pre_hook(
         lambda mod, args: seen.append(f"{bf16.model.config._attn_implementation}:{args[0].is_contiguous()}")
     )
     ref = fp32.score_choices(CHATS, GRADES)
     got = bf16.score_choices(CHATS, GRADES)
-    assert seen and all(s == "eager:True" for s in seen), seen
+    assert seen and all(s == "relforge_gqa:True" for s in seen), seen
     assert bf16.model.config._attn_implementation == own  # restored after the call
     assert max(abs(g[k] - r[k]) for g, r in zip(got, ref, strict=True) for k in GRADES) < 0.05
     seen.clear()
     bf16.generate([CHATS[0]], GenParams(max_new_tokens=2))
     assert seen and all(s.startswith(f"{own}:") for s in seen), seen
     hook.remove()
+
+
+@pytest.mark.parametrize(
+    ("dtype", "mask_dtype"), [("float32",) * 2, ("bfloat16",) * 2, ("bfloat16", "float32")]
+)
+def test_gqa_attention_equals_transformers_eager(dtype, mask_dtype):
+    """relforge's grouped-query attention is eager attention without the key/value copies: same output on
+    random heads (3 query heads per kv head, a left-padded row, a causal mask with a cached prefix, a
+    query position whose keys are all masked; an fp32 mask over bf16 scores is bf16 autocast's case)."""
+    import torch
+    from transformers.models.llama.modeling_llama import eager_attention_forward
+
+    from relforge.llm.cpu_attention import gqa_attention
+
+    torch.manual_seed(0)
+    dt = getattr(torch, dtype)
+    b, kvh, g, q, k, d = 2, 2, 3, 5, 9, 16
+    query = torch.randn(b, q, kvh * g, d).transpose(1, 2).to(dt)  # non-contiguous, as the model's
+    key, value = torch.randn(b, kvh, k, d).to(dt), torch.randn(b, kvh, k, d).to(dt)
+    allowed = torch.ones(b, 1, q, k, dtype=torch.bool).tril(k - q)  # causal after a 4-token prefix
+    allowed[1, :, :, 4:6] = False  # row 1 is left-padded after the prefix
+    allowed[1, :, 0, :] = False  # a padding position that may attend to nothing
+    mdt = getattr(torch, mask_dtype)
+    mask = torch.zeros(b, 1, q, k, dtype=mdt).masked_fill(~allowed, torch.finfo(mdt).min)
+
+    class Module(torch.nn.Module):
+        num_key_value_groups = g
+
+    want, _ = eager_attention_forward(Module().eval(), query, key, value, mask, scaling=d**-0.5)
+    got, weights = gqa_attention(Module().eval(), query, key, value, mask, scaling=d**-0.5)
+    assert weights is None and got.shape == want.shape == (b, q, kvh * g, d) and got.dtype == dt
+    assert not got.isnan().any()
+    tol = 1e-5 if dtype == "float32" else 2e-2
+    assert torch.allclose(got.float(), want.float(), atol=tol, rtol=tol), (
+        (got.float() - want.float()).abs().max()
+    )
+    # a wrong head grouping (kv head j serving query heads j, j+kvh, ...) would not match
+    shuffled = query.reshape(b, g, kvh, q, d).transpose(1, 2).reshape(b, kvh * g, q, d)
+    wrong, _ = gqa_attention(Module().eval(), shuffled, key, value, mask, scaling=d**-0.5)
+    assert not torch.allclose(wrong.float(), want.float(), atol=tol, rtol=tol)

@@ -634,10 +634,12 @@ def _cpu_fast_path(model: Any, plan: Any) -> str:
     - ``lm_head`` gets a contiguous input: with ``logits_to_keep`` its input is a strided slice, which
       ``matmul`` turns into a ``bmm`` against the weight expanded per row; in bf16 that copies the whole
       (vocab x hidden) matrix once per row (~1 s per batch of 8 for SmolLM2, measured).
-    - bf16 scoring (short rows against a cached prompt prefix, with a padding mask) runs eager attention:
-      PyTorch's CPU flash-attention kernel is no faster in bf16 than in fp32 on those shapes, eager's bf16
-      matmuls are. Generation keeps the model's own attention: on long prefills eager's fp32 softmax over
-      (rows x heads x n x n) is slower (benchmarks/precision_judge.py, precision_generate.py).
+    - bf16 scoring (short rows against a cached prompt prefix, with a padding mask) runs matmul attention:
+      PyTorch's CPU flash-attention kernel is no faster in bf16 than in fp32 on those shapes, bf16
+      matmuls are. Llama/Qwen/Mistral use :mod:`relforge.llm.cpu_attention` (eager's maths without its
+      key/value head copies and fp32 softmax copy), other models eager. Generation keeps the model's own
+      attention: on long prefills the (rows x heads x n x n) score matrices are slower
+      (benchmarks/precision_judge.py, precision_generate.py).
     """
     if plan.resolved == "fp32" or not str(plan.device).startswith("cpu"):
         return ""
@@ -645,7 +647,9 @@ def _cpu_fast_path(model: Any, plan: Any) -> str:
     if head is not None:
         head.register_forward_pre_hook(lambda _mod, args: (args[0].contiguous(), *args[1:]))
     if plan.resolved == "bf16" and hasattr(model, "set_attn_implementation"):
-        return "eager"
+        from relforge.llm.cpu_attention import scoring_attention
+
+        return scoring_attention(model)
     return ""
 
 
