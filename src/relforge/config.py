@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from relforge.data.config import ImportConfig
 from relforge.engine.config import EngineConfig
 from relforge.errors import DataError, MissingInputError
 from relforge.precision import PrecisionSetting  # the pipeline's precision values (docs/precision.md)
@@ -40,6 +41,7 @@ def _stage_model(module: str, *names: str) -> type[BaseModel]:
 
 GenerateConfig = _stage_model("relforge.generate.config", "GenerateConfig")
 RetrieveConfig = _stage_model("relforge.retrieve.config", "RetrieveConfig")
+RetrieveStageConfig = _stage_model("relforge.retrieve.config", "RetrieveStageConfig")
 MiningConfig = _stage_model("relforge.retrieve.config", "MiningConfig")
 JudgeConfig = _stage_model("relforge.judge.config", "JudgeConfig")
 FinetuneConfig = _stage_model("relforge.judge.finetune_config", "FinetuneConfig")
@@ -59,49 +61,9 @@ def stage_part(section: BaseModel, base: type[BaseModel], **overrides: Any) -> A
 # --------------------------------------------------------------------------- sections
 
 
-class DataSection(Strict):
-    """Where the documents and the held-out human questions come from.
-
-    ``source``: ``sample:medquad`` (bundled sample), a MedQuAD ``.tar.xz`` / XML folder (imported), or a
-    BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
-    """
-
-    source: str = "sample:medquad"
-    #: cap the corpus (None: all); the evaluation questions' answers are always kept
-    max_docs: int | None = Field(None, ge=1)
-    #: split(s) of the human questions used for evaluation (comma-separated, e.g. ``dev,test``) and how
-    #: many of them (None: all). No human question is ever used for training: only synthetic queries are.
-    test_split: str = "test"
-    test_queries: int | None = Field(100, ge=1)
-    #: use the source's human questions of this split (e.g. ``train``) as the training queries instead of
-    #: generating them (no LLM): the "what would real queries buy" stand-in. Never an evaluation split.
-    train_split: str | None = None
-    #: how many of those questions (None: all), sampled with ``seed``
-    train_queries: int | None = Field(None, ge=1)
-    #: human questions of this split (e.g. ``dev``) choose each trained model's checkpoint, the untrained
-    #: start included (``train.keep_start``); never trained on, never evaluated on. None: no selection
-    dev_split: str | None = None
-    #: how many of those questions (None: all), sampled with ``seed``
-    dev_queries: int | None = Field(None, ge=1)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _train_not_test(self) -> DataSection:
-        test = {x.strip() for x in self.test_split.split(",") if x.strip()}
-        if self.train_split is not None and self.train_split.strip() in test:
-            raise ValueError(
-                f"train_split {self.train_split!r} is also an evaluation split (test_split "
-                f"{self.test_split!r}); pick another split"
-            )
-        if self.dev_split is not None:
-            dev = {x.strip() for x in self.dev_split.split(",") if x.strip()}
-            clash = dev & (test | {(self.train_split or "").strip()})
-            if clash:
-                raise ValueError(
-                    f"dev_split {self.dev_split!r} is also a test or train split ({', '.join(sorted(clash))}); "
-                    f"model selection needs questions of its own"
-                )
-        return self
+class DataSection(ImportConfig):
+    """Where the documents and the held-out human questions come from: the import stage's
+    :class:`~relforge.data.config.ImportConfig` (``source``, splits, caps, seed), as is."""
 
 
 class LLMSection(Strict):
@@ -132,15 +94,9 @@ class GenerateSection(GenerateConfig):  # type: ignore[misc, valid-type]
     precision: PrecisionSetting | None = None
 
 
-class RetrieveSection(RetrieveConfig):  # type: ignore[misc, valid-type]
-    """First-stage retrieval: ``RetrieveConfig`` (``method`` = candidates to judge) + what else to run."""
-
-    #: first-stage runs computed for the evaluation questions (all are compared in the report)
-    methods: list[Literal["bm25", "dense", "hybrid"]] = Field(
-        default_factory=lambda: ["bm25", "dense", "hybrid"]
-    )
-    #: hard-negative mining of the synthetic queries' candidates
-    mining: MiningConfig = Field(default_factory=MiningConfig)  # type: ignore[valid-type]
+class RetrieveSection(RetrieveStageConfig):  # type: ignore[misc, valid-type]
+    """First-stage retrieval: ``RetrieveStageConfig`` (``method`` = candidates to judge, ``methods`` = the
+    held-out questions' runs, ``mining``), as is."""
 
 
 class AgreementSection(Strict):

@@ -75,3 +75,16 @@ class MiningConfig(BaseModel):
                 f"rank_max ({self.rank_max}) must be >= rank_min ({self.rank_min}); raise rank_max or lower rank_min"
             )
         return self
+
+
+class RetrieveStageConfig(RetrieveConfig):
+    """The retrieve stage (the pipeline's ``retrieve:`` section): ``method`` retrieves the candidates of the
+    training queries, ``methods`` the held-out (and dev) questions' first-stage runs, ``mining`` picks the
+    hard negatives among the candidates."""
+
+    #: first-stage runs computed for the evaluation questions (all are compared in the report)
+    methods: list[Literal["bm25", "dense", "hybrid"]] = Field(
+        default_factory=lambda: ["bm25", "dense", "hybrid"]
+    )
+    #: hard-negative mining of the synthetic queries' candidates
+    mining: MiningConfig = Field(default_factory=MiningConfig)
