@@ -88,11 +88,6 @@ def print_summary(summary: dict[str, Any]) -> None:
     Console(stderr=True).print(t)
 
 
-def _sibling(out: Path, suffix: str) -> Path:
-    """``<out without .jsonl><suffix>``: the default qrels file and the summary file beside ``out``."""
-    return out.with_name(out.name.removesuffix(".jsonl") + suffix)
-
-
 def _guard_outputs(out: Path, qrels_path: Path, rejects_out: Path | None, overwrite: bool) -> None:
     """Refuse to replace existing outputs (unless ``--overwrite``) before any work starts."""
     from relforge.outputs import guard_file
@@ -127,37 +122,6 @@ def _open_llm(
     llm_kw = llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision)
     model = open_generate_llm(engine, ray_address, llm, out, cache_kw)
     return model or load_llm(llm[0], **cache_kw, **llm_kw)
-
-
-def _write_outputs(res: Any, out: Path, qrels_path: Path, rejects_out: Path | None) -> None:
-    from relforge.data import write_jsonl, write_qrels, write_queries
-
-    write_queries(out, res.queries)
-    write_qrels(qrels_path, res.qrels)
-    if rejects_out:
-        write_jsonl(rejects_out, res.rejected)
-
-
-def _write_summary(
-    res: Any, out: Path, qrels_path: Path, *, selection: dict, cfg: GenerateConfig, llm: list[str], model: Any
-) -> dict[str, Any]:
-    """Write and return ``<out>.summary.json``: the filter counts, selection, config, LLM and files."""
-    from relforge import __version__
-    from relforge.data import atomic_write
-
-    summary = {
-        **res.summary,
-        "selection": selection,
-        "config": cfg.model_dump(),
-        "llm": llm[0] if len(llm) == 1 else llm,
-        "llm_backend": model.describe() if hasattr(model, "describe") else None,
-        "queries": str(out),
-        "qrels": str(qrels_path),
-        "relforge_version": __version__,
-    }
-    with atomic_write(_sibling(out, ".summary.json")) as fh:
-        json.dump(summary, fh, indent=2)
-    return summary
 
 
 def generate(
@@ -238,38 +202,38 @@ def generate(
     ),
 ) -> None:
     """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
-    from relforge.data import read_corpus
-    from relforge.generate import generate_queries, select_documents
-    from relforge.generate.queries import load_prompt
+    from relforge.generate.run import GenerateInputs, GenerateOutputs, run
 
     cfg = build_config(ctx, config_file, dict(locals()))
-    qrels_path = qrels_out or _sibling(out, ".qrels.tsv")
-    _guard_outputs(out, qrels_path, rejects_out, overwrite)
-    docs_all = read_corpus(corpus)
-    load_prompt(cfg)  # fail on a bad prompt before loading a model
-    select_stats: dict = {}
-    docs = select_documents(docs_all, cfg.select, stats=select_stats)
-    model = _open_llm(
-        llm,
-        out,
-        _cache_kw(no_cache, cache),
-        engine=engine,
-        ray_address=ray_address,
-        timeout=timeout,
-        retries=retries,
-        precision=precision,
-    )
+    files = GenerateOutputs.beside(out, qrels=qrels_out, rejected=rejects_out)
+    _guard_outputs(out, files.qrels, rejects_out, overwrite)
+    opened: list[Any] = []
+
+    def open_model() -> Any:
+        opened.append(
+            _open_llm(
+                llm,
+                out,
+                _cache_kw(no_cache, cache),
+                engine=engine,
+                ray_address=ray_address,
+                timeout=timeout,
+                retries=retries,
+                precision=precision,
+            )
+        )
+        return opened[-1]
+
     try:
-        res = generate_queries(model, docs, cfg, corpus=docs_all)
+        summary = run(cfg, GenerateInputs(corpus=corpus), files, llm=open_model, llm_spec=llm)
     finally:
-        if hasattr(model, "store"):  # the Ray engine's shard lock
-            model.close()
-    _write_outputs(res, out, qrels_path, rejects_out)
-    summary = _write_summary(res, out, qrels_path, selection=select_stats, cfg=cfg, llm=llm, model=model)
+        for model in opened:
+            if hasattr(model, "store"):  # the Ray engine's shard lock
+                model.close()
     if output == "json":
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary.record.as_json(), indent=2))
     else:
-        print_summary(res.summary)
+        print_summary(summary.record.as_json())
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from relforge.retrieve.config import MiningConfig, RetrieveConfig
+from relforge.retrieve.config import MiningConfig, RetrieveConfig, RetrieveStageConfig
 
 _R, _M = RetrieveConfig(), MiningConfig()
 
@@ -46,9 +46,8 @@ def retrieve_cmd(
     """Retrieve the top-k documents for every query and write a TREC run."""
     if ctx.invoked_subcommand is not None:
         return
-    from relforge.data import read_corpus, read_queries, write_run
     from relforge.errors import UsageError
-    from relforge.retrieve import retrieve
+    from relforge.retrieve.run import RetrieveInputs, RetrieveOutputs, run
 
     missing = [f for f, v in (("--corpus", corpus), ("--queries", queries), ("--out", out)) if v is None]
     if missing:
@@ -57,7 +56,7 @@ def retrieve_cmd(
 
     guard_file(out, overwrite=overwrite)
     try:
-        cfg = RetrieveConfig(
+        cfg = RetrieveStageConfig(
             method=method,
             top_k=top_k,
             model=model,
@@ -71,14 +70,16 @@ def retrieve_cmd(
         )
     except ValueError as e:
         raise UsageError(f"invalid retrieve settings: {e}") from None
-    run = retrieve(read_corpus(corpus), read_queries(queries), cfg)
-    n = write_run(out, run, tag=f"relforge-{method}", top_k=top_k)
-    how = ""
-    if method != "bm25":
-        from relforge.retrieve.dense import encoder_plan
-
-        how = f" (dense encoder precision {encoder_plan(cfg.precision).resolved})"
-    typer.secho(f"wrote {n} lines for {len(run)} queries to {out}{how}", err=True)
+    res = run(
+        cfg,
+        RetrieveInputs(corpus=corpus, queries=queries),
+        RetrieveOutputs(candidates=out),
+        tag_prefix="relforge-",
+    )
+    how = f" (dense encoder precision {res.dense_precision})" if res.dense_precision else ""
+    typer.secho(
+        f"wrote {res.candidate_lines} lines for {res.synthetic_queries} queries to {out}{how}", err=True
+    )
 
 
 @retrieve_app.command("mine")
