@@ -250,3 +250,25 @@ def test_retrieve_cli_writes_what_run_writes(tmp_path):
     assert (tmp_path / "cli.trec").read_bytes() == (tmp_path / "run.trec").read_bytes()
     lines = (tmp_path / "cli.trec").read_text().splitlines()
     assert s.candidate_lines == len(lines) and all(line.endswith(" relforge-bm25") for line in lines)
+
+
+def test_data_import_cli_calls_the_same_run_and_covers_import_config(tmp_path):
+    import inspect
+
+    from relforge.data.cli import import_cmd
+    from relforge.data.run import ImportInputs, run
+
+    flags = {n: p.default.default for n, p in inspect.signature(import_cmd).parameters.items() if n != "ctx"}
+    assert {f: flags.get(f, "<no flag>") for f in ImportConfig.model_fields} == ImportConfig().model_dump()
+
+    yaml_file = tmp_path / "pipeline.yaml"  # a pipeline YAML: its data: section is read as is
+    yaml_file.write_text(
+        f"name: x\ndata:\n  source: {SAMPLE}\n  dev_split: dev\n  max_docs: 80\n", encoding="utf-8"
+    )
+    args = ["data", "import", "--config", str(yaml_file), "--set", "test_queries=6", "--dev-queries", "2"]
+    assert main([*args, "--out", str(tmp_path / "cli")]) == 0
+    cfg = ImportConfig(source=str(SAMPLE), dev_split="dev", max_docs=80, test_queries=6, dev_queries=2)
+    run(cfg, ImportInputs(source=SAMPLE), tmp_path / "run", log=lambda m: None)
+    for name in ("corpus.jsonl", "test-qrels.tsv", "dev-queries.jsonl", "summary.json"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "run" / name).read_bytes()
+    assert main(["data", "import", "--out", str(tmp_path / "bad"), "--set", "test_queries"]) == 2

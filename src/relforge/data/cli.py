@@ -8,10 +8,13 @@ from typing import Any, Optional
 
 import typer
 
-from relforge.data.config import DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS, KINDS
+from relforge.data.config import DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS, KINDS, ImportConfig
+
+_I = ImportConfig()  # the import flags' defaults
 
 data_app = typer.Typer(
-    help="Data: import MedQuAD, convert between formats, statistics, validation, packaged samples.",
+    help="Data: import MedQuAD, pick evaluation questions (import), convert between formats, statistics, "
+    "validation, packaged samples.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -280,3 +283,111 @@ def sample_cmd(
     shutil.copytree(src, out, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     n = sum(1 for p in out.rglob("*") if p.is_file())
     typer.echo(f"copied sample {name!r} ({n} files) to {out}")
+
+
+#: ``relforge data import`` option -> ImportConfig field (a flag given on the command line wins)
+_IMPORT_FLAGS = (
+    "source",
+    "max_docs",
+    "test_split",
+    "test_queries",
+    "train_split",
+    "train_queries",
+    "dev_split",
+    "dev_queries",
+    "seed",
+)
+
+
+def _set_pairs(pairs: list[str]) -> dict[str, Any]:
+    """``--set key=value`` (the value parsed as YAML: numbers, null, true/false)."""
+    import yaml
+
+    from relforge.errors import UsageError
+
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set {pair!r}: give key=value, e.g. --set test_queries=50")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def import_config(
+    ctx: typer.Context, config_file: Path | None, sets: list[str], values: dict
+) -> ImportConfig:
+    """``--config`` (an ImportConfig YAML or a pipeline YAML: its ``data:`` section), then ``--set``, then
+    the flags given on the command line (all flags when there is neither)."""
+    from relforge.errors import UsageError
+
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        from relforge.config import load_yaml
+
+        loaded = load_yaml(config_file) or {}
+        raw = dict(loaded.get("data", loaded)) if isinstance(loaded, dict) else {}
+    raw.update(_set_pairs(sets))
+    for name in _IMPORT_FLAGS:
+        source = ctx.get_parameter_source(name)
+        given = source is not None and source.name == "COMMANDLINE"
+        if given or (config_file is None and name not in raw):
+            raw[name] = values[name]
+    try:
+        return ImportConfig.model_validate(raw)
+    except ValueError as e:  # pydantic.ValidationError
+        raise UsageError(f"invalid import settings: {e}") from None
+
+
+@data_app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", "-o", help="folder to write (the pipeline's data/ files)"),
+    source: str = typer.Option(
+        _I.source, "--source", help="sample:medquad, a BEIR folder, or a MedQuAD .tar.xz / XML folder"
+    ),
+    max_docs: Optional[int] = typer.Option(
+        _I.max_docs, "--max-docs", help="cap the corpus (judged documents are always kept)"
+    ),
+    test_split: str = typer.Option(
+        _I.test_split, "--test-split", help="qrels split(s) of the evaluation questions"
+    ),
+    test_queries: Optional[int] = typer.Option(
+        _I.test_queries, "--test-queries", help="how many (default all)"
+    ),
+    train_split: Optional[str] = typer.Option(
+        _I.train_split, "--train-split", help="human training questions of this split (none: generated ones)"
+    ),
+    train_queries: Optional[int] = typer.Option(_I.train_queries, "--train-queries"),
+    dev_split: Optional[str] = typer.Option(
+        _I.dev_split, "--dev-split", help="questions for checkpoint selection"
+    ),
+    dev_queries: Optional[int] = typer.Option(_I.dev_queries, "--dev-queries"),
+    seed: int = typer.Option(_I.seed, "--seed", help="seed of the question and document sampling"),
+    config_file: Optional[Path] = typer.Option(
+        None, "--config", help="YAML with ImportConfig fields, or a pipeline YAML (its data: section)"
+    ),
+    sets: list[str] = typer.Option([], "--set", help="key=value of ImportConfig (repeatable)"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="write into a non-empty folder relforge did not create"
+    ),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Pick the evaluation (and training / dev) questions and the corpus, as the pipeline's stage import does."""
+    from relforge.data.run import ImportInputs, run
+    from relforge.outputs import claim_dir, guard_dir
+    from relforge.pipeline.common import resolve_data_source
+
+    cfg = import_config(ctx, config_file, sets, dict(locals()))
+    src = resolve_data_source(cfg.source)
+    guard_dir(out, overwrite=overwrite)
+    summary = run(cfg, ImportInputs(source=src), claim_dir(out), log=lambda m: typer.echo(m, err=True))
+    if as_json:
+        typer.echo(json.dumps(summary.as_json(), indent=2, ensure_ascii=False))
+        return
+    picked = [["test", summary.test_split, summary.test_queries]]
+    picked += [["train", summary.train_split, summary.train_queries]] if summary.train_split else []
+    picked += [["dev", summary.dev_split, summary.dev_queries]] if summary.dev_split else []
+    con = _console()
+    con.print(_table("questions picked", ["role", "split", "questions"], picked))
+    con.print(f"{cfg.source} -> {out}: {summary.documents} of {summary.documents_in_source} documents kept")
