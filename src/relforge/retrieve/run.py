@@ -70,29 +70,30 @@ class RetrieveSummary(BaseModel):
         return self.model_dump(include=set(COUNTS), exclude_none=True)
 
 
-def _read(path: Path | None) -> dict:
+def _read(path: Path | None) -> dict | None:
     from relforge.data.io import read_queries
 
-    return read_queries(path) if path is not None else {}
+    return read_queries(path) if path is not None else None
 
 
 def write_first_stage_runs(
     cfg: RetrieveStageConfig,
     runs: dict,
     queries: dict,
-    test: dict,
-    dev: dict,
+    test: dict | None,
+    dev: dict | None,
     out: RetrieveOutputs,
     tag_prefix: str,
 ) -> tuple[dict, int]:
-    """The candidates run (``cfg.method`` for ``queries``) and the test/dev runs per method; the candidates
-    and the candidates run's line count."""
+    """The candidates run (``cfg.method`` for ``queries``) and the test/dev runs per method (``None``: no
+    such questions; an empty set of them still gets its, empty, runs); the candidates and the candidates
+    run's line count."""
     from relforge.data.io import write_run
 
     cand = {q: runs[cfg.method].get(q, {}) for q in queries}
     lines = write_run(out.candidates, cand, tag=tag_prefix + cfg.method, top_k=cfg.top_k)
-    for m in cfg.methods if test or dev else ():
-        if test:
+    for m in cfg.methods:
+        if test is not None:
             write_run(out.test_runs[m], {q: runs[m].get(q, {}) for q in test}, tag=m)
         if dev:  # the dev questions' first stage: reranked when choosing checkpoints (stage train)
             write_run(out.dev_runs[m], {q: runs[m].get(q, {}) for q in dev}, tag=m)
@@ -120,11 +121,12 @@ def run(
     from relforge.retrieve.search import retrieve_methods
 
     corpus = read_corpus(inputs.corpus)
-    queries, test, dev = _read(inputs.queries), _read(inputs.test_queries), _read(inputs.dev_queries)
-    with_eval = inputs.test_queries is not None or inputs.dev_queries is not None
+    queries, test, dev = _read(inputs.queries) or {}, _read(inputs.test_queries), _read(inputs.dev_queries)
+    with_eval = test is not None or dev is not None
     methods = list(dict.fromkeys([*cfg.methods, cfg.method])) if with_eval else [cfg.method]
     settings = RetrieveConfig(**cfg.model_dump(include=set(RetrieveConfig.model_fields)))
-    runs = retrieve_methods(corpus, {**queries, **test, **dev}, settings, methods, engine=engine)
+    everything = {**queries, **(test or {}), **(dev or {})}
+    runs = retrieve_methods(corpus, everything, settings, methods, engine=engine)
     cand, lines = write_first_stage_runs(cfg, runs, queries, test, dev, out, tag_prefix)
     negs: dict = {}
     stats: dict[str, Any] = {}
@@ -145,7 +147,7 @@ def run(
         ).write(out.summary)
     return RetrieveSummary(
         synthetic_queries=len(queries),
-        test_queries=len(test),
+        test_queries=len(test or {}),
         dev_queries=len(dev) if dev else None,
         queries_with_negatives=len(negs),
         negatives=sum(len(v) for v in negs.values()),
