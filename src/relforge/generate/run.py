@@ -135,7 +135,7 @@ def run(
     """Write synthetic queries for (a sample of) ``inputs.corpus``.
 
     Args:
-        llm: the LLM, or a function opening it; None: ``load_llm`` of the default spec.
+        llm: the LLM, or a function opening it; None: ``LLMConfig().load()`` (the default spec).
         llm_spec: record the provenance (selection, config, this LLM spec, backend, files) in the summary.
         require_queries: fail (:class:`~relforge.errors.UsageError`) when no query survives the filters.
         out: a folder (``queries.jsonl``, ``qrels.tsv``, ``rejected.jsonl``, ``summary.json``) or the files.
