@@ -161,7 +161,11 @@ def judged(monkeypatch, tmp_path):
     import relforge.judge.run as run
 
     seen = []
-    monkeypatch.setattr(run, "run_judge", lambda cfg, **kw: seen.append(cfg) or {})
+    record = dict(
+        pairs=0, queries=0, model="m", seconds=0.0, pairs_per_s=None, grades={}, unparsed=0, retried=0
+    )
+    summary = run.JudgeSummary(pairs=0, unlabelled=0, record={**record, "skipped_unknown": 0})
+    monkeypatch.setattr(run, "run", lambda cfg, inputs, out, **kw: seen.append(cfg) or summary)
     args = ["judge", "--corpus", "c.jsonl", "--queries", "q.jsonl", "--pairs", "p.tsv", "--llm", "hf:x"]
     return [*args, "--out", str(tmp_path / "j.jsonl")], seen
 

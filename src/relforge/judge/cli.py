@@ -133,35 +133,53 @@ def judge(
         raise typer.Exit(0)
     files = dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out)
     if preset is not None:
-        _run_preset(
-            ctx,
-            preset,
-            {**files, "top_k": top_k},
-            overwrite=overwrite,
-            on_missing=on_missing,
-            batch_size=batch_size,
-            progress=not no_progress,
-        )
+        _run_preset(ctx, preset, files, flags, overwrite=overwrite, progress=not no_progress)
         return
     _check_judge_flags(required, thresholds, calibrate_on)
     _guard_outputs(out, qrels_out, overwrite)
     cfg = _judge_config_from_flags(flags)
     eng = _engine(engine, ray_address)
-    from relforge.judge.run import run_judge
+    from relforge.judge import run
 
-    run_judge(
+    summary = run.run(
         cfg,
-        **files,
+        run.JudgeInputs(
+            corpus=corpus, queries=queries, pairs=pairs, adapter=adapter, calibrate_on=calibrate_on
+        ),
+        run.JudgeOutputs(judgments=out, qrels=qrels_out),
         llm_spec=llm[0],
         extra_llms=llm[1:],
         engine=eng,
-        adapter=adapter,
         cache=False if no_cache else cache,
-        calibrate_on=calibrate_on,
         max_new_tokens=max_new_tokens,
         progress=not no_progress,
         llm_options=llm_net_options(llm[0], timeout, retries) | llm_precision_options(llm[0], precision),
     )
+    _print_run_summary(summary.record, cfg.mode, out, qrels_out)
+
+
+def _wrote(out: Path, qrels_out: Path | None) -> str:
+    from relforge.judge.run import _summary_path
+
+    return f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
+
+
+def _print_run_summary(stats: dict, mode: str, out: Path, qrels_out: Path | None) -> None:
+    """The three summary lines of ``relforge judge`` (stderr)."""
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    console.print(
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
+        f"({mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
+        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
+    )
+    console.print(
+        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
+        f"skipped (unknown ids): {stats['skipped_unknown']}"
+        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
+    )
+    console.print(_wrote(out, qrels_out))
 
 
 def _check_judge_flags(
@@ -224,9 +242,11 @@ _PRESET_CONFLICTS = (
 )
 
 
-def _run_preset(ctx: typer.Context, preset: str, files: dict, *, overwrite: bool, **kw) -> None:
+def _run_preset(
+    ctx: typer.Context, preset: str, files: dict, flags: dict, *, overwrite: bool, progress: bool
+) -> None:
     """``--preset`` (``--out`` guarded first): the preset fixes model, features and calibration; flags that
-    would change them are refused."""
+    would change them are refused. ``--top-k``, ``--on-missing`` and ``--batch-size`` apply."""
     from relforge.errors import UsageError
     from relforge.outputs import guard_file
 
@@ -243,9 +263,21 @@ def _run_preset(ctx: typer.Context, preset: str, files: dict, *, overwrite: bool
     missing = [f"--{k}" for k in ("corpus", "queries", "pairs", "out") if files[k] is None]
     if missing:
         raise UsageError(f"relforge judge --preset needs {', '.join(missing)} (see relforge judge --help)")
-    from relforge.judge.run import run_preset
+    from rich.console import Console
 
-    run_preset(preset, **files, **kw)
+    from relforge.judge import run
+
+    inputs = run.JudgeInputs(corpus=files["corpus"], queries=files["queries"], pairs=files["pairs"])
+    outs = run.JudgeOutputs(judgments=files["out"], qrels=files["qrels_out"])
+    summary = run.run(_judge_config_from_flags(flags), inputs, outs, preset=preset, progress=progress)
+    stats = summary.record
+    console = Console(stderr=True)
+    console.print(
+        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {summary.model} in "
+        f"{stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; "
+        f"skipped (unknown ids): {stats['skipped_unknown']}"
+    )
+    console.print(_wrote(files["out"], files["qrels_out"]))
 
 
 @judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})

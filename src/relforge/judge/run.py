@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, Field, model_validator
 
 from relforge.judge.config import JudgeConfig
 
@@ -81,70 +84,79 @@ def resolve_adapter(adapter: Path | str | None, cfg: JudgeConfig) -> tuple[Path 
 
 
 def _open_run_llm(
-    cfg: JudgeConfig,
     llm_spec: str,
     out: Path,
-    n_pairs: int,
     adapter: Path | None,
     cache: Any,
+    batch_size: int,
     progress: bool,
     llm_options: dict[str, Any] | None,
     engine: Any,
     extra_llms: list[str] | None,
-) -> tuple[Any, int]:
-    """The judge's LLM (local, or the Ray engine's over all endpoints) and the batch size to judge with."""
+) -> Any:
+    """The judge's LLM when the caller hands none over: local, or the Ray engine's over all endpoints."""
     from relforge.errors import UsageError
 
     if engine is not None and engine.is_ray:
         from relforge.engine.ray_judge import open_engine_llm
 
-        llm = open_engine_llm(
+        return open_engine_llm(
             engine, [llm_spec, *(extra_llms or [])], out, adapter=adapter, cache=cache, progress=progress
         )
-        return llm, max(1, n_pairs)  # one Ray Data job for the whole run
     if extra_llms:
         raise UsageError("several --llm endpoints need --engine ray")
-    llm = open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=cfg.batch_size, options=llm_options)
-    return llm, cfg.batch_size
+    return open_llm(llm_spec, adapter=adapter, cache=cache, batch_size=batch_size, options=llm_options)
 
 
-def _judge_todo(
+def judge_with_config(
     llm: Any,
     cfg: JudgeConfig,
     template: Any,
-    qs: dict,
+    queries: dict,
     docs: dict,
-    todo: list,
-    batch_size: int,
-    max_new_tokens: int | None,
-    progress: bool,
-    engine: Any,
+    pairs: list,
+    *,
     stats: dict[str, Any],
+    progress: bool = True,
+    max_new_tokens: int | None = None,
 ) -> list:
-    """:func:`judge_pairs` with the config's settings; a Ray engine's LLM is closed afterwards."""
+    """:func:`judge_pairs` with the config's settings (the judge stage's and the agreement stage's): all
+    pairs in one call for a Ray LLM (one Ray Data job), else ``cfg.batch_size`` per call."""
+    from relforge.engine.pipeline import judge_batch_size
     from relforge.judge.judge import judge_pairs
 
-    try:
-        return judge_pairs(
-            llm,
-            template,
-            qs,
-            docs,
-            todo,
-            mode=cfg.mode,
-            progress=progress,
-            thresholds=cfg.thresholds,
-            batch_size=batch_size,
-            max_doc_tokens=cfg.max_doc_tokens,
-            on_missing=cfg.on_missing,
-            max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
-            retry_temperature=cfg.retry_temperature,
-            seed=cfg.seed,
-            stats=stats,
-        )
-    finally:
-        if engine is not None and engine.is_ray:
-            llm.close()
+    return judge_pairs(
+        llm,
+        template,
+        queries,
+        docs,
+        pairs,
+        mode=cfg.mode,
+        progress=progress,
+        thresholds=cfg.thresholds,
+        batch_size=judge_batch_size(llm, len(pairs), cfg.batch_size),
+        max_doc_tokens=cfg.max_doc_tokens,
+        on_missing=cfg.on_missing,
+        max_new_tokens=max_new_tokens or cfg.reply_tokens(template),
+        retry_temperature=cfg.retry_temperature,
+        seed=cfg.seed,
+        stats=stats,
+    )
+
+
+def judge_llm_pairs(
+    llm: Any,
+    cfg: JudgeConfig,
+    queries: dict,
+    docs: dict,
+    pairs: list,
+    stats: dict,
+    adapter: Path | str | None,
+) -> list:
+    """The pairs judged by ``llm`` with ``cfg``'s template (its reasoning setting included); documents are
+    cut like ``adapter``'s training data unless ``cfg.max_doc_tokens`` is set (agreement's scorers)."""
+    _, cfg = resolve_adapter(adapter, cfg)
+    return judge_with_config(llm, cfg, cfg.load_template(), queries, docs, pairs, stats=stats)
 
 
 def _calibrate_stats(
@@ -182,79 +194,163 @@ def _run_info(
     }
 
 
-def _print_run_summary(stats: dict[str, Any], mode: str, out: Path, qrels_out: Path | None) -> None:
-    """The three summary lines of ``relforge judge`` (stderr)."""
-    from rich.console import Console
+class JudgeInputs(BaseModel):
+    """The files a judging run reads: documents, queries and the pairs to grade, either a ``pairs`` file
+    (qrels, TREC run or pairs TSV: ``relforge judge --pairs``) or ``positives`` (each query's source
+    documents, qrels) plus ``negatives`` (``{qid: [docid, ...]}`` JSON, the mined candidates: the pipeline)."""
 
-    console = Console(stderr=True)
-    console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
-        f"({mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
-        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
-    )
-    console.print(
-        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
-        f"skipped (unknown ids): {stats['skipped_unknown']}"
-        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
-    )
-    console.print(
-        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
-    )
+    corpus: Path
+    queries: Path
+    pairs: Path | None = None
+    positives: Path | None = None
+    negatives: Path | None = None
+    #: LoRA adapter folder, or ``auto``/``shipped`` (the adapter shipped with relforge); None: zero-shot
+    adapter: Path | None = None
+    #: human qrels to fit the thresholds on (``--calibrate-on``; probs mode)
+    calibrate_on: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JudgeInputs:
+        if (self.pairs is None) == (self.positives is None):
+            raise ValueError("give either pairs or positives (+ negatives)")
+        return self
+
+    def pairs_to_judge(self, top_k: int | None) -> list[tuple[str, str]]:
+        """The ``pairs`` file's pairs (a run cut to ``top_k`` per query), or every query's positives then
+        its negatives, queries sorted."""
+        from relforge.data import read_qrels
+        from relforge.judge.judge import read_pairs
+
+        if self.pairs is not None:
+            return read_pairs(self.pairs, top_k=top_k)
+        negs = json.loads(self.negatives.read_text(encoding="utf-8")) if self.negatives else {}
+        return candidate_pairs(read_qrels(self.positives), negs)
 
 
-def run_judge(
+def candidate_pairs(positives: dict, negatives: dict) -> list[tuple[str, str]]:
+    """Every query's source documents, then its mined negatives, queries sorted."""
+    pairs = []
+    for qid in sorted(positives):
+        pairs += [(qid, d) for d in sorted(positives[qid])]
+        pairs += [(qid, d) for d in negatives.get(qid, [])]  # no key: the query has no positive
+    return pairs
+
+
+class JudgeOutputs(BaseModel):
+    """Where a judging run writes: the judgments (JSONL), optional TREC qrels, the summary record."""
+
+    judgments: Path
+    qrels: Path | None = None
+    #: None: ``<judgments>.summary.json`` beside the judgments
+    summary: Path | None = None
+    #: record the files, template, backend and config in the summary (``relforge judge``); off, the
+    #: record names only the adapter and LLM (the pipeline, whose layout and manifest hold the rest)
+    record_files: bool = True
+
+    @property
+    def summary_path(self) -> Path:
+        return self.summary or _summary_path(self.judgments)
+
+
+class JudgeSummary(BaseModel):
+    """What a judging run reports (the pipeline's judge stage counts); ``record`` is the summary file."""
+
+    pairs: int
+    unlabelled: int
+    #: the preset that graded (None: the LLM judge)
+    preset: str | None = None
+    #: who graded, in the judgments' ``model`` field (a preset's ``preset:NAME(llm+embedder)``)
+    model: str | None = Field(None, exclude=True)
+    #: the summary file's content (judging stats + run info)
+    record: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    def counts(self) -> dict[str, Any]:
+        """The pipeline stage's result: ``pairs``, ``unlabelled`` (+ ``preset``)."""
+        return self.model_dump(exclude_unset=True)
+
+
+def write_record(path: Path, record: dict[str, Any]) -> None:
+    """A judging run's summary file (atomically; UTF-8, indented, newline-terminated)."""
+    from relforge.data.io import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        json.dump(record, fh, indent=2, ensure_ascii=False, default=str)
+        fh.write("\n")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """The summary file :func:`write_record` wrote."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def run(
     cfg: JudgeConfig,
+    inputs: JudgeInputs,
+    out: Path | JudgeOutputs,
     *,
-    corpus: Path,
-    queries: Path,
-    pairs: Path,
-    llm_spec: str,
-    out: Path,
-    adapter: Path | None = None,
-    qrels_out: Path | None = None,
+    llm: Any = None,
+    llm_spec: str | None = None,
+    preset: Any = None,
     cache: Any = None,
-    calibrate_on: Path | None = None,
     max_new_tokens: int | None = None,
     progress: bool = True,
     llm_options: dict[str, Any] | None = None,
     engine: Any = None,
     extra_llms: list[str] | None = None,
-) -> dict[str, Any]:
-    """Judge the pairs of ``pairs`` and write ``out`` (JSONL), ``<out>.summary.json`` and optional TREC qrels.
+    labeller: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> JudgeSummary:
+    """Grade ``inputs``' pairs and write the judgments, optional TREC qrels and the summary record: the one
+    entry point of ``relforge judge`` and the pipeline's judge stage.
 
-    ``engine`` (an :class:`relforge.engine.EngineConfig`; None = local) with ``kind="ray"`` sends the calls
-    through Ray Data to ``llm_spec`` and the ``extra_llms`` endpoints (:mod:`relforge.engine.ray_judge`).
-
-    Returns:
-        The summary dict (also printed).
-    """
+    The LLM judge by default: ``llm`` (an opened LLM, e.g. the pipeline's, shared and cached) or one opened
+    from ``llm_spec`` (+ ``cache``, ``llm_options``; ``engine`` with ``kind="ray"`` sends the calls through
+    Ray Data to ``llm_spec`` and the ``extra_llms`` endpoints, :mod:`relforge.engine.ray_judge`). With
+    ``preset`` (a :class:`~relforge.judge.preset.JudgePreset`, a name or a JSON path) the preset grades
+    instead (``cfg``'s ``top_k``, ``on_missing`` and ``batch_size`` apply); ``labeller`` is then recorded
+    in a pipeline record, and ``log`` gets the line of its timing."""
+    outs = out if isinstance(out, JudgeOutputs) else JudgeOutputs(judgments=Path(out))
+    if preset is not None:
+        return _run_with_preset(cfg, inputs, outs, preset, progress=progress, labeller=labeller, log=log)
     from relforge.data import read_corpus, read_queries
-    from relforge.data.io import atomic_write
     from relforge.errors import UsageError
-    from relforge.judge.judge import read_pairs, write_judgment_qrels, write_judgments
+    from relforge.judge.judge import write_judgment_qrels, write_judgments
 
-    if calibrate_on is not None and cfg.mode != "probs":
+    if inputs.calibrate_on is not None and cfg.mode != "probs":
         raise UsageError("--calibrate-on fits thresholds on the expected grade: it needs --mode probs")
+    if llm is None and llm_spec is None:
+        raise UsageError("the LLM judge needs an LLM (--llm) or a preset (--preset)")
     template = cfg.load_template()
-    adapter, cfg = resolve_adapter(adapter, cfg)
-    docs = read_corpus(corpus)
-    qs = read_queries(queries)
-    todo = read_pairs(pairs, top_k=cfg.top_k)
-    llm, batch_size = _open_run_llm(
-        cfg, llm_spec, out, len(todo), adapter, cache, progress, llm_options, engine, extra_llms
-    )
+    adapter, cfg = resolve_adapter(inputs.adapter, cfg)
+    docs, qs = read_corpus(inputs.corpus), read_queries(inputs.queries)
+    todo = inputs.pairs_to_judge(cfg.top_k)
+    own = llm is None
+    if own:
+        args = (outs.judgments, adapter, cache, cfg.batch_size, progress, llm_options, engine, extra_llms)
+        llm = _open_run_llm(llm_spec, *args)
     stats: dict[str, Any] = {}
-    js = _judge_todo(llm, cfg, template, qs, docs, todo, batch_size, max_new_tokens, progress, engine, stats)
-    if calibrate_on is not None:
-        _calibrate_stats(js, calibrate_on, template, cfg, stats)
-    write_judgments(out, js)
-    if qrels_out is not None:
-        write_judgment_qrels(qrels_out, js)
-    stats.update(_run_info(llm_spec, llm, adapter, template, pairs, out, qrels_out, cfg))
-    with atomic_write(_summary_path(out)) as fh:
-        json.dump(stats, fh, indent=2, default=str)
-    _print_run_summary(stats, cfg.mode, out, qrels_out)
-    return stats
+    try:
+        js = judge_with_config(
+            llm, cfg, template, qs, docs, todo, stats=stats, progress=progress, max_new_tokens=max_new_tokens
+        )
+    finally:
+        if own and engine is not None and engine.is_ray:
+            llm.close()
+    if inputs.calibrate_on is not None:
+        _calibrate_stats(js, inputs.calibrate_on, template, cfg, stats)
+    write_judgments(outs.judgments, js)
+    if outs.qrels is not None:
+        write_judgment_qrels(outs.qrels, js)
+    if outs.record_files:
+        stats.update(
+            _run_info(llm_spec, llm, adapter, template, inputs.pairs, outs.judgments, outs.qrels, cfg)
+        )
+    else:
+        stats.update(adapter=str(adapter) if adapter else None, llm=llm_spec)
+    write_record(outs.summary_path, stats)
+    unlabelled = sum(1 for j in js if j.grade is None)
+    return JudgeSummary(pairs=len(js), unlabelled=unlabelled, model=stats.get("model"), record=stats)
 
 
 def run_agreement(
@@ -426,55 +522,77 @@ def write_preset_judgments(path: Path, rows: list[dict[str, Any]], qrels_out: Pa
         write_judgment_qrels(qrels_out, [Judgment.from_dict(r) for r in rows])
 
 
-def run_preset(
-    preset_name: str | Path,
+def grade_with_preset(
+    preset: Any,
+    queries: dict,
+    docs: dict,
+    pairs: list,
     *,
-    corpus: Path,
-    queries: Path,
-    pairs: Path,
-    out: Path,
-    qrels_out: Path | None = None,
-    top_k: int | None = None,
     on_missing: str = "error",
     batch_size: int = 16,
     progress: bool = True,
-) -> dict[str, Any]:
-    """``relforge judge --preset NAME``: compute the preset's features for every distinct pair and grade them
-    with its calibration head; writes ``out`` (JSONL: qid, docid, grade, expected, probs, features),
-    ``<out>.summary.json`` and optional TREC qrels."""
+    source: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Distinct ``pairs`` checked against the ids (``on_missing``), then graded by the preset
+    (:func:`judge_with_preset`): ``(rows, info)``, ``info`` counting ``skipped_unknown``; ``log`` gets the
+    line of its timing."""
+    from relforge.judge.judge import check_pairs
+
+    todo = list(dict.fromkeys(pairs))
+    known, unknown = check_pairs(todo, queries, docs, on_missing=on_missing, source=source)
+    rows, info = judge_with_preset(preset, queries, docs, known, batch_size=batch_size, progress=progress)
+    if log is not None:
+        log(
+            f"preset {preset.name} ({info['model']}) graded {info['pairs']} pairs in {info['seconds']:.1f} s"
+            f" = {info['pairs_per_s']} pairs/s"
+            + (f"; {len(unknown)} pairs with unknown ids skipped" if unknown else "")
+        )
+    return rows, {**info, "skipped_unknown": len(unknown)}
+
+
+def _run_with_preset(
+    cfg: JudgeConfig,
+    inputs: JudgeInputs,
+    outs: JudgeOutputs,
+    preset: Any,
+    *,
+    progress: bool,
+    labeller: str | None,
+    log: Callable[[str], None] | None,
+) -> JudgeSummary:
+    """:func:`run` with a preset: its features for every distinct pair, graded by its calibration head."""
     from collections import Counter
 
-    from rich.console import Console
-
     from relforge.data import read_corpus, read_queries
-    from relforge.data.io import atomic_write
-    from relforge.judge.judge import check_pairs, read_pairs
     from relforge.judge.preset import JudgePreset
 
-    preset = JudgePreset.load(preset_name)
-    docs, qs = read_corpus(corpus), read_queries(queries)
-    todo = list(dict.fromkeys(read_pairs(pairs, top_k=top_k)))
-    known, unknown = check_pairs(todo, qs, docs, on_missing=on_missing, source=str(pairs))
-    rows, info = judge_with_preset(preset, qs, docs, known, batch_size=batch_size, progress=progress)
-    write_preset_judgments(out, rows, qrels_out)
-    grades = Counter(r["grade"] for r in rows)
-    stats = {
-        **{k: v for k, v in info.items() if k != "model"},
-        "skipped_unknown": len(unknown),
-        "grades": {str(v): grades.get(v, 0) for v in preset.head.values},
-        "pairs_file": str(pairs),
-        "out": str(out),
-        "qrels_out": str(qrels_out) if qrels_out else None,
-    }
-    with atomic_write(_summary_path(out)) as fh:
-        json.dump(stats, fh, indent=2)
-    console = Console(stderr=True)
-    console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {info['model']} in "
-        f"{info['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; "
-        f"skipped (unknown ids): {len(unknown)}"
+    if not isinstance(preset, JudgePreset):
+        preset = JudgePreset.load(preset)
+    docs, qs = read_corpus(inputs.corpus), read_queries(inputs.queries)
+    source = str(inputs.pairs) if inputs.pairs is not None else None
+    rows, info = grade_with_preset(
+        preset,
+        qs,
+        docs,
+        inputs.pairs_to_judge(cfg.top_k),
+        on_missing=cfg.on_missing,
+        batch_size=cfg.batch_size,
+        progress=progress,
+        source=source,
+        log=log,
     )
-    console.print(
-        f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
-    )
-    return stats
+    write_preset_judgments(outs.judgments, rows, outs.qrels)
+    if outs.record_files:
+        grades = Counter(r["grade"] for r in rows)
+        record = {
+            **{k: v for k, v in info.items() if k != "model"},
+            "grades": {str(v): grades.get(v, 0) for v in preset.head.values},
+            "pairs_file": source,
+            "out": str(outs.judgments),
+            "qrels_out": str(outs.qrels) if outs.qrels else None,
+        }
+    else:
+        record = {**info, **({"labeller": labeller} if labeller is not None else {})}
+    write_record(outs.summary_path, record)
+    return JudgeSummary(pairs=len(rows), unlabelled=0, preset=preset.name, model=info["model"], record=record)

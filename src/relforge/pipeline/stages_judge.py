@@ -1,27 +1,48 @@
-"""Stages judge_finetune and judge, and who the judge is (adapter, preset) for the others."""
+"""Stages judge_finetune and judge as adapters of the judge package, and who the judge is for the others.
+
+The judge stage's body is :func:`relforge.judge.run.run` (as ``relforge judge``'s); this module only maps
+the pipeline configuration and the run folder's layout onto it (and the ``judge.adapter`` / ``judge.preset``
+keys onto an adapter folder or a preset, which the agreement and report stages use too).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from relforge.config import FinetuneConfig, PipelineConfig, stage_part
-from relforge.errors import MissingInputError
+from relforge.config import FinetuneConfig, JudgeConfig, PipelineConfig, stage_part
+from relforge.judge.labeller import (
+    SHIPPED_ADAPTER,
+    adapter_meta,
+    check_adapter,
+    describe_labeller,
+    preset_cv,
+    shipped_adapter_dir,
+    validation_qids,
+)
 from relforge.pipeline import layout
-from relforge.pipeline.common import read_json, read_labelled, resolve_data_source, write_json
+from relforge.pipeline.common import read_labelled, resolve_data_source, write_json
 from relforge.pipeline.runner import StageContext
 
-SHIPPED_ADAPTER = "smollm2-liveqa"
-
+__all__ = [
+    "SHIPPED_ADAPTER",
+    "adapter_abs",
+    "adapter_meta",
+    "judge",
+    "judge_adapter",
+    "judge_labeller",
+    "judge_llm",
+    "judge_preset",
+    "preset_cv",
+    "preset_judge",
+    "read_labelled",
+    "shipped_adapter_dir",
+    "stage_judge",
+    "stage_judge_finetune",
+    "validation_qids",
+]
 
 # --------------------------------------------------------------------------- adapter / preset
-
-
-def shipped_adapter_dir() -> Path:
-    """The adapter the pipeline's ``judge.adapter: auto`` means (one helper: relforge.judge.finetune's)."""
-    from relforge.judge.finetune import shipped_adapter_dir as shipped
-
-    return shipped(SHIPPED_ADAPTER)
 
 
 def _is_packaged_smollm2(spec: str) -> bool:
@@ -47,33 +68,7 @@ def adapter_abs(ctx: StageContext, adapter: str | None) -> str | None:
     if adapter is None:
         return None
     p = Path(adapter)
-    p = p if p.is_absolute() else ctx.out_dir / p
-    if not p.exists():
-        hint = (
-            (
-                "the shipped adapter is missing from the installed package; reinstall relforge or set "
-                "judge.adapter to null (zero-shot) or a folder"
-            )
-            if SHIPPED_ADAPTER in str(p)
-            else "set judge.adapter to an existing folder, 'shipped', 'finetune' or null"
-        )
-        raise MissingInputError(f"judge adapter {p} does not exist; {hint}")
-    return str(p)
-
-
-def adapter_meta(adapter: str | None) -> dict[str, Any]:
-    """The adapter's ``relforge.json`` ({} without an adapter, or for one trained elsewhere)."""
-    if adapter is None:
-        return {}
-    f = Path(adapter) / "relforge.json"
-    return read_json(f) if f.exists() else {}
-
-
-def validation_qids(meta: dict[str, Any]) -> list[str] | None:
-    """The adapter's held-out validation query ids: ``val_queries`` of the ``relforge.json`` that
-    ``relforge judge finetune`` writes (None for an adapter trained elsewhere)."""
-    val = meta.get("val_queries")
-    return [str(q) for q in val] if isinstance(val, list) else None
+    return str(check_adapter(p if p.is_absolute() else ctx.out_dir / p))
 
 
 def judge_preset(cfg: PipelineConfig):
@@ -87,45 +82,20 @@ def judge_preset(cfg: PipelineConfig):
 
 def judge_labeller(cfg: PipelineConfig) -> str:
     """Who grades the pairs, in one line (manifest ``systems``, report, agreement.json)."""
-    preset = judge_preset(cfg)
-    if preset is not None:
-        return f"preset {preset.name}: {preset.description or preset.head.features}"
-    adapter = judge_adapter(cfg)
-    if adapter is None:
-        return f"LLM judge {cfg.llm_for('judge')}, zero-shot ({cfg.judge.template}, {cfg.judge.mode})"
-    name = "shipped" if Path(adapter) == shipped_adapter_dir() else adapter
-    return f"LLM judge {cfg.llm_for('judge')} + LoRA adapter {name} ({cfg.judge.template}, {cfg.judge.mode})"
+    j = cfg.judge
+    return describe_labeller(cfg.llm_for("judge"), j.template, j.mode, judge_adapter(cfg), judge_preset(cfg))
 
 
-def preset_cv(preset) -> dict[str, Any] | None:
-    """The held-out k-fold numbers that chose the preset (its ``measured`` table): the preset's labeller
-    and raw MiniLM cosine on the same folds, each metric ``[mean, sd]`` over folds; None if not recorded.
-
-    The preset's row is ``<head.meta labeller>|<head.kind>``, the key ``benchmarks/judge_preset.py``
-    writes for the labeller it fits."""
-    m = preset.measured or {}
-    table = m.get("table") or {}
-    key = f"{preset.head.meta.get('labeller')}|{preset.head.kind}"
-    if not isinstance(table.get(key), dict):
-        return None
-    raw = table.get("raw cos") or {}  # a raw feature ranks but does not grade: only its taus mean anything
-    raw = {k: v for k, v in raw.items() if k in ("kendall_tau_b", "per_query_tau_b")}
-    return {
-        "folds": m.get("folds"),
-        "seed": m.get("seed"),
-        "labeller": key,
-        "rows": {
-            f"preset {preset.name} ({key})": table[key],
-            "MiniLM cosine (raw, ranking only)": raw or None,
-        },
-        "source": "docs/judge-preset.md",
-    }
+def judge_config(cfg: PipelineConfig) -> Any:
+    """The judge section as the judge package's :class:`~relforge.judge.config.JudgeConfig`."""
+    return stage_part(cfg.judge, JudgeConfig)
 
 
-# --------------------------------------------------------------------------- grading
+# --------------------------------------------------------------------------- grading (the agreement stage's too)
 
 
 def judge_llm(ctx: StageContext, adapter: str | None):
+    """The judge's LLM: the engine's (Ray) or the run's, opened once with its SQLite cache."""
     from relforge.engine.pipeline import stage_llm
 
     cfg: PipelineConfig = ctx.cfg
@@ -135,45 +105,20 @@ def judge_llm(ctx: StageContext, adapter: str | None):
 
 
 def judge(ctx: StageContext, llm, queries, corpus, pairs, stats: dict, adapter: str | None = None) -> list:
-    """judge_pairs with the config; documents are cut like the adapter's training data unless set."""
-    from relforge.engine.pipeline import judge_batch_size
-    from relforge.judge.judge import judge_pairs
-    from relforge.judge.run import resolve_adapter
+    """The pairs judged with the pipeline's judge settings (:func:`relforge.judge.run.judge_llm_pairs`)."""
+    from relforge.judge.run import judge_llm_pairs
 
-    _, jc = resolve_adapter(adapter, ctx.cfg.judge)  # the adapter's training truncation unless set
-    template = jc.load_template()  # judge.reasoning reaches the prompt, as in `relforge judge`
-    return judge_pairs(
-        llm,
-        template,
-        queries,
-        corpus,
-        pairs,
-        mode=jc.mode,
-        thresholds=jc.thresholds,
-        batch_size=judge_batch_size(llm, len(pairs), jc.batch_size),
-        max_doc_tokens=jc.max_doc_tokens,
-        on_missing=jc.on_missing,
-        max_new_tokens=jc.reply_tokens(template),
-        retry_temperature=jc.retry_temperature,
-        seed=jc.seed,
-        stats=stats,
-    )
+    return judge_llm_pairs(llm, judge_config(ctx.cfg), queries, corpus, pairs, stats, adapter)
 
 
 def preset_judge(ctx: StageContext, preset, queries, corpus, pairs) -> tuple[list, dict[str, Any]]:
-    """The pairs graded by the preset (the entry point of ``relforge judge --preset``): (rows, info)."""
-    from relforge.judge.judge import check_pairs
-    from relforge.judge.run import judge_with_preset
+    """The pairs graded by the preset (:func:`relforge.judge.run.grade_with_preset`): (rows, info)."""
+    from relforge.judge.run import grade_with_preset
 
-    todo = list(dict.fromkeys(pairs))
-    known, unknown = check_pairs(todo, queries, corpus, on_missing=ctx.cfg.judge.on_missing)
-    rows, info = judge_with_preset(preset, queries, corpus, known, batch_size=ctx.cfg.judge.batch_size)
-    ctx.log(
-        f"preset {preset.name} ({info['model']}) graded {info['pairs']} pairs in {info['seconds']:.1f} s"
-        f" = {info['pairs_per_s']} pairs/s"
-        + (f"; {len(unknown)} pairs with unknown ids skipped" if unknown else "")
+    jc = ctx.cfg.judge
+    return grade_with_preset(
+        preset, queries, corpus, pairs, on_missing=jc.on_missing, batch_size=jc.batch_size, log=ctx.log
     )
-    return rows, {**info, "skipped_unknown": len(unknown)}
 
 
 # --------------------------------------------------------------------------- stages
@@ -193,39 +138,32 @@ def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
     return {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
 
 
-def _judge_pairs_todo(ctx: StageContext, positives) -> list[tuple[str, str]]:
-    """Every synthetic query's source documents, then its mined negatives, queries sorted."""
-    negs = read_json(ctx.path(layout.NEGATIVES))
-    pairs = []
-    for qid in sorted(positives):
-        pairs += [(qid, d) for d in sorted(positives[qid])]
-        pairs += [(qid, d) for d in negs.get(qid, [])]  # no key: the query has no positive
-    return pairs
-
-
 def stage_judge(ctx: StageContext) -> dict[str, Any]:
-    """Grade every synthetic query's source document and its mined candidates (LLM judge or ``judge.preset``)."""
-    from relforge.data import read_corpus, read_qrels, read_queries
-    from relforge.judge.judge import write_judgment_qrels, write_judgments
+    """Grade every synthetic query's source document and its mined candidates (LLM judge or ``judge.preset``):
+    :func:`relforge.judge.run.run` on the run folder's files."""
+    from relforge.judge.run import JudgeInputs, JudgeOutputs, run
 
     cfg: PipelineConfig = ctx.cfg
-    corpus = read_corpus(ctx.path(layout.CORPUS))
-    queries = read_queries(ctx.path(layout.GEN_QUERIES))
-    pairs = _judge_pairs_todo(ctx, read_qrels(ctx.path(layout.GEN_QRELS)))
+    inputs = JudgeInputs(
+        corpus=ctx.path(layout.CORPUS),
+        queries=ctx.path(layout.GEN_QUERIES),
+        positives=ctx.path(layout.GEN_QRELS),
+        negatives=ctx.path(layout.NEGATIVES),
+    )
+    outs = JudgeOutputs(
+        judgments=ctx.path(layout.JUDGMENTS),
+        qrels=ctx.path(layout.JUDGE_QRELS),
+        summary=ctx.path(layout.JUDGE_SUMMARY),
+        record_files=False,
+    )
     preset = judge_preset(cfg)
     if preset is not None:
-        from relforge.judge.run import write_preset_judgments
-
-        rows, info = preset_judge(ctx, preset, queries, corpus, pairs)
-        write_preset_judgments(ctx.path(layout.JUDGMENTS), rows, ctx.path(layout.JUDGE_QRELS))
-        write_json(ctx.path(layout.JUDGE_SUMMARY), {**info, "labeller": judge_labeller(cfg)})
-        return {"pairs": len(rows), "unlabelled": 0, "preset": preset.name}
-    adapter = adapter_abs(ctx, judge_adapter(cfg))
-    llm = judge_llm(ctx, adapter)
-    stats: dict[str, Any] = {}
-    js = judge(ctx, llm, queries, corpus, pairs, stats, adapter)
-    write_judgments(ctx.path(layout.JUDGMENTS), js)
-    write_judgment_qrels(ctx.path(layout.JUDGE_QRELS), js)
-    stats.update(adapter=adapter, llm=cfg.llm_for("judge"))
-    write_json(ctx.path(layout.JUDGE_SUMMARY), stats)
-    return {"pairs": len(js), "unlabelled": sum(1 for j in js if j.grade is None)}
+        summary = run(
+            judge_config(cfg), inputs, outs, preset=preset, labeller=judge_labeller(cfg), log=ctx.log
+        )
+    else:
+        adapter = adapter_abs(ctx, judge_adapter(cfg))
+        inputs.adapter = Path(adapter) if adapter else None
+        llm = judge_llm(ctx, adapter)
+        summary = run(judge_config(cfg), inputs, outs, llm=llm, llm_spec=cfg.llm_for("judge"))
+    return summary.counts()
