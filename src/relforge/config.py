@@ -44,6 +44,7 @@ RetrieveConfig = _stage_model("relforge.retrieve.config", "RetrieveConfig")
 RetrieveStageConfig = _stage_model("relforge.retrieve.config", "RetrieveStageConfig")
 MiningConfig = _stage_model("relforge.retrieve.config", "MiningConfig")
 JudgeConfig = _stage_model("relforge.judge.config", "JudgeConfig")
+AgreementConfig = _stage_model("relforge.judge.config", "AgreementConfig")
 FinetuneConfig = _stage_model("relforge.judge.finetune_config", "FinetuneConfig")
 GroupConfig = _stage_model("relforge.dataset.config", "GroupConfig", "DatasetConfig")
 TrainConfig = _stage_model("relforge.train.config", "TrainConfig", "CrossEncoderConfig")
@@ -99,18 +100,13 @@ class RetrieveSection(RetrieveStageConfig):  # type: ignore[misc, valid-type]
     held-out questions' runs, ``mining``), as is."""
 
 
-class AgreementSection(Strict):
-    """Judge vs held-out human labels (the bundled LiveQA-Med validation queries)."""
+class AgreementSection(AgreementConfig):  # type: ignore[misc, valid-type]
+    """Judge vs held-out human labels (the bundled LiveQA-Med validation queries): ``AgreementConfig`` +
+    whether it runs and where the human grades come from."""
 
     enabled: bool = True
     #: BEIR folder with human qrels: ``sample:liveqa-med`` or a path
     human: str = "sample:liveqa-med"
-    #: which queries: ``adapter`` = the validation ids recorded in the adapter's relforge.json; ``all``
-    queries: Literal["adapter", "all"] = "adapter"
-    #: also judge the same pairs with the LLM without adapter
-    zero_shot: bool = False
-    #: cap on judged pairs (None: all), deterministic subsample per query
-    max_pairs: int | None = Field(None, ge=1)
 
 
 class JudgeSection(JudgeConfig):  # type: ignore[misc, valid-type]

@@ -1,6 +1,6 @@
 """``relforge judge --engine ray``: the judge's LLM is a :class:`~relforge.engine.ray_llm.RayLLM`.
 
-Everything else is the local judge (:func:`relforge.judge.run.run_judge`): pairs read and checked the same
+Everything else is the local judge (:func:`relforge.judge.run.run`): pairs read and checked the same
 way, prompts built by the same template code, probabilities mapped to grades by the same function, the
 same output files. Only the calls run on Ray, all pairs of the run in one Ray Data job (so ``batch_size``
 of the judge config does not split them; ``engine.batch_size`` sizes the HTTP batches).

@@ -56,3 +56,17 @@ class JudgeConfig(BaseModel):
     def reply_tokens(self, template) -> int:
         """Generate-mode reply length: ``reasoning_max_new_tokens`` for a reasoning template."""
         return self.reasoning_max_new_tokens if template.reasoning else self.max_new_tokens
+
+
+class AgreementConfig(BaseModel):
+    """Settings of one agreement run: the judge vs human grades, next to MiniLM cosine (the pipeline's
+    ``judge.agreement`` section extends it with where the human grades come from)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: which labelled queries: ``adapter`` = the validation ids recorded in the adapter's relforge.json; ``all``
+    queries: Literal["adapter", "all"] = "adapter"
+    #: also judge the same pairs with the LLM without adapter
+    zero_shot: bool = False
+    #: cap on judged pairs (None: all), deterministic subsample per query
+    max_pairs: int | None = Field(None, ge=1)

@@ -1,4 +1,6 @@
-"""Stage functions behind the ``relforge judge`` commands (files in, files out, a printed summary)."""
+"""The judge stage: :func:`run` is its one entry point (``relforge judge``, LLM or ``--preset``, and the
+pipeline's judge stage), with the helpers the agreement stage shares (the LLM judge with a config, the
+preset grading) and ``relforge judge agreement``'s :func:`run_agreement` (judgments vs human qrels)."""
 
 from __future__ import annotations
 

@@ -46,11 +46,10 @@ def print_plan(items, out_dir: Path) -> None:
 
 def print_summary(out_dir: Path, manifest: dict) -> None:
     """The comparison table, the judge's agreement, wall time per stage and the report's path."""
-    import json
-
     from rich.console import Console
     from rich.table import Table
 
+    from relforge.judge.agreement_run import AgreementReport
     from relforge.pipeline.stages import SYSTEMS
 
     con = Console()
@@ -71,7 +70,7 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
             con.print(res.pairwise_table())
     agree = out_dir / "judge" / "agreement.json"
     if agree.exists():
-        a = json.loads(agree.read_text())
+        a = AgreementReport.read(agree).entries()
         first = next(iter(a.values()), {})
         held = "fitted-on (not held out)" if a.get("judge", {}).get("held_out") is False else "held-out"
         t = Table(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from relforge.errors import DataError, MissingInputError, RelforgeError
+from relforge.judge.agreement_run import AgreementReport
 
 #: section key -> file read (relative to the artifacts dir): the contract documented in relforge.report
 ARTIFACTS: dict[str, str] = {
@@ -235,6 +236,7 @@ def _load_agreement(path: Path) -> dict[str, dict[str, Any]]:
         k in d for k in ("tau_b", "kappa", "weighted_kappa", "confusion", "accuracy", "all", "kendall_tau_b")
     ):
         d = {"judge": d}
+    d = AgreementReport.model_validate(d).entries()  # the model relforge.judge.agreement_run writes it with
     for name in list(d):
         entry = d[name]
         _need(isinstance(entry, dict), f"entry {name!r} must be an object of agreement numbers", path)
