@@ -1,0 +1,183 @@
+"""The judge and agreement stages' one entry points, called directly on tiny inputs (tiny random LLM,
+packaged MiniLM): relforge.judge.run.run and relforge.judge.agreement_run.run, and agreement.json read
+back through the model that wrote it (the pipeline's summary and the report read it so)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from relforge.judge.agreement_run import AgreementInputs, AgreementOutputs, AgreementReport
+from relforge.judge.agreement_run import run as run_agreement
+from relforge.judge.config import AgreementConfig, JudgeConfig
+from relforge.judge.run import JudgeInputs, JudgeOutputs, candidate_pairs, read_record, run
+
+
+@pytest.fixture(scope="module")
+def beir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("beir")
+    docs = {
+        "d1": "Anemia is caused by a lack of iron, blood loss or B12 deficiency.",
+        "d2": "Influenza causes fever, cough, sore throat and muscle aches.",
+        "d3": "Arthroscopy of the knee repairs torn cartilage.",
+        "d4": "Iron-rich foods include red meat, beans and spinach.",
+    }
+    (d / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in docs.items())
+    )
+    qs = {"q1": "What causes anemia?", "q2": "What are the symptoms of flu?"}
+    (d / "queries.jsonl").write_text("".join(json.dumps({"_id": k, "text": v}) + "\n" for k, v in qs.items()))
+    grades = [
+        ("q1", "d1", 3),
+        ("q1", "d4", 1),
+        ("q1", "d3", 0),
+        ("q2", "d2", 3),
+        ("q2", "d3", 0),
+        ("q2", "d1", 1),
+    ]
+    (d / "qrels.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"{q}\t{x}\t{g}\n" for q, x, g in grades)
+    )
+    (d / "positives.tsv").write_text("query-id\tcorpus-id\tscore\nq2\td2\t1\nq1\td1\t1\n")
+    (d / "negatives.json").write_text(json.dumps({"q1": ["d4", "d3"], "q2": ["d3"]}))
+    return d
+
+
+def test_candidate_pairs_positives_then_negatives_queries_sorted():
+    pairs = candidate_pairs({"q2": {"b": 1}, "q1": {"z": 1, "a": 1}}, {"q1": ["m", "c"], "q9": ["x"]})
+    assert pairs == [("q1", "a"), ("q1", "z"), ("q1", "m"), ("q1", "c"), ("q2", "b")]
+
+
+def test_judge_inputs_need_one_source_of_pairs(tmp_path):
+    with pytest.raises(ValueError, match="either pairs or positives"):
+        JudgeInputs(corpus=tmp_path, queries=tmp_path)
+    with pytest.raises(ValueError, match="either pairs or positives"):
+        JudgeInputs(corpus=tmp_path, queries=tmp_path, pairs=tmp_path, positives=tmp_path)
+
+
+def test_judge_run_pipeline_shape(beir, tiny_llm_dir, tmp_path):
+    """positives + negatives (the pipeline's inputs), a short record: the stage's counts and files."""
+    from relforge.judge.run import open_llm
+
+    spec = f"hf:{tiny_llm_dir}"
+    inputs = JudgeInputs(
+        corpus=beir / "corpus.jsonl",
+        queries=beir / "queries.jsonl",
+        positives=beir / "positives.tsv",
+        negatives=beir / "negatives.json",
+    )
+    outs = JudgeOutputs(
+        judgments=tmp_path / "j.jsonl",
+        qrels=tmp_path / "q.tsv",
+        summary=tmp_path / "s.json",
+        record_files=False,
+    )
+    llm = open_llm(spec, cache=False, batch_size=4)
+    summary = run(JudgeConfig(max_doc_tokens=32), inputs, outs, llm=llm, llm_spec=spec, progress=False)
+    rows = [json.loads(line) for line in outs.judgments.read_text().splitlines()]
+    assert [(r["qid"], r["docid"]) for r in rows] == [
+        ("q1", "d1"),
+        ("q1", "d4"),
+        ("q1", "d3"),
+        ("q2", "d2"),
+        ("q2", "d3"),
+    ]
+    assert all(abs(sum(r["probs"].values()) - 1) < 1e-4 for r in rows)
+    assert summary.counts() == {"pairs": 5, "unlabelled": 0}
+    assert len(outs.qrels.read_text().splitlines()) == 5
+    record = read_record(outs.summary)
+    assert record == summary.record and record["pairs"] == 5 and record["queries"] == 2
+    assert list(record)[-2:] == ["adapter", "llm"] and record["adapter"] is None and record["llm"] == spec
+
+
+def test_judge_run_cli_shape(beir, tiny_llm_dir, tmp_path):
+    """A pairs file cut to top_k, the LLM opened from its spec, the full record beside the judgments."""
+    run_file = tmp_path / "run.trec"
+    run_file.write_text("q1 Q0 d1 1 3 a\nq1 Q0 d4 2 2 a\nq1 Q0 d3 3 1 a\nq2 Q0 d2 1 3 a\nq2 Q0 d1 2 2 a\n")
+    inputs = JudgeInputs(corpus=beir / "corpus.jsonl", queries=beir / "queries.jsonl", pairs=run_file)
+    out = tmp_path / "judgments.jsonl"
+    cfg = JudgeConfig(top_k=1, mode="generate", max_doc_tokens=16, max_new_tokens=2)
+    summary = run(cfg, inputs, out, llm_spec=f"hf:{tiny_llm_dir}", cache=False, progress=False)
+    assert summary.pairs == 2 and summary.preset is None
+    rec = read_record(tmp_path / "judgments.summary.json")
+    assert rec["pairs_file"] == str(run_file) and rec["out"] == str(out) and rec["qrels_out"] is None
+    assert rec["config"]["top_k"] == 1 and rec["config"]["mode"] == "generate" and rec["template"]
+    assert [json.loads(x)["docid"] for x in out.read_text().splitlines()] == ["d1", "d2"]
+
+
+def test_judge_run_refuses_calibration_outside_probs(beir, tmp_path):
+    from relforge.errors import UsageError
+
+    inputs = JudgeInputs(
+        corpus=beir / "corpus.jsonl",
+        queries=beir / "queries.jsonl",
+        pairs=beir / "qrels.tsv",
+        calibrate_on=beir / "qrels.tsv",
+    )
+    with pytest.raises(UsageError, match="needs --mode probs"):
+        run(JudgeConfig(mode="generate"), inputs, tmp_path / "j.jsonl", llm_spec="hf:none")
+
+
+def test_agreement_run_writes_and_reads_back_the_report(beir, tiny_llm_dir, tmp_path):
+    spec = f"hf:{tiny_llm_dir}"
+    outs = AgreementOutputs(
+        agreement=tmp_path / "judge" / "agreement.json", confusion={"judge": tmp_path / "cm.png"}
+    )
+    logged: list[str] = []
+    summary = run_agreement(
+        AgreementConfig(queries="all", max_pairs=5),
+        AgreementInputs(human=beir, human_name="tiny-human"),
+        outs,
+        judge=JudgeConfig(max_doc_tokens=32),
+        seed=3,
+        llm_spec=spec,
+        log=logged.append,
+    )
+    raw = json.loads(outs.agreement.read_text())
+    assert list(raw) == ["judge", "minilm_cosine"]
+    judge, cos = raw["judge"], raw["minilm_cosine"]
+    assert judge["n"] == cos["n"] == judge["pairs"] == 5 and judge["human"] == "tiny-human"
+    assert judge["queries_from"] == "all" and judge["llm"] == spec and judge["adapter"] is None
+    assert (
+        judge["labeller"] == f"LLM judge {spec}, zero-shot (relevance-0to3, probs)" and "labeller" not in cos
+    )
+    assert list(judge)[:3] == ["n", "tau_b", "per_query_tau_b"] and list(cos)[:2] == ["model", "n"]
+    assert summary.counts()["pairs"] == 5 and summary.minilm_tau_b == cos["tau_b"]
+    assert summary.judge_tau_b == judge["tau_b"] and outs.confusion["judge"].exists()
+    # the file reads back through the model unchanged, and writes back byte for byte
+    back = AgreementReport.read(outs.agreement)
+    assert back.entries() == raw and back.judge.tau_b == judge["tau_b"]
+    back.write(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == outs.agreement.read_bytes()
+
+
+def test_agreement_report_keeps_ints_and_order():
+    rep = AgreementReport.model_validate(
+        {
+            "minilm_cosine": {"tau_b": 1, "n": 2, "extra": "kept"},
+            "judge": {"weighted_kappa": 0.5, "confusion": [[1, 0], [0, 2]]},
+        }
+    )
+    assert list(rep.entries()) == ["judge", "minilm_cosine"]  # the written order
+    assert rep.entries()["minilm_cosine"] == {"n": 2, "tau_b": 1, "extra": "kept"}
+    assert isinstance(rep.entries()["minilm_cosine"]["tau_b"], int)
+
+
+def test_report_reads_the_real_agreement_writer(beir, tiny_llm_dir, tmp_path):
+    """The report's loader goes through AgreementReport: the real writer's file renders its numbers."""
+    from relforge.report.render import load_artifacts
+
+    outs = AgreementOutputs(agreement=tmp_path / "judge" / "agreement.json")
+    run_agreement(
+        AgreementConfig(queries="all", max_pairs=4),
+        AgreementInputs(human=beir),
+        outs,
+        judge=JudgeConfig(max_doc_tokens=32),
+        llm_spec=f"hf:{tiny_llm_dir}",
+        log=lambda m: None,
+    )
+    got = load_artifacts(tmp_path, strict=True)["agreement"]
+    written = json.loads(outs.agreement.read_text())
+    assert got["minilm_cosine"]["tau_b"] == written["minilm_cosine"]["tau_b"]
+    assert got["judge"]["labels"] == ["0", "1", "2", "3"] and got["judge"]["n"] == 4
