@@ -26,6 +26,21 @@ changed spelling re-runs the stages that name it.
 
 from __future__ import annotations
 
+# the files the report reads too: named in relforge.artifacts (which the report imports), re-exported here
+from relforge.artifacts import (  # noqa: F401
+    ABLATION_JSON,
+    AGREEMENT,
+    DATASET_SUMMARY,
+    EXTRA_SUMMARY,
+    JUDGE_FINETUNE_METRICS,
+    JUDGMENTS,
+    MANIFEST,
+    METRICS_CSV,
+    METRICS_JSON,
+    REPORT,
+    extra_dir,
+)
+
 # --------------------------------------------------------------------------- data (stage import)
 
 CORPUS = "data/corpus.jsonl"
@@ -70,12 +85,9 @@ def first_stage_dev(method: str) -> str:
 #: the LoRA adapter trained inside the pipeline (also ``judge.adapter: finetune``'s relative folder)
 JUDGE_FINETUNE = "judge_finetune"
 JUDGE_FINETUNE_SUMMARY = f"{JUDGE_FINETUNE}/summary.json"
-JUDGE_FINETUNE_METRICS = f"{JUDGE_FINETUNE}/metrics.jsonl"
 JUDGE_FINETUNE_SOURCE = f"{JUDGE_FINETUNE}/source.json"
-JUDGMENTS = "judge/judgments.jsonl"
 JUDGE_QRELS = "judge/qrels.tsv"
 JUDGE_SUMMARY = "judge/summary.json"
-AGREEMENT = "judge/agreement.json"
 
 
 def judge_finetune_file(name: str) -> str:
@@ -88,8 +100,6 @@ def confusion_png(key: str) -> str:
 
 
 # --------------------------------------------------------------------------- groups / train / rerank
-
-DATASET_SUMMARY = "dataset/summary.json"
 
 
 def dataset(variant: str) -> str:
@@ -119,22 +129,7 @@ BACKBONE_RUN = rerank_run("backbone")
 
 # --------------------------------------------------------------------------- evaluate / ablation / report
 
-METRICS_JSON = "eval/metrics.json"
-METRICS_CSV = "eval/metrics.csv"
-EXTRA_SUMMARY = "eval/extra/summary.json"
-
-
-def extra_dir(name: str) -> str:
-    """The folder of the ``evaluate.extra`` collection ``name``."""
-    return f"eval/extra/{name}"
-
-
-ABLATION_JSON = "ablation.json"
-
 
 def ablation_model(variant: str, n: int) -> str:
     """The ablation's model folder for ``n`` groups of ``variant`` (deleted after reranking)."""
     return f"ablation/{variant}-{n}"
-
-
-REPORT = "report.html"

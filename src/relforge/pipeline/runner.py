@@ -26,10 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from relforge.artifacts import MANIFEST, MANIFEST_VERSION, Manifest
 from relforge.errors import MissingInputError, UsageError
 
-MANIFEST = "manifest.json"
-MANIFEST_VERSION = 1
 LLM_CACHE = "llm-cache.sqlite"
 
 
@@ -150,29 +149,34 @@ class PlanItem:
 
 
 def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """``manifest.json`` of a run folder, read through :class:`~relforge.artifacts.Manifest` (a fresh one
+    when there is none), as the plain data the runner updates."""
+    from pydantic import ValidationError
+
     p = Path(out_dir) / MANIFEST
     if not p.exists():
         return {"version": MANIFEST_VERSION, "stages": {}}
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        data = Manifest.read(p).to_data()
+    except ValidationError as e:
         # the manifest is always written atomically, so this is a hand edit: say so and start over
         from relforge.errors import DataError
 
-        raise DataError(
-            f"manifest is not valid JSON ({e.msg}); delete it to rerun every stage", path=p
-        ) from None
+        err = e.errors()[0]
+        what = (
+            f"is not valid JSON ({err['msg']})"
+            if err["type"] == "json_invalid"
+            else f"is not a relforge manifest ({'.'.join(map(str, err['loc']))}: {err['msg']})"
+        )
+        raise DataError(f"manifest {what}; delete it to rerun every stage", path=p) from None
     data.setdefault("stages", {})
     return data
 
 
 def write_manifest(out_dir: Path, manifest: dict[str, Any]) -> None:
-    from relforge.data.io import atomic_write
-
+    """Stamp ``updated`` and write ``manifest`` through :class:`~relforge.artifacts.Manifest` (checked)."""
     manifest["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    with atomic_write(Path(out_dir) / MANIFEST) as fh:
-        json.dump(manifest, fh, indent=2, sort_keys=False, default=str)
-        fh.write("\n")
+    Manifest.model_validate(manifest).write(Path(out_dir) / MANIFEST)
 
 
 def _abs(out_dir: Path, rel: str) -> Path:
