@@ -132,28 +132,19 @@ def rerank_cmd(
     ),
 ) -> None:
     """Rerank the top-k of a run and write a TREC run."""
-    from relforge.data import read_corpus, read_queries, read_run, write_run
     from relforge.outputs import guard_file
-    from relforge.train.rerank import rerank, rerank_plan
+    from relforge.train.rerank import rerank_plan
+    from relforge.train.rerank_run import RerankInputs
+    from relforge.train.rerank_run import run as rerank_run
 
-    used, plan = rerank_plan(kind, backend, precision)
-
+    rerank_plan(kind, backend, precision)  # a bad --kind / --backend / --precision, said as before
     guard_file(out, overwrite=overwrite)
-    result = rerank(
-        model,
-        read_corpus(corpus),
-        read_queries(queries),
-        read_run(run),
-        top_k=top_k,
-        kind=kind,
-        backend=backend,
-        batch_size=batch_size,
-        max_length=max_length,
-        precision=precision,
+    cfg = RerankConfig(
+        top_k=top_k, batch_size=batch_size, max_length=max_length, backend=backend, precision=precision
     )
-    n = write_run(out, result, tag=f"relforge-{kind}")
+    s = rerank_run(cfg, RerankInputs(corpus=corpus, queries=queries, run=run), out, model=model, kind=kind)
     typer.echo(
-        f"wrote {n} lines for {len(result)} queries to {out} (backend {used}, precision {plan.resolved})"
+        f"wrote {s.lines} lines for {s.queries} queries to {out} (backend {s.backend}, precision {s.precision})"
     )
 
 
