@@ -111,7 +111,6 @@ def evaluate_cmd(
     from pydantic import ValidationError
 
     from relforge.errors import UsageError
-    from relforge.evaluate.core import evaluate
     from relforge.evaluate.measures import split_measures
 
     try:
@@ -129,24 +128,23 @@ def evaluate_cmd(
         field = str(err["loc"][0])
         flag = {"permutation_rounds": "--rounds"}.get(field, "--" + field.replace("_", "-"))
         raise UsageError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
+    from relforge.evaluate.run import EvalInputs, EvalOutputs
+    from relforge.evaluate.run import run as evaluate_run
     from relforge.outputs import guard_file
 
     for flag, path in (("--json", json_out), ("--csv", csv_out), ("--per-query", per_query)):
         if path is not None:
             guard_file(path, overwrite=overwrite, flag=flag)
     run_names = _run_names(run, names)
-    result = evaluate(
-        qrels, dict(zip(run_names, run, strict=True)), pairs=_pairs(pair, run_names), **cfg.model_dump()
+    inputs = EvalInputs(
+        qrels=qrels, runs=dict(zip(run_names, run, strict=True)), pairs=_pairs(pair, run_names)
     )
-    _print(result, title=f"relforge evaluate — {qrels.name}")
-    for path, write in (
-        (json_out, result.to_json),
-        (csv_out, result.to_csv),
-        (per_query, result.per_query_csv),
-    ):
-        if path is not None:
-            write(path)
-            typer.echo(f"wrote {path}", err=True)
+    out = EvalOutputs(metrics_json=json_out, metrics_csv=csv_out, per_query_csv=per_query)
+    evaluate_run(
+        cfg, inputs, out, show=lambda result: _print(result, title=f"relforge evaluate — {qrels.name}")
+    )
+    for path in out.files():
+        typer.echo(f"wrote {path}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,30 +1,20 @@
-"""Stage ablation: rerankers trained on nested subsets of the groups, scored vs training size."""
+"""Stage ablation: rerankers trained on nested subsets of the groups, scored vs training size.
+
+Its record, ``ablation.json``, is :class:`relforge.evaluate.ablation.AblationResult` (the report reads it).
+"""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
 from relforge.config import PipelineConfig
+from relforge.evaluate.ablation import AblationResult, nested_subsets, p_value
 from relforge.pipeline import layout
-from relforge.pipeline.common import SYSTEMS, write_json
+from relforge.pipeline.common import SYSTEMS
 from relforge.pipeline.runner import StageContext
 from relforge.pipeline.stages_eval import eval_kwargs, rerank_with
 from relforge.pipeline.stages_train import dev_set, kept_backbone, train_variant
-
-
-def nested_subsets(n_groups: int, sizes: list[int], seed: int) -> dict[int, list[int]]:
-    """Row indices of nested subsets: the first N of one fixed shuffled order (size capped at n_groups)."""
-    order = list(range(n_groups))
-    random.Random(seed).shuffle(order)
-    return {s: sorted(order[: min(s, n_groups)]) for s in sizes}
-
-
-def _p_value(test) -> float | None:
-    """The randomisation-test p-value of a :class:`~relforge.evaluate.PairedTest` (None: no test, e.g. the
-    baseline itself or a measure not computed)."""
-    return None if test is None else test.perm_p
 
 
 @dataclass
@@ -56,7 +46,7 @@ def _trained_point(ctx: StageContext, sh: _Shared, groups, idx: list[int], varia
         run = rerank_with(ctx, str(ctx.path(rel)), kind=cfg.train.kind, backend=cfg.rerank.backend)
     write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
     ev = evaluate(sh.qrels, {sh.first: sh.first_run, "reranker": run}, **eval_kwargs(cfg, sh.first))
-    agg, p = ev.aggregates["reranker"], _p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
+    agg, p = ev.aggregates["reranker"], p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
     row["train_seconds"] = info.get("train_time_s")
     shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
     return agg, p
@@ -79,7 +69,7 @@ def _variant_rows(ctx: StageContext, sh: _Shared, variant: str) -> list[dict[str
         row: dict[str, Any] = {"size": n, "variant": variant, "requested_size": size}
         if n == len(groups) and variant in cfg.train.variants and variant in sh.main.aggregates:
             agg = sh.main.aggregates[variant]
-            p = _p_value(sh.main.significance.get(variant, {}).get("nDCG@10"))
+            p = p_value(sh.main.significance.get(variant, {}).get("nDCG@10"))
             row["source"] = f"{layout.train_model(variant)} (full set)"
         else:
             agg, p = _trained_point(ctx, sh, groups, idx, variant, row)
@@ -124,14 +114,11 @@ def stage_ablation(ctx: StageContext) -> dict[str, Any]:
         dev=dev_set(ctx),
     )
     rows = [row for variant in ab.variants for row in _variant_rows(ctx, sh, variant)]
-    write_json(
-        ctx.path(layout.ABLATION_JSON),
-        {
-            "rows": rows,
-            "reference": _reference(cfg, sh.main, first),
-            "x": "training groups",
-            "variants": ab.variants,
-            "seed": ab.seed,
-        },
-    )
+    AblationResult(
+        rows=rows,
+        reference=_reference(cfg, sh.main, first),
+        x="training groups",
+        variants=ab.variants,
+        seed=ab.seed,
+    ).write(ctx.path(layout.ABLATION_JSON))
     return {"points": len(rows)}
