@@ -29,21 +29,27 @@ HEADINGS = [
 
 
 def write_eval(root: Path):
+    """eval/metrics.json (and .csv) as the evaluate stage writes them: relforge.evaluate.run.run."""
+    from relforge.evaluate import EvalConfig, EvalResult
+    from relforge.evaluate.run import EvalInputs, run
+
     runs = {
         "BM25": FIX / "bm25.trec",
         "dense MiniLM": FIX / "dense.trec",
         "reranker + judge": FIX / "reranker.trec",
     }
-    res = evaluate(
-        FIX / "qrels.trec", runs, permutation_rounds=2000, pairs=[("reranker + judge", "dense MiniLM")]
-    )
-    res.to_json(root / "eval" / "metrics.json")
-    return res
+    inputs = EvalInputs(qrels=FIX / "qrels.trec", runs=runs, pairs=[("reranker + judge", "dense MiniLM")])
+    run(EvalConfig(permutation_rounds=2000), inputs, root / "eval")
+    return EvalResult.from_json(root / "eval" / "metrics.json")
 
 
 def build_artifacts(root: Path) -> dict:
-    """Write every artifact of the report contract, in the shapes the pipeline writes them."""
+    """Write every artifact of the report contract, in the shapes the pipeline writes them: manifest,
+    metrics, extra collections and ablation through their writers' own classes."""
+    from relforge.evaluate.ablation import AblationResult
+    from relforge.evaluate.extra import ExtraEntry, ExtraIndex
     from relforge.judge.judge import Judgment, write_judgments
+    from relforge.pipeline.runner import write_manifest
 
     root.mkdir(parents=True, exist_ok=True)
     res = write_eval(root)
@@ -60,13 +66,18 @@ def build_artifacts(root: Path) -> dict:
                 "wall_s": 312.5,
                 "status": "done",
                 "counts": {"queries": 300},
-                "llm_tokens": 45210,
+                "llm_tokens": {"prompt": 45000, "completion": 210},
                 "cache_hits": 12,
                 "config_hash": "ab12",
                 "outputs": {"generate/queries.jsonl": "ff00"},
             },
             "import": {"wall_s": 3.2, "status": "done", "counts": {"docs": 2000, "queries": 300}},
-            "retrieve": {"wall_s": 21.0, "status": "skipped", "counts": {"candidates": 30000}},
+            "retrieve": {
+                "wall_s": 21.0,
+                "status": "done",
+                "counts": {"candidates": 30000},
+                "skipped_last_run": True,
+            },
             "judge": {
                 "wall_s": 188.1,
                 "status": "done",
@@ -84,7 +95,7 @@ def build_artifacts(root: Path) -> dict:
         "reranker_model": "train/reranker",
         "relforge_version": "0.1.0",
     }
-    (root / "manifest.json").write_text(json.dumps(manifest))
+    write_manifest(root, manifest)
     grades = [3] * 5 + [2] * 9 + [1] * 12 + [0] * 14 + [None] * 3
     write_judgments(
         root / "judge" / "judgments.jsonl",
@@ -170,46 +181,36 @@ def build_artifacts(root: Path) -> dict:
             }
         )
     )
-    (root / "ablation.json").write_text(
-        json.dumps(
-            {
-                "rows": [
-                    {
-                        "size": n,
-                        "variant": v,
-                        "requested_size": n,
-                        "nDCG@10": x,
-                        "MRR@10": x + 0.1,
-                        "p_vs_bm25": 0.01,
-                    }
-                    for v, pts in (
-                        ("judged", ((100, 0.4012), (200, 0.4431), (400, 0.4877), (800, 0.5219))),
-                        ("plain", ((100, 0.3901), (200, 0.4107), (400, 0.4512), (800, 0.4733))),
-                    )
-                    for n, x in pts
-                ],
-                "reference": {"BM25": 0.3334, "dense (MiniLM cosine)": 0.4602},
-                "x": "training groups",
-            }
-        )
-    )
+    AblationResult(
+        rows=[
+            {"size": n, "variant": v, "requested_size": n, "nDCG@10": x, "MRR@10": x + 0.1, "p_vs_bm25": 0.01}
+            for v, pts in (
+                ("judged", ((100, 0.4012), (200, 0.4431), (400, 0.4877), (800, 0.5219))),
+                ("plain", ((100, 0.3901), (200, 0.4107), (400, 0.4512), (800, 0.4733))),
+            )
+            for n, x in pts
+        ],
+        reference={"BM25": 0.3334, "dense (MiniLM cosine)": 0.4602},
+        x="training groups",
+        variants=["judged", "plain"],
+        seed=0,
+    ).write(root / "ablation.json")
     extra = root / "eval" / "extra" / "ood"
     extra.mkdir(parents=True, exist_ok=True)
     ood = evaluate(FIX / "qrels.trec", {"BM25": FIX / "bm25.trec", "dense MiniLM": FIX / "dense.trec"})
     ood.to_json(extra / "metrics.json")
-    (root / "eval" / "extra" / "summary.json").write_text(
-        json.dumps(
-            {
-                "ood": {
-                    "metrics": "eval/extra/ood/metrics.json",
-                    "source": "sample:liveqa-med",
-                    "mode": "pool",
-                    "queries": len(ood.queries),
-                    "description": "out of domain",
-                }
-            }
-        )
+    entry = ExtraEntry(
+        metrics="eval/extra/ood/metrics.json",
+        source="sample:liveqa-med",
+        split="test",
+        mode="pool",
+        first_stage="hybrid",
+        top_k=20,
+        queries=len(ood.queries),
+        documents=40,
+        description="out of domain",
     )
+    ExtraIndex({"ood": entry}).write(root / "eval" / "extra" / "summary.json")
     return {"result": res, "ood": ood}
 
 
@@ -218,6 +219,7 @@ def test_extra_collections_get_their_own_table(full):
     table = html.split('data-collection="ood"')[1].split("</table>")[0]
     assert "<td>BM25" in table and "<td>dense MiniLM" in table
     assert "ood — out of domain" in html and "mode pool" in html
+    assert "40 documents · source sample:liveqa-med (test)" in html and "see hybrid top 20" in html
 
 
 @pytest.fixture(scope="module")
@@ -342,16 +344,28 @@ def test_unreadable_artifact_is_flagged_not_hidden(tmp_path):
         render_report(tmp_path, strict=True)
 
 
-def test_agreement_single_entry_and_ablation_list(tmp_path):
+def test_agreement_single_entry_and_ablation_rows_sorted(tmp_path):
+    from relforge.evaluate.ablation import AblationResult
+
     (tmp_path / "judge").mkdir()
     (tmp_path / "judge" / "agreement.json").write_text(json.dumps({"tau_b": 0.25, "kappa": 0.1}))
-    (tmp_path / "ablation.json").write_text(
-        json.dumps([{"size": 50, "nDCG@10": 0.3}, {"size": 25, "nDCG@10": 0.2}])
-    )
+    rows = [{"size": 50, "nDCG@10": 0.3}, {"size": 25, "nDCG@10": 0.2}]
+    AblationResult(rows=rows, reference={"BM25": 0.1}).write(tmp_path / "ablation.json")
     html = render_report(tmp_path).read_text()
     assert "LLM judge" in html and "0.250" in html
     assert html.index(">25<") < html.index(">50<")  # rows sorted by size
     assert len(IMG.findall(html)) == 1  # ablation curve; no confusion matrix without 'confusion'
+
+
+def test_artifacts_not_in_their_writers_shape_are_flagged(tmp_path):
+    """The report reads manifest.json and ablation.json through their writers' classes: a shape the
+    pipeline never writes is an error box, not a guess."""
+    write_eval(tmp_path)
+    (tmp_path / "ablation.json").write_text(json.dumps([{"size": 50, "nDCG@10": 0.3}]))
+    (tmp_path / "manifest.json").write_text(json.dumps({"stages": {"train": {"status": "skipped"}}}))
+    html = render_report(tmp_path).read_text()
+    assert html.count('class="error"') == 2
+    assert "ablation.json: not a AblationResult" in html and "stages.train.status" in html
 
 
 def test_missing_or_empty_dir(tmp_path):

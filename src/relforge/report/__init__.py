@@ -7,14 +7,17 @@
 
 Artifact contract (``relforge.report/1``)
 -----------------------------------------
+The paths are :mod:`relforge.artifacts`'s (re-exported by :mod:`relforge.pipeline.layout`). Files the
+pipeline writes through a class are read through the same class; one in another shape is an error box.
+
 ``manifest.json``
-    ``{"config": {...resolved pipeline config...}, "stage_order": [names]?,
-    "stages": {name: {"wall_s": float, "status": "done"|"skipped"|"failed"|..., "counts": {k: number},
-    "llm_tokens": int | {k: int}, "cache_hits": int, ...}}, "systems": {run_name: description}?,
-    "reranker_model": "relative/dir", "relforge_version": str, "created": str}``. Every key is optional.
-    Stages are listed in ``stage_order`` (else file order); other scalar stage keys go to the timings
-    table's "other" column, except bookkeeping (``outputs``, ``inputs``, ``started``, ``finished``,
-    ``llm``, ``config``, ``*hash``). ``systems`` adds a description under each run name.
+    :class:`relforge.artifacts.Manifest` (the pipeline runner's): ``config`` (the resolved pipeline
+    config), ``stage_order``, ``stages`` (:class:`~relforge.artifacts.StageRecord` per stage: ``status``,
+    ``wall_s``, ``counts``, ``llm_tokens``, ``cache_hits``, ...), ``systems`` (run name -> description),
+    ``reranker_model``, ``relforge_version``, ``created``. Stages are listed in ``stage_order`` (else file
+    order); other scalar stage keys go to the timings table's "other" column, except bookkeeping
+    (``outputs``, ``inputs``, ``started``, ``finished``, ``llm``, ``*hash``). ``systems`` adds a
+    description under each run name.
 ``eval/metrics.json``
     :meth:`relforge.evaluate.EvalResult.to_json` output (runs, measures, aggregates, per_query,
     baseline, significance, pairwise, skipped/missing queries, warnings, settings). The headline is
@@ -44,10 +47,14 @@ Artifact contract (``relforge.report/1``)
     value (numbers, strings, flat dicts) is listed below. Without ``buckets``, the top-level numbers
     are taken as the bucket counts.
 ``ablation.json``
-    ``[{"size": n, "nDCG@10": x, <other numbers>...}, ...]`` or ``{"rows": [...same...],
-    "reference": {system: nDCG@10}, "x": "x-axis label"}``. Rows with a ``"variant"`` key are drawn as
-    one line per variant; reference systems are dashed horizontal lines. The plotted measure is
-    ``nDCG@10`` (else the first numeric key).
+    :class:`relforge.evaluate.ablation.AblationResult`: ``{"rows": [{"size": n, "variant"?,
+    "nDCG@10": x, <other numbers>...}, ...], "reference": {system: nDCG@10}, "x": "x-axis label"}``.
+    Rows with a ``"variant"`` are drawn as one line per variant; reference systems are dashed horizontal
+    lines. The plotted measure is ``nDCG@10`` (else the first numeric key).
+``eval/extra/summary.json``
+    :class:`relforge.evaluate.extra.ExtraIndex`: per collection its ``metrics`` file (an EvalResult,
+    relative to the artifacts dir), ``source``, ``split``, ``mode``, ``first_stage``, ``top_k``,
+    ``queries``, ``documents``, ``description``; each gets its own metrics table.
 
 ``relforge report ARTIFACTS_DIR [--out report.html]`` calls :func:`render_report`.
 """

@@ -10,19 +10,23 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
+from relforge import artifacts
+from relforge.artifacts import Manifest
 from relforge.errors import DataError, MissingInputError, RelforgeError
 from relforge.judge.agreement_run import AgreementReport
 
 #: section key -> file read (relative to the artifacts dir): the contract documented in relforge.report
 ARTIFACTS: dict[str, str] = {
-    "manifest": "manifest.json",
-    "metrics": "eval/metrics.json",
-    "judgments": "judge/judgments.jsonl",
-    "agreement": "judge/agreement.json",
-    "finetune": "judge_finetune/metrics.jsonl",
-    "dataset": "dataset/summary.json",
-    "ablation": "ablation.json",
-    "extra": "eval/extra/summary.json",
+    "manifest": artifacts.MANIFEST,
+    "metrics": artifacts.METRICS_JSON,
+    "judgments": artifacts.JUDGMENTS,
+    "agreement": artifacts.AGREEMENT,
+    "finetune": artifacts.JUDGE_FINETUNE_METRICS,
+    "dataset": artifacts.DATASET_SUMMARY,
+    "ablation": artifacts.ABLATION_JSON,
+    "extra": artifacts.EXTRA_SUMMARY,
 }
 
 PRETTY_NAMES = {
@@ -154,12 +158,19 @@ def load_artifacts(artifacts_dir: str | os.PathLike, *, strict: bool = False) ->
     return out
 
 
-def _load_manifest(path: Path) -> dict[str, Any]:
+def _read_model(cls: type[BaseModel], path: Path) -> Any:
+    """``path`` read through the class its writer writes it with (a mismatch is a DataError)."""
     d = _read_json(path)
-    _need(isinstance(d, dict), "expected a JSON object", path)
-    stages = d.get("stages") or {}
-    _need(isinstance(stages, dict), "'stages' must be an object {name: {...}}", path)
-    return d
+    try:
+        return cls.model_validate(d)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "top level"
+        raise DataError(f"not a {cls.__name__} ({where}: {err['msg']})", path=path) from None
+
+
+def _load_manifest(path: Path) -> Manifest:
+    return _read_model(Manifest, path)
 
 
 def _load_metrics(path: Path):
@@ -277,14 +288,13 @@ def _load_finetune(path: Path) -> list[dict[str, Any]]:
 
 
 def _load_extra(path: Path) -> dict[str, Any]:
-    """``eval/extra/summary.json``: ``{name: {"metrics": rel path, ...info}}`` -> each EvalResult."""
-    d = _read_json(path)
-    _need(isinstance(d, dict), "expected a JSON object {collection name: {...}}", path)
-    out = {}
-    for name, info in d.items():
-        _need(isinstance(info, dict) and "metrics" in info, f"{name!r}: no 'metrics' path", path)
-        out[name] = {"info": info, "result": _load_metrics(path.parents[2] / info["metrics"])}
-    return out
+    """``eval/extra/summary.json`` (:class:`~relforge.evaluate.extra.ExtraIndex`) -> per collection its
+    entry and EvalResult."""
+    from relforge.evaluate.extra import ExtraIndex
+
+    root = path.parents[len(Path(artifacts.EXTRA_SUMMARY).parts) - 1]
+    index = _read_model(ExtraIndex, path).root
+    return {name: {"info": e, "result": _load_metrics(root / e.metrics)} for name, e in index.items()}
 
 
 def _extra_section(d: dict[str, Any], systems: dict[str, str] | None = None) -> dict[str, Any]:
@@ -292,15 +302,14 @@ def _extra_section(d: dict[str, Any], systems: dict[str, str] | None = None) -> 
     for name, e in d.items():
         info = e["info"]
         about = (
-            f"{info.get('queries', '?')} queries · {info.get('documents', '?')} documents · "
-            f"source {info.get('source', '?')} ({info.get('split', '?')}) · mode {info.get('mode', '?')}"
-            f" · rerankers see {info.get('first_stage', '?')} top {info.get('top_k', '?')}"
+            f"{info.queries} queries · {info.documents} documents · source {info.source} ({info.split})"
+            f" · mode {info.mode} · rerankers see {info.first_stage} top {info.top_k}"
         )
         tables.append(
             {
                 "name": name,
                 "about": about,
-                "description": info.get("description", ""),
+                "description": info.description,
                 "m": _metrics_section(e["result"], systems),
             }
         )
@@ -314,25 +323,12 @@ def _load_dataset(path: Path) -> dict[str, Any]:
 
 
 def _load_ablation(path: Path) -> dict[str, Any]:
-    d = _read_json(path)
-    if isinstance(d, list):
-        d = {"rows": d}
-    _need(
-        isinstance(d, dict) and isinstance(d.get("rows"), list),
-        "expected a list of rows or {'rows': [...]}",
-        path,
-    )
-    for i, r in enumerate(d["rows"], start=1):
-        _need(isinstance(r, dict) and _is_num(r.get("size")), f"row {i} has no numeric 'size'", path)
-    d["rows"] = sorted(d["rows"], key=lambda r: (str(r.get("variant", "")), r["size"]))
-    ref = d.get("reference") or {}
-    _need(
-        isinstance(ref, dict) and all(_is_num(v) for v in ref.values()),
-        "'reference' must map system names to numbers",
-        path,
-    )
-    d["reference"] = ref
-    return d
+    """``ablation.json`` (:class:`~relforge.evaluate.ablation.AblationResult`): rows by variant and size."""
+    from relforge.evaluate.ablation import AblationResult
+
+    res = _read_model(AblationResult, path)
+    rows = sorted((r.values() for r in res.rows), key=lambda r: (str(r.get("variant") or ""), r["size"]))
+    return {"rows": rows, "reference": res.reference, "x": res.x}
 
 
 # ----------------------------------------------------------------------------- sections
@@ -346,8 +342,8 @@ def _rr10(measures: list[str], canonical: dict[str, str]) -> str | None:
     return None
 
 
-#: trained variants of the pipeline (run names) and the untrained model they start from
-TRAINED_RUNS = ("plain", "judged", "soft")
+#: trained variants of the pipeline (run names); their untrained start is the run ``backbone``
+TRAINED_RUNS = artifacts.VARIANTS
 
 
 def _budget_notes(res, primary: str) -> list[str]:
@@ -365,11 +361,17 @@ def _budget_notes(res, primary: str) -> list[str]:
     ]
 
 
-def _selection_notes(manifest: dict[str, Any]) -> list[str]:
+def _stage_counts(manifest: Manifest, stage: str) -> dict[str, Any]:
+    """A stage's summary (record ``counts``); empty when the stage has no record."""
+    rec = manifest.stages.get(stage)
+    return rec.counts if rec is not None else {}
+
+
+def _selection_notes(manifest: Manifest) -> list[str]:
     """What checkpoint selection on the human dev questions chose, per trained variant (stage train)."""
-    counts = ((manifest.get("stages") or {}).get("train") or {}).get("counts") or {}
-    n_dev = (((manifest.get("stages") or {}).get("retrieve") or {}).get("counts") or {}).get("dev_queries")
-    same = (((manifest.get("stages") or {}).get("rerank") or {}).get("counts") or {}).get("same_as_backbone")
+    counts = _stage_counts(manifest, "train")
+    n_dev = _stage_counts(manifest, "retrieve").get("dev_queries")
+    same = _stage_counts(manifest, "rerank").get("same_as_backbone")
     parts = []
     for v in TRAINED_RUNS:
         c = counts.get(v)
@@ -465,9 +467,9 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
     s = res.settings
     settings = (
         f"{len(res.queries)} queries · relevance threshold for binary measures: grade ≥ {s.get('rel') or 1}"
-        f" · randomisation test: {s.get('permutation_rounds')} sign flips, seed {s.get('seed')}"
-        f" · ties: {s.get('tie_policy', 'score desc, doc id asc')}"
-        f" · queries missing from a run score 0 · ir_measures {s.get('ir_measures', '?')}"
+        f" · randomisation test: {s['permutation_rounds']} sign flips, seed {s['seed']}"
+        f" · ties: {s['tie_policy']}"
+        f" · queries missing from a run score 0 · ir_measures {s['ir_measures']}"
     )
     return {
         "measures": measures,
@@ -690,7 +692,7 @@ def _ablation_section(d: dict[str, Any]) -> dict[str, Any]:
             if k not in ("size", "requested_size") and _is_num(v) and k not in keys:
                 keys.append(k)
     measure = "nDCG@10" if "nDCG@10" in keys else (keys[0] if keys else None)
-    xlabel = str(d.get("x") or "training entries")
+    xlabel = d["x"]
     chart = None
     if measure:
         series: dict[str, list[dict[str, Any]]] = {}
@@ -728,21 +730,19 @@ def _share(part: Any, total: float) -> str:
     return "<1%" if 0 < pct < 1 else f"{pct:.0f}%"
 
 
-def _manifest_section(m: dict[str, Any]) -> dict[str, Any]:
+def _manifest_section(m: Manifest) -> dict[str, Any]:
     import yaml
 
-    stages = m.get("stages") or {}
-    listed = [n for n in m.get("stage_order") or [] if n in stages]
-    stages = {n: stages[n] for n in listed + [n for n in stages if n not in listed]}
-    walls = [s["wall_s"] for s in stages.values() if isinstance(s, dict) and _is_num(s.get("wall_s"))]
+    listed = [n for n in m.stage_order or [] if n in m.stages]
+    stages = {n: m.stages[n] for n in listed + [n for n in m.stages if n not in listed]}
+    walls = [s.wall_s for s in stages.values() if s.wall_s is not None]
     total, longest = sum(walls), max(walls, default=0)
     rows = []
     for name, s in stages.items():
-        s = s if isinstance(s, dict) else {"value": s}
-        wall = s.get("wall_s")
+        wall = s.wall_s
         extra = {
             k: v
-            for k, v in s.items()
+            for k, v in s.model_dump(exclude_unset=True).items()
             if k not in STAGE_HIDDEN
             and not k.endswith("hash")
             and (not isinstance(v, (dict, list)) or k == "llm_tokens")
@@ -750,20 +750,20 @@ def _manifest_section(m: dict[str, Any]) -> dict[str, Any]:
         rows.append(
             {
                 "name": name,
-                "status": str(s.get("status", "")),
+                "status": s.status,
                 "wall": fmt_seconds(wall),
                 "share": _share(wall, total),
-                "bar": round(100 * wall / longest, 1) if _is_num(wall) and longest > 0 else 0,
-                "counts": _compact(s.get("counts") or {}) or "",
+                "bar": round(100 * wall / longest, 1) if wall is not None and longest > 0 else 0,
+                "counts": _compact(s.counts),
                 "other": _compact(extra) if extra else "",
             }
         )
-    config = m.get("config")
+    config = m.config
     config_text = yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=100) if config else None
     meta = [
-        {"key": k, "value": str(m[k])}
-        for k in ("relforge_version", "created", "reranker_model", "out_dir")
-        if m.get(k) is not None
+        {"key": k, "value": str(getattr(m, k))}
+        for k in ("relforge_version", "created", "reranker_model")
+        if getattr(m, k) is not None
     ]
     return {"rows": rows, "total": fmt_seconds(total) if stages else "–", "config": config_text, "meta": meta}
 
@@ -831,8 +831,8 @@ def write_report(
         "extra": _extra_section,
         "manifest": _manifest_section,
     }
-    manifest = art.get("manifest") if isinstance(art.get("manifest"), dict) else {}
-    systems = manifest.get("systems") if isinstance(manifest.get("systems"), dict) else None
+    manifest: Manifest = art.get("manifest") or Manifest()
+    systems = manifest.systems
     sections: dict[str, Any] = {}
     for key, build in builders.items():
         if key in art:
@@ -848,8 +848,7 @@ def write_report(
                 art["errors"][key] = f"{path}: cannot render ({type(e).__name__}: {e})"
     if "metrics" in sections:
         sections["metrics"]["notes"].extend(_selection_notes(manifest))
-    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
-    page_title = title or (config or {}).get("name") or root.resolve().name
+    page_title = title or (manifest.config or {}).get("name") or root.resolve().name
     html = _template().render(
         title=page_title,
         s=sections,
@@ -859,7 +858,7 @@ def write_report(
         generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         version=__version__,
     )
-    out_path = Path(out) if out is not None else root / "report.html"
+    out_path = Path(out) if out is not None else root / artifacts.REPORT
     with atomic_write(out_path) as fh:
         fh.write(html)
     return out_path
