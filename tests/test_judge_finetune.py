@@ -279,3 +279,59 @@ def test_shipped_adapter_metadata_is_complete():
         json.loads((d / "adapter_config.json").read_text())["base_model_name_or_path"] == meta["base_model"]
     )
     assert sum(f.stat().st_size for f in Path(d).iterdir() if f.is_file()) < 10.5 * 2**20
+
+
+def test_epoch_shuffle_replays_one_seeded_rng_per_epoch():
+    import random
+
+    from relforge.judge.finetune.train import EpochShuffle
+
+    rng, s = random.Random(7), EpochShuffle(10, 7)
+    for epoch in range(3):
+        expected = list(range(10))
+        rng.shuffle(expected)  # what the recipe's order is: the e-th shuffle of one Random(seed)
+        s.set_epoch(epoch)
+        assert list(s) == s.order(epoch) == expected and len(s) == 10
+    assert s.order(0) != s.order(1)
+
+
+def test_trainer_steps_schedule_and_data_order_follow_the_recipe(tiny_llm_dir, tmp_path, monkeypatch):
+    """Seeded order per epoch, batches of batch_size, one optimizer step per grad_accum batches (a short
+    last one), linear warmup of int(warmup_ratio * total) steps, then linear decay to 0."""
+    import math
+
+    from relforge.judge.finetune import train as tr
+
+    batches: list[list[str]] = []
+    steps: list[tuple[int, float]] = []
+    collate = tr.TrainCollator.__call__
+
+    def record_batch(self, items):
+        batches.append([x.ex.docid for x in items])
+        return collate(self, items)
+
+    def record_step(self, args, state, control, **kw):
+        steps.append((state.global_step, kw["lr_scheduler"].get_last_lr()[0]))
+
+    monkeypatch.setattr(tr.TrainCollator, "__call__", record_batch)
+    monkeypatch.setattr(tr.EpochAgreement, "on_step_end", record_step, raising=False)
+    corpus, queries, qrels = _data(6, 4)
+    cfg = _cfg(epochs=2, batch_size=3, grad_accum=2, warmup_ratio=0.3, val_fraction=0.34, lr=1e-2)
+    cfg = cfg.model_copy(update={"judge_check": False, "balance": "none"})
+    s = finetune_judge(f"hf:{tiny_llm_dir}", corpus, queries, qrels, tmp_path / "a", cfg, progress=False)
+    train_q = s["split"]["train_queries"]
+    labelled = [Example(q, d, qrels[q][d]) for q in train_q for d in sorted(qrels[q])]
+    pairs = balance_examples(labelled, VALUES, "none", seed=0)  # the training pairs as the run orders them
+    n_batches = math.ceil(len(pairs) / 3)
+    assert len(batches) == 2 * n_batches and {len(b) for b in batches} == {3, len(pairs) % 3 or 3}
+    for epoch in range(2):
+        order = tr.EpochShuffle(len(pairs), 0).order(epoch)
+        seen = [d for b in batches[epoch * n_batches : (epoch + 1) * n_batches] for d in b]
+        assert seen == [pairs[i].docid for i in order]
+    per_epoch = math.ceil(n_batches / 2)
+    total, warmup = 2 * per_epoch, int(0.3 * 2 * per_epoch)
+    assert [k for k, _ in steps] == list(range(1, total + 1))
+    for k, lr in steps:
+        factor = k / max(1, warmup) if k < warmup else max(0.0, (total - k) / max(1, total - warmup))
+        assert lr == pytest.approx(1e-2 * factor)
+    assert len(s["train_loss"]) == 2 and s["timing"]["epoch_seconds"] and s["best_epoch"] in (1, 2)
