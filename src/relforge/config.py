@@ -46,7 +46,8 @@ MiningConfig = _stage_model("relforge.retrieve.config", "MiningConfig")
 JudgeConfig = _stage_model("relforge.judge.config", "JudgeConfig")
 AgreementConfig = _stage_model("relforge.judge.config", "AgreementConfig")
 FinetuneConfig = _stage_model("relforge.judge.finetune_config", "FinetuneConfig")
-GroupConfig = _stage_model("relforge.dataset.config", "GroupConfig", "DatasetConfig")
+GroupConfig = _stage_model("relforge.dataset.config", "GroupConfig")
+DatasetConfig = _stage_model("relforge.dataset.config", "DatasetConfig")
 TrainConfig = _stage_model("relforge.train.config", "TrainConfig", "CrossEncoderConfig")
 RerankConfig = _stage_model("relforge.train.config", "RerankConfig")
 EvalConfig = _stage_model("relforge.evaluate.config", "EvalConfig", "EvaluateConfig")
@@ -185,24 +186,9 @@ class FinetuneSection(FinetuneConfig):  # type: ignore[misc, valid-type]
         return v
 
 
-class GroupsSection(GroupConfig):  # type: ignore[misc, valid-type]
-    """LCE groups from the judged candidates (``GroupConfig``).
-
-    ``soft_policies``: the bucket policies of the ``soft`` training variant (the judged candidates
-    again, but no query or candidate thrown away: the teacher scores carry the judge's doubt).
-    """
-
-    soft_policies: dict[str, str] = Field(
-        default_factory=lambda: {"bad_positive": "keep-as-soft", "false_negatives": "keep-as-soft"}
-    )
-
-    @field_validator("soft_policies")
-    @classmethod
-    def _known_policies(cls, v: dict[str, str]) -> dict[str, str]:
-        bad = sorted(set(v) - {"bad_positive", "false_negatives"})
-        if bad:
-            raise ValueError(f"soft_policies keys must be bad_positive / false_negatives, got {bad}")
-        return v
+class GroupsSection(DatasetConfig):  # type: ignore[misc, valid-type]
+    """LCE groups from the judged candidates (:class:`relforge.dataset.config.DatasetConfig`: the
+    ``GroupConfig`` rules plus ``soft_policies``, the bucket policies of the ``soft`` training variant)."""
 
 
 class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]

@@ -11,17 +11,6 @@ from relforge.dataset.config import GroupConfig
 _D = GroupConfig()
 
 
-def _read_judgments(path: Path):
-    """Judgments via relforge.judge.read_judgments when available, else plain JSONL (qid, docid, grade)."""
-    try:
-        from relforge.judge import read_judgments  # type: ignore[attr-defined]
-    except ImportError:
-        from relforge.data import iter_jsonl
-
-        return [obj for _, obj in iter_jsonl(path)]
-    return read_judgments(path)
-
-
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the root app."""
     ds_app = typer.Typer(help="Build training groups from judged candidates.", no_args_is_help=True)
@@ -37,6 +26,11 @@ def register(app: typer.Typer) -> None:
         judgments: Path | None = typer.Option(
             None, help="judgments JSONL; omit for the unlabelled baseline."
         ),
+        negatives: Path | None = typer.Option(
+            None,
+            help="mined negatives (`relforge retrieve mine` JSONL, or a pipeline run's negatives.json): "
+            "each query's candidates are then its positives + these (as in `relforge run`); omit: the whole run.",
+        ),
         group_size: int = typer.Option(_D.group_size, help="documents per group (1 positive + n negatives)."),
         mix: str = typer.Option(",".join(_D.mix), help="buckets in draw order, e.g. 'hard:4,soft,random'."),
         sampling: str = typer.Option(_D.sampling, help="inside a bucket: rank | random."),
@@ -48,6 +42,19 @@ def register(app: typer.Typer) -> None:
             _D.bad_positive, help="own document graded low: drop (the query) | keep-as-soft | demote."
         ),
         unjudged: str = typer.Option(_D.unjudged, help="unjudged candidates: negative | drop."),
+        min_positive_grade: int = typer.Option(
+            _D.min_positive_grade, help="an own document graded below this is a bad positive."
+        ),
+        false_negative_grade: int = typer.Option(
+            _D.false_negative_grade, help="a candidate graded at least this is a false negative."
+        ),
+        teacher_unjudged: float = typer.Option(
+            _D.teacher_unjudged, help="teacher score of unjudged and random negatives (soft losses)."
+        ),
+        unjudged_positive_grade: int = typer.Option(
+            _D.unjudged_positive_grade, help="label of a positive the judge did not grade (listwise losses)."
+        ),
+        incomplete: str = typer.Option(_D.incomplete, help="a group short of negatives: drop."),
         seed: int = typer.Option(_D.seed, help="random seed."),
         overwrite: bool = typer.Option(
             False, "--overwrite", help="write into a non-empty folder relforge did not create"
@@ -58,9 +65,10 @@ def register(app: typer.Typer) -> None:
 
         from pydantic import ValidationError
 
-        from relforge.data import read_corpus, read_qrels, read_queries, read_run
-        from relforge.dataset.groups import build_groups, policy_lines, write_groups
+        from relforge.dataset.run import GroupsInputs
+        from relforge.dataset.run import run as build_run
         from relforge.errors import UsageError
+        from relforge.outputs import guard_dir
 
         try:
             cfg = GroupConfig(
@@ -71,35 +79,28 @@ def register(app: typer.Typer) -> None:
                 false_negatives=false_negatives,
                 bad_positive=bad_positive,
                 unjudged=unjudged,
+                min_positive_grade=min_positive_grade,
+                false_negative_grade=false_negative_grade,
+                teacher_unjudged=teacher_unjudged,
+                unjudged_positive_grade=unjudged_positive_grade,
+                incomplete=incomplete,
                 seed=seed,
             )
         except ValidationError as e:
             raise UsageError(
                 "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
             ) from None
-        from relforge.outputs import claim_dir, guard_dir
-
         guard_dir(out, overwrite=overwrite)
-        js = _read_judgments(judgments) if judgments else None
-        ds, summary = build_groups(
-            read_queries(queries), read_qrels(positives), read_run(run), read_corpus(corpus), js, cfg
+        inputs = GroupsInputs(
+            queries=queries,
+            positives=positives,
+            run=run,
+            corpus=corpus,
+            judgments=judgments,
+            negatives=negatives,
         )
-        write_groups(ds, summary, claim_dir(out))
-        unknown = {k: summary["judgments"][k] for k in ("unknown_query", "unknown_document")}
-        if any(unknown.values()):
-            typer.echo(
-                f"warning: {unknown['unknown_query']} judgments name unknown queries and "
-                f"{unknown['unknown_document']} unknown documents; they were not used",
-                err=True,
-            )
-        if js is not None:
-            for line in policy_lines(summary):
-                typer.echo(line, err=True)
-        typer.echo(
-            json.dumps(
-                {
-                    k: summary[k]
-                    for k in ("groups", "queries_kept", "dropped_queries", "candidates", "negatives_drawn")
-                }
-            )
-        )
+        result = build_run(cfg, inputs, out, log=lambda line: typer.echo(line, err=True))
+        (summary,) = result.variants.values()
+        data = summary.as_json()
+        keys = ("groups", "queries_kept", "dropped_queries", "candidates", "negatives_drawn")
+        typer.echo(json.dumps({k: data[k] for k in keys}))

@@ -63,6 +63,45 @@ class GroupConfig(BaseModel):
         return mix
 
 
+#: the variants a group build can produce: ``plain`` (no judge: every candidate a plain negative),
+#: ``judged`` (the judge's buckets under the configured policies), ``soft`` (the judged candidates under
+#: :attr:`DatasetConfig.soft_policies`)
+VARIANTS = ("plain", "judged", "soft")
+
+
+class DatasetConfig(GroupConfig):
+    """:class:`GroupConfig` plus the ``soft`` variant's bucket policies (the pipeline's ``groups:`` section).
+
+    ``soft_policies``: the bucket policies of the ``soft`` variant (the judged candidates again, but no
+    query or candidate thrown away: the teacher scores carry the judge's doubt).
+    """
+
+    soft_policies: dict[str, str] = Field(
+        default_factory=lambda: {"bad_positive": "keep-as-soft", "false_negatives": "keep-as-soft"}
+    )
+
+    @field_validator("soft_policies")
+    @classmethod
+    def _known_policies(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(set(v) - {"bad_positive", "false_negatives"})
+        if bad:
+            raise ValueError(f"soft_policies keys must be bad_positive / false_negatives, got {bad}")
+        return v
+
+
+def variant_config(cfg: GroupConfig, name: str) -> GroupConfig:
+    """The :class:`GroupConfig` of variant ``name`` (:data:`VARIANTS`): ``cfg``'s rules, and for ``soft``
+    its ``soft_policies`` (only a :class:`DatasetConfig` has them)."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown groups variant {name!r}; allowed: {', '.join(VARIANTS)}")
+    base = cfg.model_dump(include=set(GroupConfig.model_fields))
+    if name == "soft":
+        if not isinstance(cfg, DatasetConfig):
+            raise ValueError("the soft variant needs soft_policies (a DatasetConfig)")
+        base.update(cfg.soft_policies)
+    return GroupConfig(**base)
+
+
 def parse_mix(mix: list[str]) -> list[tuple[str, int | None]]:
     """``["hard:3", "soft"]`` -> ``[("hard", 3), ("soft", None)]``; raises ValueError naming the entry."""
     out: list[tuple[str, int | None]] = []

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import shutil
 import tempfile
@@ -461,9 +460,13 @@ def policy_lines(summary: dict[str, Any], name: str = "groups") -> list[str]:
     return out
 
 
-def write_groups(ds, summary: dict, out_dir: str | Path) -> Path:
-    """Write ``out_dir/dataset`` (``save_to_disk``), ``groups.jsonl`` and ``summary.json`` atomically."""
-    from relforge.data import atomic_write, write_jsonl
+def write_groups(ds, summary, out_dir: str | Path) -> Path:
+    """Write ``out_dir/dataset`` (``save_to_disk``), ``groups.jsonl`` and ``summary.json`` atomically.
+
+    ``summary``: :func:`build_groups`' summary, or that summary as a
+    :class:`~relforge.dataset.summary.GroupSetSummary` (the class that writes and reads the file)."""
+    from relforge.data import write_jsonl
+    from relforge.dataset.summary import GroupSetSummary
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -476,8 +479,7 @@ def write_groups(ds, summary: dict, out_dir: str | Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     write_jsonl(out / "groups.jsonl", ds.to_list())
-    with atomic_write(out / "summary.json") as fh:
-        json.dump(summary, fh, indent=2)
+    GroupSetSummary.model_validate(summary).write(out / "summary.json")
     return out
 
 
