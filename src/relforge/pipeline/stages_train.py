@@ -1,97 +1,51 @@
-"""Stages groups and train: LCE groups per variant, one reranker per variant."""
+"""Stages groups and train as thin adapters: the run folder's files (:mod:`relforge.pipeline.layout`) and the
+pipeline settings in, :func:`relforge.dataset.run.run` (LCE groups per variant) and
+:func:`relforge.train.run.run` (one reranker per variant) do the work."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from relforge.config import GroupConfig, PipelineConfig, TrainConfig, stage_part
-from relforge.errors import UsageError
+from relforge.config import PipelineConfig
+from relforge.dataset.summary import bucket_summary
 from relforge.pipeline import layout
-from relforge.pipeline.common import group_variants, read_json, write_json
+from relforge.pipeline.common import group_variants
 from relforge.pipeline.runner import StageContext
+
+__all__ = [
+    "bucket_summary",
+    "dev_set",
+    "kept_backbone",
+    "reranker_rel",
+    "stage_groups",
+    "stage_train",
+    "train_variant",
+    "variants_kept_backbone",
+]
 
 # --------------------------------------------------------------------------- groups
 
 
-def _candidate_run(ctx: StageContext) -> tuple[dict, dict]:
-    """The candidates run restricted to each query's positives + mined negatives (what the judge saw)."""
-    from relforge.data import read_qrels, read_run
-
-    run = read_run(ctx.path(layout.CANDIDATES))
-    positives = read_qrels(ctx.path(layout.GEN_QRELS))
-    negs = read_json(ctx.path(layout.NEGATIVES))
-    out: dict[str, dict[str, float]] = {}
-    for qid in positives:
-        keep = list(positives[qid]) + list(negs.get(qid, []))  # no key: the query has no positive
-        scores = run.get(qid, {})
-        floor = min(scores.values(), default=0.0) - 1.0
-        # random negatives may be outside the run: rank them after the retrieved ones, in mined order
-        out[qid] = {d: scores.get(d, floor - i * 1e-3) for i, d in enumerate(keep)}
-    return out, positives
-
-
-def _variant_groups(ctx: StageContext, variant: str, gc, queries, positives, run, corpus):
-    """The groups of one variant: plain (no judge), judged (the judge's buckets) or soft (soft policies)."""
-    from relforge.dataset import build_groups
-    from relforge.dataset.groups import policy_lines
-    from relforge.judge.judge import read_judgments
-
-    cfg: PipelineConfig = ctx.cfg
-    js = read_judgments(ctx.path(layout.JUDGMENTS)) if variant != "plain" else None
-    vc = gc.model_copy(update=cfg.groups.soft_policies) if variant == "soft" else gc
-    ds, summary = build_groups(queries, positives, run, corpus, js, type(gc)(**vc.model_dump()))
-    if js is not None:
-        for line in policy_lines(summary, f"groups {variant}"):
-            ctx.log(line)
-    if len(ds) == 0:
-        raise UsageError(
-            f"{variant} groups: no group could be built (summary: {summary['dropped_queries']}); "
-            f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
-        )
-    return ds, summary
-
-
 def stage_groups(ctx: StageContext) -> dict[str, Any]:
-    """LCE groups twice: plain mined negatives (no judge) and the judge's re-bucketed candidates."""
-    from relforge.data import read_corpus, read_queries
-    from relforge.dataset import write_groups
+    """LCE groups per variant (:func:`relforge.dataset.run.run`): plain mined negatives (no judge), the
+    judge's re-bucketed candidates, and the soft variant's."""
+    from relforge.dataset.run import GroupsInputs, GroupsOutputs
+    from relforge.dataset.run import run as build
 
     cfg: PipelineConfig = ctx.cfg
-    corpus = read_corpus(ctx.path(layout.CORPUS))
-    queries = read_queries(ctx.path(layout.GEN_QUERIES))
-    run, positives = _candidate_run(ctx)
-    gc = stage_part(cfg.groups, GroupConfig)
-    res: dict[str, Any] = {}
-    summaries: dict[str, dict] = {}
-    for variant in group_variants(cfg):
-        ds, summary = _variant_groups(ctx, variant, gc, queries, positives, run, corpus)
-        write_groups(ds, summary, ctx.path(layout.dataset(variant)))
-        res[f"{variant}_groups"] = len(ds)
-        summaries[variant] = summary
-    write_json(ctx.path(layout.DATASET_SUMMARY), bucket_summary(summaries))
-    return res
-
-
-def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
-    """``dataset/summary.json`` for the report: the judged buckets first, then flat counts per variant.
-
-    ``summaries``: per variant, the summary :func:`relforge.dataset.build_groups` returns."""
-    main = summaries.get("judged") or next(iter(summaries.values()))
-    out: dict[str, Any] = {"buckets": main["candidates"]}
-    for variant, s in summaries.items():
-        out[f"groups_{variant}"] = s["groups"]
-        out[f"queries_kept_{variant}"] = s["queries_kept"]
-        out[f"negatives_drawn_{variant}"] = s["negatives_drawn"]
-        out[f"dropped_queries_{variant}"] = s["dropped_queries"]
-    out["queries_in"] = main["queries_in"]
-    out["group_size"] = main["group_size"]
-    if "judged" in summaries:
-        out["positives_judged"] = summaries["judged"]["positives"]
-    for variant, s in summaries.items():
-        for rule, d in s["policies"].items():
-            if s["judged"]:
-                out[f"policy_{variant}_{rule}"] = d
-    return out
+    variants = group_variants(cfg)
+    inputs = GroupsInputs(
+        queries=ctx.path(layout.GEN_QUERIES),
+        positives=ctx.path(layout.GEN_QRELS),
+        run=ctx.path(layout.CANDIDATES),
+        corpus=ctx.path(layout.CORPUS),
+        judgments=ctx.path(layout.JUDGMENTS) if set(variants) - {"plain"} else None,
+        negatives=ctx.path(layout.NEGATIVES),
+    )
+    outputs = GroupsOutputs(
+        folders={v: ctx.path(layout.dataset(v)) for v in variants}, summary=ctx.path(layout.DATASET_SUMMARY)
+    )
+    return build(cfg.groups, inputs, outputs, log=ctx.log, on_empty="error").counts()
 
 
 # --------------------------------------------------------------------------- train
@@ -100,46 +54,47 @@ def bucket_summary(summaries: dict[str, dict]) -> dict[str, Any]:
 def train_variant(
     ctx: StageContext, groups, out_rel: str, variant: str = "plain", dev=None, **overrides: Any
 ) -> dict[str, Any]:
-    """Train one variant (``dev``: the :func:`dev_set` that chooses its checkpoint, or None)."""
-    from relforge.train import train_bi_encoder, train_cross_encoder
+    """Train one variant (``dev``: the :func:`dev_set` that chooses its checkpoint, or None) on ``groups``
+    (a dataset, or its folder) into ``out_rel``; the trainer's summary."""
+    from relforge.train.run import train_model, variant_config
 
     cfg: PipelineConfig = ctx.cfg
-    if variant == "soft":
-        overrides["loss"] = cfg.train.soft_loss
-    tc = stage_part(cfg.train, TrainConfig, **overrides)
-    fn = train_bi_encoder if tc.kind == "bi" else train_cross_encoder
-    return fn(groups, str(ctx.path(out_rel)), tc, dev=dev) or {}
+    tc = variant_config(cfg.train, variant, soft_loss=cfg.train.soft_loss, **overrides)
+    return train_model(tc, groups, ctx.path(out_rel), dev).as_json()
 
 
 def dev_set(ctx: StageContext):
     """The human dev questions (``data.dev_split``) with the reranked first stage's top-k, or None."""
-    from relforge.data import read_corpus, read_qrels, read_queries, read_run
-    from relforge.train import DevSet
+    from relforge.train.run import load_dev
 
     cfg: PipelineConfig = ctx.cfg
     if not cfg.data.dev_split:
         return None
-    return DevSet(
-        corpus=read_corpus(ctx.path(layout.CORPUS)),
-        queries=read_queries(ctx.path(layout.DEV_QUERIES)),
-        qrels=read_qrels(ctx.path(layout.DEV_QRELS)),
-        run=read_run(ctx.path(layout.first_stage_dev(cfg.rerank.first_stage))),
+    return load_dev(
+        ctx.path(layout.CORPUS),
+        ctx.path(layout.DEV_QUERIES),
+        ctx.path(layout.DEV_QRELS),
+        ctx.path(layout.first_stage_dev(cfg.rerank.first_stage)),
         top_k=cfg.rerank.top_k,
     )
 
 
 def stage_train(ctx: StageContext) -> dict[str, Any]:
-    """One reranker (cross-encoder, or bi-encoder with ``train.kind: bi``) per variant, same settings."""
-    from relforge.dataset import load_groups
+    """One reranker (cross-encoder, or bi-encoder with ``train.kind: bi``) per variant, same settings
+    (:func:`relforge.train.run.run`)."""
+    from relforge.train.run import TrainInputs, TrainOutputs, run, variant_config
 
     cfg: PipelineConfig = ctx.cfg
     res: dict[str, Any] = {}
     dev = dev_set(ctx)
-    for variant in cfg.train.variants:
-        groups = load_groups(ctx.path(layout.dataset(variant)))
-        info = train_variant(ctx, groups, layout.train_model(variant), variant, dev)
-        write_json(ctx.path(layout.train_summary(variant)), info)
-        res[variant] = {k: v for k, v in info.items() if isinstance(v, (int, float, str, bool))}
+    for v in cfg.train.variants:
+        summary = run(
+            variant_config(cfg.train, v, soft_loss=cfg.train.soft_loss),
+            TrainInputs(groups=ctx.path(layout.dataset(v))),
+            TrainOutputs(model=ctx.path(layout.train_model(v)), summary=ctx.path(layout.train_summary(v))),
+            dev=dev,
+        )
+        res[v] = summary.scalars()
     ctx.set_manifest("reranker_model", reranker_rel(cfg))
     return res
 
@@ -168,9 +123,11 @@ def kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
 
 def variants_kept_backbone(ctx: StageContext) -> list[str]:
     """The trained variants (stage train) that are the backbone itself (:func:`kept_backbone`)."""
+    from relforge.train.run import TrainSummary
+
     out = []
     for v in ctx.cfg.train.variants:
         path = ctx.path(layout.train_summary(v))
-        if path.exists() and kept_backbone(ctx.cfg, read_json(path)):
+        if path.exists() and kept_backbone(ctx.cfg, TrainSummary.read(path).as_json()):
             out.append(v)
     return out

@@ -17,20 +17,6 @@ _R = RerankConfig()
 _SUMMARY_KEYS = ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10", "selected")
 
 
-def _dev_set(corpus, queries, qrels, run, top_k):
-    given = [p for p in (corpus, queries, qrels, run) if p is not None]
-    if not given:
-        return None
-    if len(given) != 4:
-        from relforge.errors import UsageError
-
-        raise UsageError("dev evaluation needs all of --dev-corpus, --dev-queries, --dev-qrels, --dev-run")
-    from relforge.data import read_corpus, read_qrels, read_queries, read_run
-    from relforge.train.trainer import DevSet
-
-    return DevSet(read_corpus(corpus), read_queries(queries), read_qrels(qrels), read_run(run), top_k)
-
-
 def _train_config_from_flags(flags: dict[str, Any]) -> TrainConfig:
     """The ``TrainConfig`` of the command's flags (each flag is named after its field); a validation
     error becomes one UsageError naming the offending flags."""
@@ -98,15 +84,17 @@ def train(
 ) -> None:
     """Train a reranker (exact LCE cross-encoder by default) on relforge groups."""
     flags = dict(locals())
-    from relforge.outputs import claim_dir, guard_dir
-    from relforge.train.trainer import check_loss, train_bi_encoder, train_cross_encoder
+    from relforge.outputs import guard_dir
+    from relforge.train.run import TrainInputs, run
+    from relforge.train.trainer import check_loss
 
     check_loss(loss, kind)
     guard_dir(out, overwrite=overwrite)
     cfg = _train_config_from_flags(flags)
-    dev = _dev_set(dev_corpus, dev_queries, dev_qrels, dev_run, dev_top_k)
-    fn = train_bi_encoder if kind == "bi" else train_cross_encoder
-    _print_train_summary(fn(groups, claim_dir(out), cfg, dev=dev))
+    inputs = TrainInputs(
+        groups=groups, dev_corpus=dev_corpus, dev_queries=dev_queries, dev_qrels=dev_qrels, dev_run=dev_run
+    )
+    _print_train_summary(run(cfg, inputs, out).as_json())
 
 
 def rerank_cmd(

@@ -9,7 +9,6 @@ and a training summary.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -436,15 +435,14 @@ def _summary(trainer, cfg: TrainConfig, n_rows: int, group_size: int, seconds: f
 
 
 def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
-    from relforge.data import atomic_write
+    from relforge.train.run import TrainSummary
 
     summary["model_dir"] = str(out)
     if not trainer.is_world_process_zero():  # data-parallel run: rank 0 writes the model
         return summary
     model.save(str(out))
     shutil.rmtree(ckpt, ignore_errors=True)
-    with atomic_write(out / "training_summary.json") as fh:
-        json.dump({k: v for k, v in summary.items() if k != "model_dir"}, fh, indent=2)
+    TrainSummary.model_validate(summary).write_in_model(out)
     return summary
 
 
