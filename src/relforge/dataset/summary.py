@@ -5,59 +5,21 @@
 - :class:`DatasetSummary`: a pipeline run's ``dataset/summary.json``, the bucket counts across the
   variants (the report's dataset table).
 
-:class:`SummaryFile` is their base (and that of :class:`relforge.train.run.TrainSummary`): one writer, one
-reader per class.
+:class:`relforge.data.summary.SummaryFile` is their base (and that of every stage summary model): one
+writer, one reader per class.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
+from relforge.data.summary import SummaryFile
 from relforge.dataset.config import GroupConfig
-
-S = TypeVar("S", bound="SummaryFile")
-
-
-class SummaryFile(BaseModel):
-    """A summary file's content: the fields that were set are written, in field order (by alias), and
-    :meth:`read` parses what :meth:`write` wrote."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    def as_json(self, **kw: Any) -> dict[str, Any]:
-        """The written keys as JSON-able data: the fields that were set (a key the writer left out stays
-        out; nested models are written whole), in declaration order."""
-        data = self.model_dump(mode="json", by_alias=True, **kw)
-        unset = {(f.alias or n) for n, f in type(self).model_fields.items() if n not in self.model_fields_set}
-        return {k: v for k, v in data.items() if k not in unset}
-
-    def write(
-        self,
-        path: str | os.PathLike,
-        *,
-        ascii_only: bool = False,
-        newline: bool = True,
-        exclude: set[str] | None = None,
-    ) -> Path:
-        """Write ``path`` atomically: indented JSON (``ascii_only`` escapes non-ASCII text, ``newline`` adds
-        the trailing newline; both as the file has been written so far); ``exclude`` leaves fields out."""
-        from relforge.data import atomic_write
-
-        with atomic_write(path) as fh:
-            json.dump(self.as_json(exclude=exclude), fh, indent=2, ensure_ascii=ascii_only, default=str)
-            if newline:
-                fh.write("\n")
-        return Path(path)
-
-    @classmethod
-    def read(cls: type[S], path: str | os.PathLike) -> S:
-        return cls.model_validate_json(Path(path).read_text(encoding="utf-8"))
 
 
 class GroupSetSummary(SummaryFile):

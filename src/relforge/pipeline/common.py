@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from relforge.config import PipelineConfig
+from relforge.data.summary import write_json  # noqa: F401  (re-exported: the pipeline stages import it from here)
 from relforge.errors import MissingInputError
 
 #: display names of the evaluated systems (keys of eval/metrics.json runs), in table order
@@ -21,14 +22,6 @@ SYSTEMS = {
 }
 #: training variants in table order
 VARIANTS = ("plain", "judged", "soft")
-
-
-def write_json(path: Path, obj: Any) -> None:
-    from relforge.data import atomic_write
-
-    with atomic_write(path) as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False, default=str)
-        fh.write("\n")
 
 
 def read_json(path: Path) -> Any:
