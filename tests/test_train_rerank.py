@@ -309,7 +309,7 @@ def test_dev_selection_keeps_the_untrained_start_unless_a_checkpoint_beats_it(ta
     from relforge.dataset import GroupConfig, build_groups
     from relforge.models import resolve_model
     from relforge.train import TrainConfig, train_bi_encoder
-    from relforge.train.trainer import DevSet
+    from relforge.train.trainer import DevSet, dev_ndcg
 
     corpus, queries, qrels, run = task
     flipped = {q: {f"{d[:-1]}{1 - int(d[-1])}": 1 for d in rel} for q, rel in qrels.items()}
@@ -346,6 +346,16 @@ def test_dev_selection_keeps_the_untrained_start_unless_a_checkpoint_beats_it(ta
     assert trained["best_dev_ndcg@10"] > trained["start_dev_ndcg@10"]
     moved = SentenceTransformer(str(tmp_path / "trained")).encode(["causes of gout?", "gout is caused by"])
     assert np.abs(moved - start).max() > 1e-3
+
+    # WiSE-FT: the halfway weights compete too; what is written scores on dev what the summary says
+    wise_cfg = cfg.model_copy(update={"interpolate": [0.5]})
+    wise = train_bi_encoder(groups, tmp_path / "wise", wise_cfg, dev=flipped_dev)
+    assert [p["alpha"] for p in wise["interpolation_curve"]] == [0.5]
+    assert wise["best_dev_ndcg@10"] == max(
+        wise["start_dev_ndcg@10"], trained["best_dev_ndcg@10"], wise["interpolation_curve"][0]["ndcg@10"]
+    )
+    reloaded = SentenceTransformer(str(tmp_path / "wise"))
+    assert dev_ndcg(reloaded, flipped_dev, "bi") == pytest.approx(wise["best_dev_ndcg@10"], abs=1e-9)
 
     # without the start as a candidate; eval_steps 3 does not divide 8 steps: the last step is scored too
     off_cfg = cfg.model_copy(update={"keep_start": False, "eval_steps": 3})

@@ -78,6 +78,11 @@ def train(
         "--keep-start/--no-keep-start",
         help="with a dev set: the untrained start competes with the checkpoints (kept if none beats it).",
     ),
+    interpolate: list[float] = typer.Option(
+        [],
+        "--interpolate",
+        help="WiSE-FT alpha in (0, 1), repeatable: (1-alpha)*start + alpha*checkpoint competes on dev too.",
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="write into a non-empty folder relforge did not create"
     ),

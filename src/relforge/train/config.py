@@ -35,6 +35,10 @@ class TrainConfig(BaseModel):
         dev_top_k: depth of the dev run reranked during evaluation.
         keep_start: with a dev set, the untrained start (step 0) competes with the checkpoints: if none
             beats its dev nDCG@10, the start is written as the model (``selected: start`` in the summary).
+        interpolate: with a dev set and ``keep_start``, WiSE-FT (Wortsman et al., 2022): for each alpha in
+            (0, 1), the weights ``(1 - alpha) * start + alpha * best checkpoint`` compete too, and the best
+            dev nDCG@10 of start, checkpoint and interpolations is written (``selected: interpolated``,
+            ``interpolation_alpha`` and ``interpolation_curve`` in the summary). Empty: off.
         logging_steps: loss curve resolution.
     """
 
@@ -58,7 +62,16 @@ class TrainConfig(BaseModel):
     eval_steps: int | None = Field(None, ge=1)
     dev_top_k: int = Field(50, ge=1)
     keep_start: bool = True
+    interpolate: list[float] = Field(default_factory=list)
     logging_steps: int = Field(5, ge=1)
+
+    @field_validator("interpolate")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        bad = [a for a in v if not 0 < a < 1]
+        if bad:
+            raise ValueError(f"interpolate: every alpha must be strictly between 0 and 1, got {bad}")
+        return sorted(set(v))
 
     @field_validator("max_steps")
     @classmethod

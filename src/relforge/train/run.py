@@ -62,8 +62,10 @@ class TrainSummary(SummaryFile):
         best_dev_ndcg@10, best_checkpoint_step: the kept checkpoint (None without a dev set).
         config: the settings; versions: torch / transformers / sentence-transformers.
         texts_cut_by_chars: texts cut before tokenising (relforge.textcut).
-        start_dev_ndcg@10, selected: the untrained start's dev score and whether it (``start``) or a
-            checkpoint (``trained``) was kept.
+        start_dev_ndcg@10, selected: the untrained start's dev score and whether it (``start``), a
+            checkpoint (``trained``) or their weight interpolation (``interpolated``, WiSE-FT) was kept.
+        interpolation_alpha, interpolation_curve: with ``config.interpolate``, the kept alpha (only when
+            ``interpolated``) and the dev nDCG@10 of each alpha tried.
         model_dir: the model folder.
     """
 
@@ -85,7 +87,9 @@ class TrainSummary(SummaryFile):
     versions: dict[str, str] | None = None
     texts_cut_by_chars: int | None = None
     start_dev_ndcg: Number | None = Field(None, alias="start_dev_ndcg@10")
-    selected: Literal["start", "trained"] | None = None
+    selected: Literal["start", "trained", "interpolated"] | None = None
+    interpolation_alpha: Number | None = None
+    interpolation_curve: list[dict[str, Number]] | None = None
     model_dir: str | None = None
 
     def scalars(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ and a training summary.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import time
@@ -446,6 +447,54 @@ def _finish(trainer, model, out: Path, ckpt: Path, summary: dict) -> dict:
     return summary
 
 
+def interpolate_states(start: dict, trained: dict, alpha: float) -> dict:
+    """WiSE-FT's weight-space ensemble (Wortsman et al., 2022): ``(1 - alpha) * start + alpha * trained``
+    for every floating-point tensor; integer buffers (position ids) are the trained model's."""
+    return {
+        k: _lerp(start[k], v, alpha) if v.is_floating_point() and k in start else v
+        for k, v in trained.items()
+    }
+
+
+def _lerp(a, b, alpha: float):
+    return (a.to(b.dtype) * (1.0 - alpha) + b * alpha).to(b.dtype)
+
+
+def select_weights(
+    model, score_fn: Callable[[Any], float], alphas: list[float], summary: dict, score: float, state: dict
+) -> None:
+    """Leave in ``model`` the best, by ``score_fn`` (dev nDCG@10), of the start (``state``, scored
+    ``score``), the trained weights ``model`` holds (scored ``summary["best_dev_ndcg@10"]``) and, for each
+    alpha of ``alphas``, their interpolation (WiSE-FT); ties go to the start, then to the smaller alpha
+    (closer to the start). ``summary`` records the choice and the curves."""
+    summary["start_dev_ndcg@10"] = score
+    summary["dev_curve"].insert(0, {"step": 0, "ndcg@10": score})
+    best = summary["best_dev_ndcg@10"]
+    trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    choice: tuple[float, str, float | None] = (score, "start", 0.0)
+    if best is not None and best > score:
+        choice = (best, "trained", 1.0)
+    curve = []
+    for alpha in sorted(alphas):
+        model.load_state_dict(interpolate_states(state, trained, alpha))
+        s = score_fn(model)
+        curve.append({"alpha": alpha, "ndcg@10": s})
+        if s > choice[0] or (s == choice[0] and choice[1] == "trained"):
+            choice = (s, "interpolated", alpha)
+    if curve:
+        summary["interpolation_curve"] = curve
+    value, selected, alpha = choice
+    if selected == "start":
+        model.load_state_dict(state)
+        summary.update({"selected": "start", "best_dev_ndcg@10": value, "best_checkpoint_step": 0})
+    elif selected == "trained":
+        model.load_state_dict(trained)
+        summary["selected"] = "trained"
+    else:
+        model.load_state_dict(interpolate_states(state, trained, alpha))
+        summary.update({"selected": "interpolated", "best_dev_ndcg@10": value, "interpolation_alpha": alpha})
+
+
 def _train_and_finish(
     trainer, model, out: Path, ckpt: Path, cfg: TrainConfig, n_rows: int, group_size: int, dev, n_cut: int = 0
 ) -> dict:
@@ -465,15 +514,8 @@ def _train_and_finish(
     summary = _summary(trainer, cfg, n_rows, group_size, seconds, dev)
     summary["texts_cut_by_chars"] = n_cut
     if start is not None:
-        score, state = start
-        summary["start_dev_ndcg@10"] = score
-        summary["dev_curve"].insert(0, {"step": 0, "ndcg@10": score})
-        best = summary["best_dev_ndcg@10"]
-        if best is None or score >= best:
-            model.load_state_dict(state)
-            summary.update({"selected": "start", "best_dev_ndcg@10": score, "best_checkpoint_step": 0})
-        else:
-            summary["selected"] = "trained"
+        score_fn = functools.partial(dev_ndcg, dev=dev, kind=cfg.kind)
+        select_weights(model, score_fn, cfg.interpolate, summary, *start)
     elif dev is not None:
         summary["selected"] = "trained"
     return _finish(trainer, model, out, ckpt, summary)
