@@ -64,3 +64,23 @@ def test_interpolate_is_validated():
     for bad in ([0.0], [1.0], [1.5]):
         with pytest.raises(ValueError, match="strictly between 0 and 1"):
             TrainConfig(interpolate=bad)
+
+
+def test_the_report_says_which_variant_kept_an_interpolation():
+    from relforge.artifacts import Manifest, StageRecord
+    from relforge.report.render import _selection_notes
+
+    train = {
+        "plain": {"selected": "start", "start_dev_ndcg@10": 0.9, "best_dev_ndcg@10": 0.9},
+        "judged": {
+            "selected": "interpolated",
+            "interpolation_alpha": 0.25,
+            "best_checkpoint_step": 40,
+            "start_dev_ndcg@10": 0.9,
+            "best_dev_ndcg@10": 0.92,
+        },
+    }
+    m = Manifest(stages={"train": StageRecord(status="done", counts=train)})
+    (note,) = _selection_notes(m)
+    assert "plain kept the untrained start" in note
+    assert "judged: weights 0.25 of the way from the start to step 40 (dev nDCG@10 0.9200 vs 0.9000 at the start)" in note

@@ -375,7 +375,7 @@ def _selection_notes(manifest: Manifest) -> list[str]:
     parts = []
     for v in TRAINED_RUNS:
         c = counts.get(v)
-        if not isinstance(c, dict) or c.get("selected") not in ("start", "trained"):
+        if not isinstance(c, dict) or c.get("selected") not in ("start", "trained", "interpolated"):
             continue
         start, best = c.get("start_dev_ndcg@10"), c.get("best_dev_ndcg@10")
         if c["selected"] == "start":
@@ -384,8 +384,14 @@ def _selection_notes(manifest: Manifest) -> list[str]:
                 + (": it is the backbone, and its rows are the backbone's runs" if v in (same or []) else "")
             )
         else:
+            wise = c["selected"] == "interpolated"
             parts.append(
-                f"{v}: step {c.get('best_checkpoint_step')} (dev nDCG@10 {fmt(best)}"
+                (
+                    f"{v}: weights {c.get('interpolation_alpha')} of the way from the start to "
+                    if wise
+                    else f"{v}: "
+                )
+                + f"step {c.get('best_checkpoint_step')} (dev nDCG@10 {fmt(best)}"
                 + (f" vs {fmt(start)} at the start)" if _is_num(start) else ")")
             )
     if not parts:
