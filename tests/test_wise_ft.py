@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -29,15 +31,18 @@ def test_interpolate_states_mixes_floats_and_keeps_integer_buffers():
     assert mixed["ids"].tolist() == [5, 6, 7] and mixed["ids"].dtype == torch.int64
 
 
-def _select(target: float, alphas: list[float], start_w=0.0, trained_w=1.0) -> tuple[dict, float]:
-    """A dev score peaking at weight ``target``: start 0, trained 1."""
+def _select(target: float, alphas: list[float], start_w=0.0, trained_w=1.0, **kw) -> tuple[dict, float]:
+    """A dev score peaking at weight ``target`` (start 0, trained 1), on 30 "queries" that scatter
+    +-0.05 around it, differently for each weight."""
     model, start = _model(trained_w), _state(_model(start_w))
 
     def score(m):
-        return -abs(m.weight.item() - target)
+        value = -abs(m.weight.item() - target)
+        w = m.weight.item()
+        return value, [value + 0.05 * math.sin(7.3 * i + 1000 * w) for i in range(30)]
 
-    summary = {"dev_curve": [{"step": 4, "ndcg@10": score(model)}], "best_dev_ndcg@10": score(model)}
-    select_weights(model, score, alphas, summary, score(_model(start_w)), start)
+    summary = {"dev_curve": [{"step": 4, "ndcg@10": score(model)[0]}], "best_dev_ndcg@10": score(model)[0]}
+    select_weights(model, score, alphas, summary, score(_model(start_w)), start, **kw)
     return summary, model.weight.item()
 
 
@@ -47,7 +52,8 @@ def test_the_interpolation_between_start_and_checkpoint_is_kept_when_dev_rates_i
     assert w == pytest.approx(0.25)  # the written weights are the interpolation, not the checkpoint
     assert [p["alpha"] for p in summary["interpolation_curve"]] == [0.25, 0.5, 0.75]
     assert summary["best_dev_ndcg@10"] == pytest.approx(-0.05)
-    assert summary["dev_curve"][0] == {"step": 0, "ndcg@10": 0.0 - 0.3}
+    assert summary["dev_curve"][0]["step"] == 0
+    assert summary["dev_curve"][0]["ndcg@10"] == pytest.approx(-0.3)
 
 
 def test_start_or_checkpoint_win_when_no_interpolation_beats_them():
@@ -57,6 +63,23 @@ def test_start_or_checkpoint_win_when_no_interpolation_beats_them():
     assert summary["selected"] == "start" and w == 0.0 and summary["best_checkpoint_step"] == 0
     summary, w = _select(0.5, [])  # off: a tie between start and checkpoint goes to the start
     assert summary["selected"] == "start" and "interpolation_curve" not in summary
+
+
+def test_closest_keeps_the_candidate_nearest_the_start_that_dev_cannot_tell_from_the_best():
+    """Dev peaks at the checkpoint (1.0): ``best`` keeps it; ``closest`` keeps the smallest alpha whose
+    per-query scores are not significantly below the checkpoint's."""
+    best, w = _select(1.0, [0.25, 0.5, 0.75, 0.999])
+    assert best["selected"] == "trained" and w == 1.0
+    near, w = _select(1.0, [0.25, 0.5, 0.75, 0.999], rule="closest")
+    assert near["selected"] == "interpolated" and near["interpolation_alpha"] == 0.999
+    assert w == pytest.approx(0.999)
+    tests = near["selection_tests"]
+    assert [t["alpha"] for t in tests] == [0.0, 0.25, 0.5, 0.75, 0.999, 1.0]
+    assert [t["p_vs_best"] < 0.05 for t in tests] == [True, True, True, True, False, False]
+    assert tests[-1]["p_vs_best"] == 1.0
+    # a candidate nearer the start that is as good as the best is kept, whatever its rank
+    near, w = _select(0.0, [0.5], rule="closest")
+    assert near["selected"] == "start" and w == 0.0
 
 
 def test_interpolate_is_validated():

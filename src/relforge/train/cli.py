@@ -83,6 +83,13 @@ def train(
         "--interpolate",
         help="WiSE-FT alpha in (0, 1), repeatable: (1-alpha)*start + alpha*checkpoint competes on dev too.",
     ),
+    selection: str = typer.Option(
+        _D.selection,
+        help="best (highest dev nDCG@10) | closest (nearest the start among those not significantly below the best).",
+    ),
+    selection_p: float = typer.Option(
+        _D.selection_p, help="closest: p-value under which a candidate is worse."
+    ),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="write into a non-empty folder relforge did not create"
     ),

@@ -39,6 +39,11 @@ class TrainConfig(BaseModel):
             (0, 1), the weights ``(1 - alpha) * start + alpha * best checkpoint`` compete too, and the best
             dev nDCG@10 of start, checkpoint and interpolations is written (``selected: interpolated``,
             ``interpolation_alpha`` and ``interpolation_curve`` in the summary). Empty: off.
+        selection: how the dev questions choose among start, interpolations and checkpoint: ``best`` (the
+            highest dev nDCG@10) or ``closest`` (the one nearest the start whose dev nDCG@10 is not
+            significantly below the best's: paired randomisation test p >= ``selection_p``; the tests are
+            in the summary's ``selection_tests``).
+        selection_p: the p-value under which ``closest`` calls a candidate worse than the best.
         logging_steps: loss curve resolution.
     """
 
@@ -63,6 +68,8 @@ class TrainConfig(BaseModel):
     dev_top_k: int = Field(50, ge=1)
     keep_start: bool = True
     interpolate: list[float] = Field(default_factory=list)
+    selection: Literal["best", "closest"] = "best"
+    selection_p: float = Field(0.05, gt=0, lt=1)
     logging_steps: int = Field(5, ge=1)
 
     @field_validator("interpolate")

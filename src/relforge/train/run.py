@@ -66,6 +66,8 @@ class TrainSummary(SummaryFile):
             checkpoint (``trained``) or their weight interpolation (``interpolated``, WiSE-FT) was kept.
         interpolation_alpha, interpolation_curve: with ``config.interpolate``, the kept alpha (only when
             ``interpolated``) and the dev nDCG@10 of each alpha tried.
+        selection_tests: with ``config.selection: closest``, each candidate's alpha (start 0, checkpoint 1),
+            dev nDCG@10 and paired-test p-value against the best.
         model_dir: the model folder.
     """
 
@@ -90,6 +92,7 @@ class TrainSummary(SummaryFile):
     selected: Literal["start", "trained", "interpolated"] | None = None
     interpolation_alpha: Number | None = None
     interpolation_curve: list[dict[str, Number]] | None = None
+    selection_tests: list[dict[str, Number]] | None = None
     model_dir: str | None = None
 
     def scalars(self) -> dict[str, Any]:

@@ -246,8 +246,13 @@ class DevSet:
     top_k: int = 50
 
 
-def dev_ndcg(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str = "nDCG@10") -> float:
-    """nDCG@10 (relforge.evaluate) of ``dev.run`` reranked by an in-memory model (torch)."""
+#: a model's dev nDCG@10 and its per-query values (query ids sorted)
+Scored = tuple[float, list[float]]
+
+
+def dev_scores(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str = "nDCG@10") -> Scored:
+    """nDCG@10 (relforge.evaluate) of ``dev.run`` reranked by an in-memory model (torch), with its
+    per-query values (sorted by query id) for paired tests between candidates."""
     from relforge.evaluate import evaluate
     from relforge.train.rerank import rerank
 
@@ -265,7 +270,13 @@ def dev_ndcg(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str =
         model=model,
     )
     res = evaluate(dev.qrels, {"model": reranked}, measures=[measure], permutation_rounds=0)
-    return float(res.aggregates["model"][measure])
+    per = res.per_query["model"][measure]
+    return float(res.aggregates["model"][measure]), [per[q] for q in sorted(per)]
+
+
+def dev_ndcg(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str = "nDCG@10") -> float:
+    """nDCG@10 (relforge.evaluate) of ``dev.run`` reranked by an in-memory model (torch)."""
+    return dev_scores(model, dev, kind, batch_size, measure)[0]
 
 
 def make_evaluator(dev: DevSet, kind: str, name: str = "dev"):
@@ -461,38 +472,62 @@ def _lerp(a, b, alpha: float):
 
 
 def select_weights(
-    model, score_fn: Callable[[Any], float], alphas: list[float], summary: dict, score: float, state: dict
+    model,
+    score_fn: Callable[[Any], Scored],
+    alphas: list[float],
+    summary: dict,
+    start: Scored,
+    state: dict,
+    rule: str = "best",
+    p_min: float = 0.05,
 ) -> None:
-    """Leave in ``model`` the best, by ``score_fn`` (dev nDCG@10), of the start (``state``, scored
-    ``score``), the trained weights ``model`` holds (scored ``summary["best_dev_ndcg@10"]``) and, for each
-    alpha of ``alphas``, their interpolation (WiSE-FT); ties go to the start, then to the smaller alpha
-    (closer to the start). ``summary`` records the choice and the curves."""
-    summary["start_dev_ndcg@10"] = score
-    summary["dev_curve"].insert(0, {"step": 0, "ndcg@10": score})
+    """Leave in ``model`` the chosen one of: the start (``state``, scored ``start``), the trained weights
+    ``model`` holds (scored ``summary["best_dev_ndcg@10"]`` by the trainer) and, for each alpha of
+    ``alphas``, their interpolation (WiSE-FT), scored by ``score_fn`` (dev nDCG@10 and its per-query
+    values). ``summary`` records the choice and the curves.
+
+    ``rule`` ``best``: the highest dev nDCG@10; ties go to the start, then to the smaller alpha.
+    ``closest``: the candidate nearest the start (start, then increasing alpha, then the checkpoint) whose
+    dev nDCG@10 is not significantly below the best's (paired randomisation test, p >= ``p_min``): when
+    the dev questions cannot tell two candidates apart, keep the one that moved less from its start."""
+    from relforge.evaluate.significance import paired_tests
+
+    summary["start_dev_ndcg@10"] = start[0]
+    summary["dev_curve"].insert(0, {"step": 0, "ndcg@10": start[0]})
     best = summary["best_dev_ndcg@10"]
     trained = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    choice: tuple[float, str, float | None] = (score, "start", 0.0)
-    if best is not None and best > score:
-        choice = (best, "trained", 1.0)
+    cands: list[tuple[float, str, Scored]] = [(0.0, "start", start)]
     curve = []
     for alpha in sorted(alphas):
         model.load_state_dict(interpolate_states(state, trained, alpha))
-        s = score_fn(model)
-        curve.append({"alpha": alpha, "ndcg@10": s})
-        if s > choice[0] or (s == choice[0] and choice[1] == "trained"):
-            choice = (s, "interpolated", alpha)
+        scored = score_fn(model)
+        curve.append({"alpha": alpha, "ndcg@10": scored[0]})
+        cands.append((alpha, "interpolated", scored))
+    if best is not None:
+        model.load_state_dict(trained)
+        cands.append((1.0, "trained", score_fn(model) if rule == "closest" else (best, [])))
     if curve:
         summary["interpolation_curve"] = curve
-    value, selected, alpha = choice
+    top = min(cands, key=lambda c: (-c[2][0], c[0]))
+    chosen = top
+    if rule == "closest":
+        tests = []
+        for c in cands:
+            p = 1.0 if c is top else paired_tests(c[2][1], top[2][1]).perm_p
+            tests.append({"alpha": c[0], "ndcg@10": c[2][0], "p_vs_best": p})
+        summary["selection_tests"] = tests
+        chosen = next(c for c, t in zip(cands, tests, strict=True) if t["p_vs_best"] >= p_min)
+    alpha, selected, (value, _) = chosen
+    summary["selected"] = selected
     if selected == "start":
         model.load_state_dict(state)
-        summary.update({"selected": "start", "best_dev_ndcg@10": value, "best_checkpoint_step": 0})
+        summary.update({"best_dev_ndcg@10": value, "best_checkpoint_step": 0})
     elif selected == "trained":
         model.load_state_dict(trained)
-        summary["selected"] = "trained"
+        summary["best_dev_ndcg@10"] = value
     else:
         model.load_state_dict(interpolate_states(state, trained, alpha))
-        summary.update({"selected": "interpolated", "best_dev_ndcg@10": value, "interpolation_alpha": alpha})
+        summary.update({"best_dev_ndcg@10": value, "interpolation_alpha": alpha})
 
 
 def _train_and_finish(
@@ -504,18 +539,18 @@ def _train_and_finish(
     the first step): when no checkpoint beats it on the dev set, the start is what is written, and the
     summary says so (``selected: start``). A run then never ships a model its own dev set rates below
     where it began."""
-    start: tuple[float, dict] | None = None
+    start: tuple[Scored, dict] | None = None
     if dev is not None and cfg.keep_start:
         state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        start = (dev_ndcg(model, dev, cfg.kind), state)
+        start = (dev_scores(model, dev, cfg.kind), state)
     t0 = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - t0
     summary = _summary(trainer, cfg, n_rows, group_size, seconds, dev)
     summary["texts_cut_by_chars"] = n_cut
     if start is not None:
-        score_fn = functools.partial(dev_ndcg, dev=dev, kind=cfg.kind)
-        select_weights(model, score_fn, cfg.interpolate, summary, *start)
+        score_fn = functools.partial(dev_scores, dev=dev, kind=cfg.kind)
+        select_weights(model, score_fn, cfg.interpolate, summary, *start, cfg.selection, cfg.selection_p)
     elif dev is not None:
         summary["selected"] = "trained"
     return _finish(trainer, model, out, ckpt, summary)
