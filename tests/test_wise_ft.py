@@ -106,4 +106,7 @@ def test_the_report_says_which_variant_kept_an_interpolation():
     m = Manifest(stages={"train": StageRecord(status="done", counts=train)})
     (note,) = _selection_notes(m)
     assert "plain kept the untrained start" in note
-    assert "judged: weights 0.25 of the way from the start to step 40 (dev nDCG@10 0.9200 vs 0.9000 at the start)" in note
+    assert (
+        "judged: weights 0.25 of the way from the start to step 40 (dev nDCG@10 0.9200 vs 0.9000 at the start)"
+        in note
+    )
