@@ -87,7 +87,7 @@ def test_generate_cli_usage_errors(tmp_path):
         main([*base, "--diverse-by", "qtype", "--sample", "2"]) == 2
     )  # no such field: before any model load
     assert main([*base, "--prompt", "nope"]) == 2
-    assert main([*base, "--style", "poem"]) == 5  # invalid config value
+    assert main([*base, "--style", "poem"]) == 2  # invalid config value (a usage error naming --style)
     assert (
         main(["generate", "--corpus", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "q.jsonl")])
         == 4

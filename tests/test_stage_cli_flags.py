@@ -71,7 +71,7 @@ def test_train_logging_steps_flag(tmp_path, trained, capsys):
     assert main([*args, "--logging-steps", "3"]) == 0
     assert trained[-1].logging_steps == 3
     assert main([*args, "--logging-steps", "0", "--overwrite"]) == 2
-    assert "logging_steps: Input should be greater than or equal to 1" in capsys.readouterr().err
+    assert "--logging-steps: Input should be greater than or equal to 1 (got 0)" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- relforge generate
@@ -81,10 +81,12 @@ def test_generate_flags_cover_generate_config_with_its_defaults():
     from relforge.generate.cli import _FLAG_MAP, generate
 
     flags = _flag_defaults(generate)
-    by_field = {(section, fld): flags[name] for name, (section, fld) in _FLAG_MAP.items()}
-    expected = {("", f): v for f, v in GenerateConfig().model_dump(exclude={"select", "filters"}).items()}
-    expected |= {("select", f): v for f, v in SelectConfig().model_dump(exclude={"seed"}).items()}  # = --seed
-    expected |= {("filters", f): v for f, v in FilterConfig().model_dump().items()}
+    fields = {name: (name,) for name in flags if name in GenerateConfig.model_fields}
+    fields |= {name: (f,) if isinstance(f, str) else f for name, f in _FLAG_MAP.items()}
+    by_field = {f: flags[name] for name, fs in fields.items() for f in fs}
+    expected = {f: v for f, v in GenerateConfig().model_dump(exclude={"select", "filters"}).items()}
+    expected |= {f"select.{f}": v for f, v in SelectConfig().model_dump().items()}  # select.seed: --seed
+    expected |= {f"filters.{f}": v for f, v in FilterConfig().model_dump().items()}
     assert by_field == expected
 
 

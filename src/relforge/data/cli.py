@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from relforge.cli_config import config_option, set_option, stage_config
 from relforge.data.config import DEFAULT_FRACTIONS, DEFAULT_SEED, FORMATS, KINDS, ImportConfig
 
 _I = ImportConfig()  # the import flags' defaults
@@ -285,60 +286,6 @@ def sample_cmd(
     typer.echo(f"copied sample {name!r} ({n} files) to {out}")
 
 
-#: ``relforge data import`` option -> ImportConfig field (a flag given on the command line wins)
-_IMPORT_FLAGS = (
-    "source",
-    "max_docs",
-    "test_split",
-    "test_queries",
-    "train_split",
-    "train_queries",
-    "dev_split",
-    "dev_queries",
-    "seed",
-)
-
-
-def _set_pairs(pairs: list[str]) -> dict[str, Any]:
-    """``--set key=value`` (the value parsed as YAML: numbers, null, true/false)."""
-    import yaml
-
-    from relforge.errors import UsageError
-
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--set {pair!r}: give key=value, e.g. --set test_queries=50")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
-
-
-def import_config(
-    ctx: typer.Context, config_file: Path | None, sets: list[str], values: dict
-) -> ImportConfig:
-    """``--config`` (an ImportConfig YAML or a pipeline YAML: its ``data:`` section), then ``--set``, then
-    the flags given on the command line (all flags when there is neither)."""
-    from relforge.errors import UsageError
-
-    raw: dict[str, Any] = {}
-    if config_file is not None:
-        from relforge.config import load_yaml
-
-        loaded = load_yaml(config_file) or {}
-        raw = dict(loaded.get("data", loaded)) if isinstance(loaded, dict) else {}
-    raw.update(_set_pairs(sets))
-    for name in _IMPORT_FLAGS:
-        source = ctx.get_parameter_source(name)
-        given = source is not None and source.name == "COMMANDLINE"
-        if given or (config_file is None and name not in raw):
-            raw[name] = values[name]
-    try:
-        return ImportConfig.model_validate(raw)
-    except ValueError as e:  # pydantic.ValidationError
-        raise UsageError(f"invalid import settings: {e}") from None
-
-
 @data_app.command("import")
 def import_cmd(
     ctx: typer.Context,
@@ -364,21 +311,20 @@ def import_cmd(
     ),
     dev_queries: Optional[int] = typer.Option(_I.dev_queries, "--dev-queries"),
     seed: int = typer.Option(_I.seed, "--seed", help="seed of the question and document sampling"),
-    config_file: Optional[Path] = typer.Option(
-        None, "--config", help="YAML with ImportConfig fields, or a pipeline YAML (its data: section)"
-    ),
-    sets: list[str] = typer.Option([], "--set", help="key=value of ImportConfig (repeatable)"),
+    config_file: Optional[Path] = config_option("data", "ImportConfig"),
+    sets: list[str] = set_option("test_queries=50"),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="write into a non-empty folder relforge did not create"
     ),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Pick the evaluation (and training / dev) questions and the corpus, as the pipeline's stage import does."""
+    flags = dict(locals())
     from relforge.data.run import ImportInputs, run
     from relforge.outputs import claim_dir, guard_dir
     from relforge.pipeline.common import resolve_data_source
 
-    cfg = import_config(ctx, config_file, sets, dict(locals()))
+    cfg = stage_config(ctx, ImportConfig, "data", config_file, sets, flags, command="relforge data import")
     src = resolve_data_source(cfg.source)
     guard_dir(out, overwrite=overwrite)
     summary = run(cfg, ImportInputs(source=src), claim_dir(out), log=lambda m: typer.echo(m, err=True))

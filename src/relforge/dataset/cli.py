@@ -7,12 +7,14 @@ from typing import Any
 
 import typer
 
+from relforge.cli_config import config_option, set_option
 from relforge.dataset.config import GroupConfig
 
 _D = GroupConfig()
 
 
 def build(
+    ctx: typer.Context,
     queries: Path = typer.Option(..., help="queries.jsonl (BEIR)."),
     positives: Path = typer.Option(..., help="qrels of the source positives (BEIR TSV or TREC)."),
     run: Path = typer.Option(..., help="candidate run (TREC)."),
@@ -49,6 +51,10 @@ def build(
     ),
     incomplete: str = typer.Option(_D.incomplete, help="a group short of negatives: drop."),
     seed: int = typer.Option(_D.seed, help="random seed."),
+    config_file: Path | None = config_option(
+        "groups", "GroupConfig", "; soft_policies is relforge run's soft variant"
+    ),
+    sets: list[str] = set_option("group_size=6"),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="write into a non-empty folder relforge did not create"
     ),
@@ -61,7 +67,7 @@ def build(
     from relforge.dataset.run import run as build_run
     from relforge.outputs import guard_dir
 
-    cfg = _group_config_from_flags(flags)
+    cfg = _group_config(ctx, flags)
     guard_dir(out, overwrite=overwrite)
     files = GroupsInputs(
         queries=queries, positives=positives, run=run, corpus=corpus, judgments=judgments, negatives=negatives
@@ -73,21 +79,25 @@ def build(
     typer.echo(json.dumps({k: data[k] for k in keys}))
 
 
-def _group_config_from_flags(flags: dict[str, Any]) -> GroupConfig:
-    """The ``GroupConfig`` of the command's flags (each named after its field; ``--mix`` comma-separated);
-    a validation error becomes one UsageError naming the offending flags."""
-    from pydantic import ValidationError
+def _mix(text: str) -> list[str]:
+    return [m for m in text.split(",") if m.strip()]
 
-    from relforge.errors import UsageError
 
-    data = {k: v for k, v in flags.items() if k in GroupConfig.model_fields}
-    data["mix"] = [m for m in data["mix"].split(",") if m.strip()]
-    try:
-        return GroupConfig(**data)
-    except ValidationError as e:
-        raise UsageError(
-            "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
-        ) from None
+def _group_config(ctx: typer.Context, flags: dict[str, Any]) -> GroupConfig:
+    """The ``GroupConfig`` of ``--config``, ``--set`` and the flags given (each named after its field;
+    ``--mix`` comma-separated); an invalid value is a UsageError naming the flag, key or file."""
+    from relforge.cli_config import stage_config
+
+    return stage_config(
+        ctx,
+        GroupConfig,
+        "groups",
+        flags["config_file"],
+        flags["sets"],
+        flags,
+        command="relforge dataset build",
+        convert={"mix": _mix},
+    )
 
 
 def register(app: typer.Typer) -> None:

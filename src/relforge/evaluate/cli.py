@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from relforge.cli_config import config_option, set_option, stage_config
 from relforge.evaluate.config import EvalConfig
 
 _D = EvalConfig()
@@ -69,6 +70,7 @@ def _print(result, title: str) -> None:
 
 
 def evaluate_cmd(
+    ctx: typer.Context,
     qrels: Path = typer.Option(
         ..., "--qrels", help="Qrels file: BEIR TSV (query-id corpus-id score) or TREC."
     ),
@@ -106,28 +108,23 @@ def evaluate_cmd(
         _D.empty_queries, "--empty-queries", help="Queries without a grade > 0: 'skip' (default) or 'zero'."
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    config_file: Optional[Path] = config_option("evaluate", "EvalConfig", "; extra is relforge run's"),
+    sets: list[str] = set_option("permutation_rounds=5000"),
 ) -> None:
     """Evaluate TREC runs against qrels: ir_measures metrics, paired t-test and randomisation test."""
-    from pydantic import ValidationError
-
-    from relforge.errors import UsageError
     from relforge.evaluate.measures import split_measures
 
-    try:
-        cfg = EvalConfig(
-            measures=split_measures(measures),
-            rel=rel,
-            baseline=baseline,
-            alpha=alpha,
-            permutation_rounds=rounds,
-            seed=seed,
-            empty_queries=empty_queries,
-        )
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0])
-        flag = {"permutation_rounds": "--rounds"}.get(field, "--" + field.replace("_", "-"))
-        raise UsageError(f"{flag}: {err['msg']} (got {err.get('input')!r})") from None
+    cfg = stage_config(
+        ctx,
+        EvalConfig,
+        "evaluate",
+        config_file,
+        sets,
+        dict(locals()),
+        command="relforge evaluate",
+        flags={"rounds": "permutation_rounds"},
+        convert={"measures": split_measures},
+    )
     from relforge.evaluate.run import EvalInputs, EvalOutputs
     from relforge.evaluate.run import run as evaluate_run
     from relforge.outputs import guard_file

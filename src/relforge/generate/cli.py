@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 import typer
 
+from relforge.cli_config import config_option, set_option
 from relforge.generate.config import FilterConfig, GenerateConfig, SelectConfig
 from relforge.llm.config import LLMConfig
 from relforge.llm.net_options import precision_option, retries_option, timeout_option
@@ -15,61 +16,45 @@ from relforge.llm.net_options import precision_option, retries_option, timeout_o
 _G, _S, _F = GenerateConfig(), SelectConfig(), FilterConfig()  # every default comes from the config models
 _L = LLMConfig()
 
-#: CLI option -> (config section, field); a flag given on the command line overrides --config
+#: CLI option -> the GenerateConfig field(s) it sets, dotted (options named after a top-level field set it);
+#: ``--seed`` seeds the document sample too
 _FLAG_MAP = {
-    "per_doc": ("", "per_doc"),
-    "style": ("", "style"),
-    "prompt": ("", "prompt"),
-    "examples": ("", "examples"),
-    "n_examples": ("", "n_examples"),
-    "domain": ("", "domain"),
-    "temperature": ("", "temperature"),
-    "top_p": ("", "top_p"),
-    "max_new_tokens": ("", "max_new_tokens"),
-    "seed": ("", "seed"),
-    "grade": ("", "grade"),
-    "id_prefix": ("", "id_prefix"),
-    "sample": ("select", "sample"),
-    "diverse_by": ("select", "diverse_by"),
-    "n_clusters": ("select", "n_clusters"),
-    "diverse_model": ("select", "model"),
-    "diverse_cache_dir": ("select", "cache_dir"),
-    "round_trip": ("filters", "round_trip"),
-    "round_trip_k": ("filters", "round_trip_k"),
-    "round_trip_model": ("filters", "round_trip_model"),
-    "min_words": ("filters", "min_words"),
-    "max_words": ("filters", "max_words"),
-    "ngram": ("filters", "ngram"),
-    "max_copy_overlap": ("filters", "max_copy_overlap"),
-    "check_style": ("filters", "check_style"),
+    "seed": ("seed", "select.seed"),
+    "sample": "select.sample",
+    "diverse_by": "select.diverse_by",
+    "n_clusters": "select.n_clusters",
+    "diverse_model": "select.model",
+    "diverse_cache_dir": "select.cache_dir",
+    "round_trip": "filters.round_trip",
+    "round_trip_k": "filters.round_trip_k",
+    "round_trip_model": "filters.round_trip_model",
+    "min_words": "filters.min_words",
+    "max_words": "filters.max_words",
+    "ngram": "filters.ngram",
+    "max_copy_overlap": "filters.max_copy_overlap",
+    "check_style": "filters.check_style",
 }
+#: the generate section's pipeline-only keys that a flag of ``relforge generate`` does
+_HINTS = {"llm": "--llm", "precision": "--precision"}
 
 
-def build_config(ctx: typer.Context, config_file: Path | None, values: dict[str, Any]) -> GenerateConfig:
-    """YAML file (if any) first, then the flags actually given on the command line."""
+def build_config(
+    ctx: typer.Context, config_file: Path | None, sets: list[str], values: dict[str, Any]
+) -> GenerateConfig:
+    """``--config``, then ``--set``, then the flags given on the command line (:mod:`relforge.cli_config`)."""
+    from relforge.cli_config import stage_config
 
-    from relforge.errors import DataError, MissingInputError
-
-    raw: dict[str, Any] = {}
-    if config_file is not None:
-        if not config_file.is_file():
-            raise MissingInputError(f"{config_file}: no such config file (--config)")
-        from relforge.config import load_yaml
-
-        raw = load_yaml(config_file) or {}
-        raw = raw.get("generate", raw)
-    from_file = config_file is not None
-    for name, (section, fld) in _FLAG_MAP.items():
-        source = ctx.get_parameter_source(name)
-        given = source is not None and source.name == "COMMANDLINE"  # typer may vendor its own click
-        if given or not from_file:
-            (raw.setdefault(section, {}) if section else raw)[fld] = values[name]
-    if values.get("seed") is not None and (not from_file or "seed" not in raw.get("select", {})):
-        raw.setdefault("select", {})["seed"] = raw.get("seed", values["seed"])
-    try:
-        return GenerateConfig.model_validate(raw)
-    except Exception as e:  # pydantic.ValidationError
-        raise DataError(f"invalid generate config: {e}", path=config_file) from None
+    return stage_config(
+        ctx,
+        GenerateConfig,
+        "generate",
+        config_file,
+        sets,
+        values,
+        command="relforge generate",
+        flags=_FLAG_MAP,
+        hints=_HINTS,
+    )
 
 
 def print_summary(summary: dict[str, Any]) -> None:
@@ -185,7 +170,10 @@ def generate(
     round_trip_model: str = typer.Option(
         _F.round_trip_model, "--round-trip-model", help="model for --round-trip dense"
     ),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML with GenerateConfig fields"),
+    config_file: Optional[Path] = config_option(
+        "generate", "GenerateConfig", "; --llm, --precision are flags"
+    ),
+    sets: list[str] = set_option("select.sample=128"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write the LLM cache"),
     cache: Optional[Path] = typer.Option(None, "--cache", help="LLM cache file [default: the LLM layer's]"),
     rejects_out: Optional[Path] = typer.Option(
@@ -202,9 +190,10 @@ def generate(
     ),
 ) -> None:
     """Write synthetic queries for (a sample of) a corpus; print how many each filter dropped."""
+    flags = dict(locals())
     from relforge.generate.run import GenerateInputs, GenerateOutputs, run
 
-    cfg = build_config(ctx, config_file, dict(locals()))
+    cfg = build_config(ctx, config_file, sets, flags)
     files = GenerateOutputs.beside(out, qrels=qrels_out, rejected=rejects_out)
     _guard_outputs(out, files.qrels, rejects_out, overwrite)
     opened: list[Any] = []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from relforge.cli_config import config_option, set_option
 from relforge.judge.config import JudgeConfig
 from relforge.llm.net_options import (
     llm_net_options,
@@ -116,6 +117,10 @@ def judge(
         help="A shipped labeller (`best`: LLM query likelihood + MiniLM cosine + a calibration head fitted "
         "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
     ),
+    config_file: Path = config_option(
+        "judge", "JudgeConfig", "; --llm, --adapter, --preset, --precision are flags"
+    ),
+    sets: list[str] = set_option("batch_size=32"),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
@@ -137,7 +142,7 @@ def judge(
         return
     _check_judge_flags(required, thresholds, calibrate_on)
     _guard_outputs(out, qrels_out, overwrite)
-    cfg = _judge_config_from_flags(flags)
+    cfg = _judge_config(ctx, flags)
     eng = _engine(engine, ray_address)
     from relforge.judge import run
 
@@ -204,18 +209,38 @@ def _guard_outputs(out: Path, qrels_out: Path | None, overwrite: bool) -> None:
         guard_file(qrels_out, overwrite=overwrite, flag="--qrels-out")
 
 
-def _judge_config_from_flags(flags: dict) -> JudgeConfig:
-    """The ``JudgeConfig`` of the command's flags (each named after its field); ``--thresholds`` parsed,
-    ``--max-new-tokens`` unset = the config's. An invalid value is a UsageError."""
-    from relforge.errors import UsageError
+#: the judge section's pipeline-only keys that a flag (or command) of ``relforge judge`` does
+_HINTS = {
+    "llm": "--llm",
+    "adapter": "--adapter",
+    "preset": "--preset",
+    "precision": "--precision",
+    "agreement": "relforge judge agreement",
+}
 
-    values = {k: v for k, v in flags.items() if k in JudgeConfig.model_fields}
-    try:
-        values["thresholds"] = _thresholds(flags["thresholds"])
-        values["max_new_tokens"] = flags["max_new_tokens"] or _D.max_new_tokens
-        return JudgeConfig(**values)
-    except ValueError as e:
-        raise UsageError(f"invalid judge setting: {e}") from None
+
+def _max_new_tokens(value: int | None) -> object:
+    from relforge.cli_config import SKIP
+
+    return SKIP if value is None else value  # unset: the config's (or the reasoning one)
+
+
+def _judge_config(ctx: typer.Context, flags: dict) -> JudgeConfig:
+    """The ``JudgeConfig`` of ``--config``, ``--set`` and the flags given (each named after its field;
+    ``--thresholds`` parsed, ``--max-new-tokens`` unset = the config's). An invalid value is a UsageError."""
+    from relforge.cli_config import stage_config
+
+    return stage_config(
+        ctx,
+        JudgeConfig,
+        "judge",
+        flags["config_file"],
+        flags["sets"],
+        flags,
+        command="relforge judge",
+        convert={"thresholds": _thresholds, "max_new_tokens": _max_new_tokens},
+        hints=_HINTS,
+    )
 
 
 def _engine(engine: str | None, ray_address: str | None):
@@ -269,7 +294,7 @@ def _run_preset(
 
     inputs = run.JudgeInputs(corpus=files["corpus"], queries=files["queries"], pairs=files["pairs"])
     outs = run.JudgeOutputs(judgments=files["out"], qrels=files["qrels_out"])
-    summary = run.run(_judge_config_from_flags(flags), inputs, outs, preset=preset, progress=progress)
+    summary = run.run(_judge_config(ctx, flags), inputs, outs, preset=preset, progress=progress)
     stats = summary.record
     console = Console(stderr=True)
     console.print(

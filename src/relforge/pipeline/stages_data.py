@@ -13,6 +13,22 @@ from relforge.pipeline.common import resolve_data_source
 from relforge.pipeline.runner import StageContext
 
 
+def import_config(cfg: PipelineConfig) -> ImportConfig:
+    """The import stage's settings: the ``data`` section."""
+    return stage_part(cfg.data, ImportConfig)
+
+
+def generate_config(cfg: PipelineConfig) -> Any:
+    """The generate stage's :class:`~relforge.generate.config.GenerateConfig`: the ``generate`` section."""
+    return stage_part(cfg.generate, GenerateConfig)
+
+
+def retrieve_settings(cfg: PipelineConfig, **where: str) -> Any:
+    """The retrieve stage's :class:`~relforge.retrieve.config.RetrieveStageConfig`: the ``retrieve``
+    section, with ``where`` (the run folder's index and embedding cache folders)."""
+    return stage_part(cfg.retrieve, RetrieveStageConfig, **where)
+
+
 def stage_import(ctx: StageContext) -> dict[str, Any]:
     """Copy/convert the data source to ``data/`` and pick the held-out human evaluation questions."""
     from relforge.data.run import COUNTS, ImportInputs, ImportOutputs, run
@@ -30,7 +46,7 @@ def stage_import(ctx: StageContext) -> dict[str, Any]:
         medquad_dir=ctx.path(layout.MEDQUAD_DIR),
     )
     inputs = ImportInputs(source=resolve_data_source(cfg.data.source))
-    summary = run(stage_part(cfg.data, ImportConfig), inputs, out, log=ctx.log)
+    summary = run(import_config(cfg), inputs, out, log=ctx.log)
     return summary.model_dump(include=set(COUNTS))
 
 
@@ -62,7 +78,7 @@ def stage_generate(ctx: StageContext) -> dict[str, Any]:
             spec, batch_size=cfg.llm.batch_size, **cfg.llm_options("generate")
         )
 
-    summary = run(stage_part(cfg.generate, GenerateConfig), inputs, out, llm=open_llm, require_queries=True)
+    summary = run(generate_config(cfg), inputs, out, llm=open_llm, require_queries=True)
     return summary.counts()
 
 
@@ -88,5 +104,5 @@ def stage_retrieve(ctx: StageContext) -> dict[str, Any]:
         summary=ctx.path(layout.RETRIEVE_SUMMARY),
     )
     where = {"index_dir": str(ctx.path(layout.BM25_INDEX)), "cache_dir": str(ctx.path(layout.EMBEDDINGS))}
-    settings = stage_part(cfg.retrieve, RetrieveStageConfig, **where)
+    settings = retrieve_settings(cfg, **where)
     return run(settings, inputs, out, engine=cfg.engine).counts()

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from relforge.cli_config import config_option, set_option, stage_config
 from relforge.retrieve.config import MiningConfig, RetrieveConfig, RetrieveStageConfig
 
 _R, _M = RetrieveConfig(), MiningConfig()
@@ -17,6 +18,10 @@ retrieve_app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _str_or_none(path: Path | None) -> str | None:
+    return str(path) if path else None
 
 
 @retrieve_app.callback(invoke_without_command=True)
@@ -42,8 +47,14 @@ def retrieve_cmd(
         "--precision",
         help="dense encoder: fp32 (exact) | bf16 | int8 (ONNX Runtime) | auto (bf16 if the CPU has it)",
     ),
+    batch_size: int = typer.Option(_R.batch_size, "--batch-size", help="dense encoding batch size"),
+    config_file: Optional[Path] = config_option(
+        "retrieve", "RetrieveConfig", "; methods and mining are relforge run's, mining is `retrieve mine`'s"
+    ),
+    sets: list[str] = set_option("top_k=30"),
 ) -> None:
     """Retrieve the top-k documents for every query and write a TREC run."""
+    flags = dict(locals())
     if ctx.invoked_subcommand is not None:
         return
     from relforge.errors import UsageError
@@ -55,23 +66,18 @@ def retrieve_cmd(
     from relforge.outputs import guard_file
 
     guard_file(out, overwrite=overwrite)
-    try:
-        cfg = RetrieveStageConfig(
-            method=method,
-            top_k=top_k,
-            model=model,
-            index_dir=str(index_dir) if index_dir else None,
-            cache_dir=str(cache_dir) if cache_dir else None,
-            stemmer=stemmer,
-            rrf_k=rrf_k,
-            max_seq_length=max_seq_length,
-            use_faiss=use_faiss,
-            precision=precision,
-        )
-    except ValueError as e:
-        raise UsageError(f"invalid retrieve settings: {e}") from None
+    cfg = stage_config(
+        ctx,
+        RetrieveConfig,
+        "retrieve",
+        config_file,
+        sets,
+        flags,
+        command="relforge retrieve",
+        convert={"index_dir": _str_or_none, "cache_dir": _str_or_none},
+    )
     res = run(
-        cfg,
+        RetrieveStageConfig(**cfg.model_dump()),
         RetrieveInputs(corpus=corpus, queries=queries),
         RetrieveOutputs(candidates=out),
         tag_prefix="relforge-",
@@ -84,6 +90,7 @@ def retrieve_cmd(
 
 @retrieve_app.command("mine")
 def mine_cmd(
+    ctx: typer.Context,
     run: Path = typer.Option(..., "--run", help="TREC run (from relforge retrieve)"),
     qrels: Path = typer.Option(..., "--qrels", help="positives (BEIR TSV or TREC qrels)"),
     out: Path = typer.Option(..., "--out", help="negatives JSONL to write"),
@@ -99,27 +106,19 @@ def mine_cmd(
     relative_margin: Optional[float] = typer.Option(None, "--relative-margin", help="neg < pos * (1 - m)"),
     seed: int = typer.Option(_M.seed, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    config_file: Optional[Path] = config_option("retrieve.mining", "MiningConfig"),
+    sets: list[str] = set_option("num_negatives=5"),
 ) -> None:
     """Pick hard negatives per query from a run: positives excluded, rank window, margin, random share."""
+    flags = dict(locals())
     from relforge.data import atomic_write, iter_corpus, read_qrels, read_run, write_jsonl
-    from relforge.errors import UsageError
     from relforge.outputs import guard_file
     from relforge.retrieve.mining import mine_negatives_split
 
     guard_file(out, overwrite=overwrite)
-    try:
-        cfg = MiningConfig(
-            rank_min=rank_min,
-            rank_max=rank_max,
-            num_negatives=num_negatives,
-            random_share=random_share,
-            sampling=sampling,
-            margin=margin,
-            relative_margin=relative_margin,
-            seed=seed,
-        )
-    except ValueError as e:
-        raise UsageError(f"invalid mining settings: {e}") from None
+    cfg = stage_config(
+        ctx, MiningConfig, "retrieve.mining", config_file, sets, flags, command="relforge retrieve mine"
+    )
     positives = read_qrels(qrels)
     ids = [d.id for d in iter_corpus(corpus)] if corpus else None
     stats: dict = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from relforge.cli_config import config_option, set_option, stage_config
 from relforge.train.config import RerankConfig, TrainConfig
 
 _D = TrainConfig()
@@ -17,19 +18,19 @@ _R = RerankConfig()
 _SUMMARY_KEYS = ("model_dir", "steps", "train_time_s", "pairs_per_s", "best_dev_ndcg@10", "selected")
 
 
-def _train_config_from_flags(flags: dict[str, Any]) -> TrainConfig:
-    """The ``TrainConfig`` of the command's flags (each flag is named after its field); a validation
-    error becomes one UsageError naming the offending flags."""
-    from pydantic import ValidationError
-
-    from relforge.errors import UsageError
-
-    try:
-        return TrainConfig(**{k: v for k, v in flags.items() if k in TrainConfig.model_fields})
-    except ValidationError as e:
-        raise UsageError(
-            "; ".join(f"--{'-'.join(map(str, er['loc']))}: {er['msg']}" for er in e.errors())
-        ) from None
+def _train_config(ctx: typer.Context, flags: dict[str, Any]) -> TrainConfig:
+    """The ``TrainConfig`` of ``--config``, ``--set`` and the flags given (each flag is named after its
+    field); an invalid value is one UsageError naming the flag, key or file."""
+    return stage_config(
+        ctx,
+        TrainConfig,
+        "train",
+        flags["config_file"],
+        flags["sets"],
+        flags,
+        command="relforge train",
+        hints={"soft_loss": "--loss"},
+    )
 
 
 def _print_train_summary(summary: dict[str, Any]) -> None:
@@ -37,6 +38,7 @@ def _print_train_summary(summary: dict[str, Any]) -> None:
 
 
 def train(
+    ctx: typer.Context,
     groups: Path = typer.Option(..., help="groups from `relforge dataset build` (folder or groups.jsonl)."),
     out: Path = typer.Option(
         ..., help="model folder to write (CrossEncoder(out) / SentenceTransformer(out))."
@@ -90,6 +92,12 @@ def train(
     selection_p: float = typer.Option(
         _D.selection_p, help="closest: p-value under which a candidate is worse."
     ),
+    config_file: Path | None = config_option(
+        "train",
+        "TrainConfig",
+        "; variants, soft_loss are relforge run's: one model here, the plain/judged one",
+    ),
+    sets: list[str] = set_option("epochs=2"),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="write into a non-empty folder relforge did not create"
     ),
@@ -100,9 +108,9 @@ def train(
     from relforge.train.run import TrainInputs, run
     from relforge.train.trainer import check_loss
 
-    check_loss(loss, kind)
+    cfg = _train_config(ctx, flags)
+    check_loss(cfg.loss, cfg.kind)
     guard_dir(out, overwrite=overwrite)
-    cfg = _train_config_from_flags(flags)
     inputs = TrainInputs(
         groups=groups, dev_corpus=dev_corpus, dev_queries=dev_queries, dev_qrels=dev_qrels, dev_run=dev_run
     )
@@ -110,6 +118,7 @@ def train(
 
 
 def rerank_cmd(
+    ctx: typer.Context,
     model: str = typer.Option(..., help="model folder (trained by relforge or any CrossEncoder), or minilm."),
     corpus: Path = typer.Option(..., help="corpus.jsonl."),
     queries: Path = typer.Option(..., help="queries.jsonl."),
@@ -130,22 +139,33 @@ def rerank_cmd(
         _R.precision,
         help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
     ),
+    config_file: Path | None = config_option(
+        "rerank",
+        "RerankConfig",
+        "; first_stage, backbone are relforge run's; a pipeline YAML's top_k defaults to 20",
+    ),
+    sets: list[str] = set_option("top_k=20"),
 ) -> None:
     """Rerank the top-k of a run and write a TREC run."""
+    flags = dict(locals())
     from relforge.outputs import guard_file
     from relforge.train.rerank import rerank_plan
     from relforge.train.rerank_run import RerankInputs
     from relforge.train.rerank_run import run as rerank_run
 
-    rerank_plan(kind, backend, precision)  # a bad --kind / --backend / --precision, said as before
-    guard_file(out, overwrite=overwrite)
-    cfg = RerankConfig(
-        top_k=top_k, batch_size=batch_size, max_length=max_length, backend=backend, precision=precision
+    cfg = stage_config(
+        ctx, RerankConfig, "rerank", config_file, sets, flags, command="relforge rerank", hints=_RERANK_HINTS
     )
+    rerank_plan(kind, cfg.backend, cfg.precision)  # a bad --kind / --backend / --precision, said as before
+    guard_file(out, overwrite=overwrite)
     s = rerank_run(cfg, RerankInputs(corpus=corpus, queries=queries, run=run), out, model=model, kind=kind)
     typer.echo(
         f"wrote {s.lines} lines for {s.queries} queries to {out} (backend {s.backend}, precision {s.precision})"
     )
+
+
+#: the rerank section's pipeline-only keys and what ``relforge rerank`` takes instead
+_RERANK_HINTS = {"first_stage": "--run", "backbone": "--model minilm --kind bi"}
 
 
 def register(app: typer.Typer) -> None:
