@@ -1,5 +1,5 @@
-"""Every config field of the train / rerank / generate / judge stages has a CLI flag whose default is the config's,
-and each flag added for a field that had none reaches the config the stage runs with (back ends faked)."""
+"""Every config field of the train / rerank / generate / judge / retrieve / evaluate stages has a CLI flag whose
+default is the config's, and each flag added for a field that had none reaches the config the stage runs with (back ends faked)."""
 
 from __future__ import annotations
 
@@ -186,3 +186,28 @@ def test_judge_retry_temperature_flag(judged, capsys):
     assert seen[-1].retry_temperature == 1.3
     assert main([*args, "--retry-temperature", "-1"]) == 2
     assert "invalid judge setting" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- retrieve, retrieve mine, evaluate
+
+
+def test_retrieve_flags_cover_retrieve_config_with_its_defaults():
+    from relforge.retrieve.cli import mine_cmd, retrieve_cmd
+    from relforge.retrieve.config import MiningConfig, RetrieveConfig
+
+    flags = _flag_defaults(retrieve_cmd)
+    assert {
+        f: flags.get(f, "<no flag>") for f in RetrieveConfig.model_fields
+    } == RetrieveConfig().model_dump()
+    flags = _flag_defaults(mine_cmd)
+    assert {f: flags.get(f, "<no flag>") for f in MiningConfig.model_fields} == MiningConfig().model_dump()
+
+
+def test_evaluate_flags_cover_eval_config_with_its_defaults():
+    from relforge.evaluate.cli import evaluate_cmd
+    from relforge.evaluate.config import EvalConfig
+
+    flags = _flag_defaults(evaluate_cmd)
+    flags["permutation_rounds"] = flags.pop("rounds")  # --rounds
+    expected = EvalConfig().model_dump() | {"measures": ",".join(EvalConfig().measures)}  # comma-separated
+    assert {f: flags.get(f, "<no flag>") for f in EvalConfig.model_fields} == expected
