@@ -171,10 +171,8 @@ def from_file(
         try:
             section_obj = section_cls.model_validate(loaded)
         except ValidationError as e:
-            foreign = set(loaded) - set(section_cls.model_fields)
-            if foreign and foreign <= set(
-                PipelineConfig.model_fields
-            ):  # every key it does not know is a pipeline section
+            foreign = set(loaded) - set(section_cls.model_fields)  # all pipeline sections: a pipeline YAML
+            if foreign and foreign <= set(PipelineConfig.model_fields):
                 raise UsageError(
                     f"--config {path}: a pipeline YAML without a {top}: section, or a file of "
                     f"{model.__name__} keys? It has neither; add a {top}: section or give "
