@@ -43,7 +43,8 @@ def test_judge_rejects_non_positive_sizes(beir, tmp_path, args, key):
         "--llm", "smollm2", "--out", tmp_path / "j.jsonl", *args,
     )  # fmt: skip
     assert r.returncode == 2, r.stderr
-    assert key in r.stderr and "greater than or equal to 1" in r.stderr
+    flag = "--" + key.replace("_", "-")  # the message names the flag that set the bad value
+    assert args[0] == flag and f"{flag}: Input should be greater than or equal to 1" in r.stderr
     assert not (tmp_path / "j.jsonl").exists()
 
 
