@@ -9,13 +9,14 @@ given on the command line (without ``--config`` every flag counts, its default b
 * a file of the stage's config keys; the stage's section of a pipeline YAML pasted as is works too: its
   pipeline-only keys (e.g. ``generate.llm``, ``rerank.first_stage``) are checked but not used (a note on
   stderr names them), and keys it leaves out keep the command's defaults; or
-* a pipeline YAML (``relforge run``'s, recognised by its top-level section for the stage): it is validated
-  whole, and the stage's config is the one the pipeline runs the stage with (the section's own defaults,
-  e.g. ``rerank.top_k`` 20, and the top-level ``precision`` included).
+* a pipeline YAML (``relforge run``'s, recognised by its top-level section for the stage, or by keys that
+  are all pipeline sections): it is validated whole, and the stage's config is the one the pipeline runs
+  the stage with (the section's own defaults, e.g. ``rerank.top_k`` 20, and the top-level ``precision``
+  included; a YAML without the stage's section gets the pipeline's defaults for it).
 
 ``--set`` keys are the stage config's field names, dotted into sub-models (``select.sample=128``); values
 are parsed as YAML (``3``, ``0.5``, ``null``, ``true``, ``[bm25, dense]``). Every problem (unknown key,
-bad value, bad YAML, a file that is neither) is a :class:`~relforge.errors.UsageError` naming the file or
+bad value, bad YAML, a file that is not a mapping) is a :class:`~relforge.errors.UsageError` naming the file or
 the flag; a missing file is a :class:`~relforge.errors.MissingInputError`.
 """
 
@@ -155,8 +156,14 @@ def from_file(
             f"--config {path}: expected a mapping of {model.__name__} keys or a pipeline YAML, "
             f"got {type(loaded).__name__}"
         )
+    from relforge.config import PipelineConfig
+
     top = section.split(".")[0]
-    if top in loaded:  # a pipeline YAML: validated whole, the stage's part as relforge run builds it
+    section_cls = _section_model(section)
+    foreign = set(loaded) - set(section_cls.model_fields)
+    if top in loaded or (foreign and foreign <= set(PipelineConfig.model_fields)):
+        # a pipeline YAML (with or without this stage's section): validated whole, the stage's part as
+        # relforge run builds it (a YAML silent on the stage gets the pipeline's defaults for it)
         try:
             pipeline = parse_config(loaded, source=str(path))
         except DataError as e:
@@ -165,19 +172,9 @@ def from_file(
         raw = section_obj.model_dump(include=set(model.model_fields))
         prefix = f"{section}."
     else:
-        from relforge.config import PipelineConfig
-
-        section_cls = _section_model(section)
         try:
             section_obj = section_cls.model_validate(loaded)
         except ValidationError as e:
-            foreign = set(loaded) - set(section_cls.model_fields)  # all pipeline sections: a pipeline YAML
-            if foreign and foreign <= set(PipelineConfig.model_fields):
-                raise UsageError(
-                    f"--config {path}: a pipeline YAML without a {top}: section, or a file of "
-                    f"{model.__name__} keys? It has neither; add a {top}: section or give "
-                    f"{model.__name__} keys ({', '.join(sorted(model.model_fields))})"
-                ) from None
             raise UsageError(
                 f"--config: {model.__name__} keys (or the {section}: section of a pipeline YAML) expected:\n"
                 + format_validation_error(e, str(path), section_cls)
