@@ -31,9 +31,10 @@ from judge_preset import METRICS, folds_by_query, load_pairs, summarise  # noqa:
 
 from relforge.judge.agreement import pair_metrics  # noqa: E402
 from relforge.judge.calibrate import CalibrationHead  # noqa: E402
-from relforge.judge.preset import compute_features, doc_text, load_embedder  # noqa: E402
+from relforge.judge.preset import compute_features, load_embedder  # noqa: E402
 from relforge.judge.probe import ALPHAS, hidden_features, inner_cv, select, standardise  # noqa: E402
 from relforge.judge.ql import NO_DOC, QL_INSTRUCTION, _chat, _mean, continuation_logprobs  # noqa: E402
+from relforge.types import doc_text  # noqa: E402
 
 
 def extract_cached(path: Path, pairs) -> dict[str, np.ndarray]:

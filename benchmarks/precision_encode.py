@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from relforge.evaluate import evaluate
-    from relforge.retrieve.common import doc_text
     from relforge.retrieve.dense import _top_k_numpy, encode_texts, load_encoder
+    from relforge.types import doc_text
 
     docs, queries, qrels = sample(a.beir, a.docs, a.queries, a.seed)
     texts = [doc_text(d) for d in docs]

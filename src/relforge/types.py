@@ -25,6 +25,14 @@ class Document:
         return out
 
 
+def doc_text(doc: Any) -> str:
+    """The text every model sees for a document: retrievers (BM25, the dense encoder), the judge's
+    features, groups, training and reranking alike. The title and the text on two lines, or the text alone
+    without a (non-blank) title: one place, so that what a model was trained on is what it reranks."""
+    title = (getattr(doc, "title", "") or "").strip()
+    return f"{title}\n{doc.text}" if title else doc.text
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     id: str

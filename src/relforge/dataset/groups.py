@@ -18,17 +18,10 @@ from typing import Any
 
 from relforge.dataset.config import BUCKETS, GroupConfig, parse_mix
 from relforge.errors import DataError
-from relforge.types import Document, Qrels, Query, Run, sorted_ranking
+from relforge.types import Document, Qrels, Query, Run, doc_text, sorted_ranking
 
 #: grade stored for a document the judge did not grade (or whose judgment failed to parse)
 UNJUDGED = -1
-
-
-def doc_text(doc: Document) -> str:
-    """The text a reranker sees for a document: ``title`` and ``text`` on two lines (one place, so
-    training and reranking always agree)."""
-    title = (doc.title or "").strip()
-    return f"{title}\n{doc.text}" if title else doc.text
 
 
 def _as_map(items: Mapping[str, Any] | Iterable[Any]) -> dict[str, Any]:

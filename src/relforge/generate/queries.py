@@ -12,8 +12,8 @@ from relforge.generate.config import GenerateConfig
 from relforge.generate.filters import FILTERS, clean_output, first_failure, normalize
 from relforge.generate.prompts import QueryPrompt
 from relforge.llm.base import LLM, GenParams
-from relforge.retrieve.common import DocsLike, as_doc_list, doc_text
-from relforge.types import Document, Qrels, Query
+from relforge.retrieve.common import DocsLike, as_doc_list
+from relforge.types import Document, Qrels, Query, doc_text
 
 logger = logging.getLogger(__name__)
 

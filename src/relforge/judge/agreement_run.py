@@ -450,8 +450,8 @@ def cosine_agreement(human, queries, corpus, pairs, model: str = "minilm") -> di
     from scipy.stats import kendalltau
 
     from relforge.judge.agreement import evaluate_run
-    from relforge.retrieve.common import doc_text
     from relforge.retrieve.dense import load_encoder
+    from relforge.types import doc_text
 
     enc = load_encoder(model)
     qids = sorted({q for q, _ in pairs})

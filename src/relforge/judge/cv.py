@@ -114,8 +114,8 @@ def cosine_scores(
     queries: dict[str, Query], corpus: dict[str, Document], pairs: list[tuple[str, str]], model: str
 ) -> tuple[list[float], float]:
     """MiniLM cosine (query text vs title + text) per pair, and the pairs/s of computing them."""
-    from relforge.retrieve.common import doc_text
     from relforge.retrieve.dense import load_encoder
+    from relforge.types import doc_text
 
     enc = load_encoder(model)
     t0 = time.time()

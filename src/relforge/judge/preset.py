@@ -25,6 +25,7 @@ from relforge.errors import UsageError
 from relforge.judge.calibrate import CalibrationHead
 from relforge.judge.ql import QL_INSTRUCTION
 from relforge.precision import PrecisionSetting
+from relforge.types import doc_text
 
 PRESET_DIR = Path(__file__).with_name("presets")
 QL_FEATURES = ("ql_cond", "ql_prior", "ql_pmi")
@@ -71,11 +72,6 @@ class JudgePreset(BaseModel):
             return cls.model_validate_json(p.read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as e:
             raise DataError(f"not a judge preset: {str(e).splitlines()[0]}", path=p) from None
-
-
-def doc_text(doc: Any) -> str:
-    """``title\\ntext`` (or the text alone without a title)."""
-    return f"{doc.title}\n{doc.text}" if getattr(doc, "title", "") else doc.text
 
 
 def query_text(q: Any, field: str) -> str:

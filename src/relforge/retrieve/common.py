@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping
 
-from relforge.types import Document, Query
+from relforge.types import Document, Query, doc_text  # noqa: F401  (re-exported: the one doc_text)
 
 DocsLike = Mapping[str, Document] | Iterable[Document]
 QueriesLike = Mapping[str, Query] | Mapping[str, str] | Iterable[Query]
@@ -23,11 +23,6 @@ def as_query_pairs(queries: QueriesLike) -> list[tuple[str, str]]:
     if isinstance(queries, Mapping):
         return [(qid, q.text if isinstance(q, Query) else str(q)) for qid, q in queries.items()]
     return [(q.id, q.text) for q in queries]
-
-
-def doc_text(doc: Document) -> str:
-    """The text a retriever sees: title and body."""
-    return f"{doc.title} {doc.text}".strip() if doc.title else doc.text
 
 
 def corpus_fingerprint(docs: list[Document]) -> str:

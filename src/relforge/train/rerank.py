@@ -376,7 +376,7 @@ def rerank(
     Returns:
         The reranked run (top ``top_k`` per query, scores from the model).
     """
-    from relforge.dataset.groups import doc_text
+    from relforge.types import doc_text
 
     backend, plan = rerank_plan(kind, backend, precision)
     if top_k < 1:
@@ -451,7 +451,7 @@ def _bi_encoder(model, backend: str, plan: PrecisionPlan, max_length: int | None
 
 
 def _rerank_bi(enc, corpus, queries, lists, batch_size, plan: PrecisionPlan) -> Run:
-    from relforge.dataset.groups import doc_text
+    from relforge.types import doc_text
 
     qids = list(lists)
     dids = sorted({d for ds in lists.values() for d in ds})
