@@ -47,12 +47,22 @@ def print_plan(items, out_dir: Path) -> None:
 def print_summary(out_dir: Path, manifest: dict) -> None:
     """The comparison table, the judge's agreement, wall time per stage and the report's path."""
     from rich.console import Console
-    from rich.table import Table
-
-    from relforge.judge.agreement_run import AgreementReport
-    from relforge.pipeline.stages import SYSTEMS
 
     con = Console()
+    _print_metrics(con, out_dir)
+    _print_agreement(con, out_dir)
+    _print_stage_times(con, manifest)
+    if manifest.get("reranker_model"):
+        con.print(f"reranker: {out_dir / manifest['reranker_model']}")
+    report = out_dir / "report.html"
+    if report.exists():
+        con.print(f"report: {report.resolve()}")
+
+
+def _print_metrics(con, out_dir: Path) -> None:
+    """The held-out comparison table and its pairwise tests (``eval/metrics.json``)."""
+    from relforge.pipeline.stages import SYSTEMS
+
     metrics = out_dir / "eval" / "metrics.json"
     if metrics.exists():
         from relforge.evaluate import EvalResult
@@ -68,6 +78,14 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
         )
         if res.pairwise:
             con.print(res.pairwise_table())
+
+
+def _print_agreement(con, out_dir: Path) -> None:
+    """Judge vs human labels (``judge/agreement.json``), with the cross-validated rows if any."""
+    from rich.table import Table
+
+    from relforge.judge.agreement_run import AgreementReport
+
     agree = out_dir / "judge" / "agreement.json"
     if agree.exists():
         a = AgreementReport.read(agree).entries()
@@ -105,6 +123,12 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
             con.print(
                 f"held-out {cv.get('folds')}-fold pair tau_b (mean ± sd over folds): {rows} ({cv['source']})"
             )
+
+
+def _print_stage_times(con, manifest: dict) -> None:
+    """Wall time, CPU time and LLM calls per stage (the manifest)."""
+    from rich.table import Table
+
     t = Table(title="Wall time per stage")
     t.add_column("stage")
     t.add_column("status")
@@ -128,11 +152,6 @@ def print_summary(out_dir: Path, manifest: dict) -> None:
         t.add_row(name, status, f"{w:.1f}", f"{c:.1f}", calls)
     t.add_row("total", "", f"{total:.1f}", f"{cpu_total:.1f}", "")
     con.print(t)
-    if manifest.get("reranker_model"):
-        con.print(f"reranker: {out_dir / manifest['reranker_model']}")
-    report = out_dir / "report.html"
-    if report.exists():
-        con.print(f"report: {report.resolve()}")
 
 
 def _judge_label(j: dict) -> str:
