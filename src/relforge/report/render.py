@@ -403,11 +403,8 @@ def _selection_notes(manifest: Manifest) -> list[str]:
     ]
 
 
-def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
-    from relforge.report import plots
-
-    measures = res.measures
-    primary = "nDCG@10" if "nDCG@10" in measures else measures[0]
+def _metrics_rows(res, measures: list[str], systems: dict[str, str] | None) -> list[dict[str, Any]]:
+    """One row per run: each measure's value, significance mark, p-values and whether it is the best."""
     best_per_measure = {m: max(res.aggregates[r][m] for r in res.runs) for m in measures}
     rows = []
     for run in res.runs:
@@ -431,6 +428,11 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
                 "desc": str((systems or {}).get(run, "")) if (systems or {}).get(run) != run else "",
             }
         )
+    return rows
+
+
+def _metrics_headline(res, primary: str) -> dict[str, Any]:
+    """The best run on the primary measure, against the baseline when there is one."""
     best = max(res.runs, key=lambda r: res.aggregates[r][primary])
     headline: dict[str, Any] = {"measure": primary, "best": best, "value": fmt(res.aggregates[best][primary])}
     if res.baseline is not None:
@@ -444,7 +446,12 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
                 perm_p=fmt_p(t.perm_p),
                 significant=bool(res.marks(best, primary)),
             )
-    pairwise = [
+    return headline
+
+
+def _pairwise_rows(res) -> list[dict[str, Any]]:
+    """The pairwise comparisons (e.g. judged vs plain), one cell per measure."""
+    return [
         {
             "run": c["run"],
             "versus": c["versus"],
@@ -460,6 +467,16 @@ def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, An
         }
         for c in res.pairwise
     ]
+
+
+def _metrics_section(res, systems: dict[str, str] | None = None) -> dict[str, Any]:
+    from relforge.report import plots
+
+    measures = res.measures
+    primary = "nDCG@10" if "nDCG@10" in measures else measures[0]
+    rows = _metrics_rows(res, measures, systems)
+    headline = _metrics_headline(res, primary)
+    pairwise = _pairwise_rows(res)
     chart_measures = [
         m for m in (primary if primary == "nDCG@10" else None, _rr10(measures, res.canonical)) if m
     ]
