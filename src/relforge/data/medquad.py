@@ -369,6 +369,40 @@ def select_answered(coll: MedQuADCollection) -> tuple[list[MedQuADPair], dict[st
     }
 
 
+def _pair_document(p: MedQuADPair, duplicate_of: str | None) -> Document:
+    """The answer as a corpus document (title: the focus; metadata: the pair's fields)."""
+    meta: dict[str, Any] = {
+        "source": p.source,
+        "subset": p.subset,
+        "url": p.url,
+        "qtype": p.qtype,
+        "focus": p.focus,
+        **p.annotations,
+        "question": p.question,
+        "document": p.document,
+        "pid": p.pid,
+    }
+    if duplicate_of is not None:
+        meta["duplicate_of"] = duplicate_of
+    return Document(id=p.doc_id, text=p.answer, title=p.focus, metadata=meta)
+
+
+def _pair_query(p: MedQuADPair, split: str) -> Query:
+    """The question as a query, with the split it fell in."""
+    return Query(
+        id=p.query_id,
+        text=p.question,
+        metadata={
+            "qtype": p.qtype,
+            "doc_id": p.doc_id,
+            "source": p.source,
+            "document": p.document,
+            "focus": p.focus,
+            "split": split,
+        },
+    )
+
+
 def write_medquad_beir(
     pairs: list[MedQuADPair], out_dir: str | Path, *, seed: int = DEFAULT_SEED, fractions=DEFAULT_FRACTIONS
 ) -> dict[str, Any]:
@@ -398,37 +432,13 @@ def write_medquad_beir(
         split = split_of(unit_of[p.document], seed, fractions)
         h = hashlib.sha1(p.answer.encode()).hexdigest()
         answer_splits[h].add(split)
-        meta: dict[str, Any] = {
-            "source": p.source,
-            "subset": p.subset,
-            "url": p.url,
-            "qtype": p.qtype,
-            "focus": p.focus,
-            **p.annotations,
-            "question": p.question,
-            "document": p.document,
-            "pid": p.pid,
-        }
-        if h in first_with_text:
-            meta["duplicate_of"] = first_with_text[h]
+        duplicate_of = first_with_text.get(h)
+        if duplicate_of is not None:
             dup_docs += 1
         else:
             first_with_text[h] = p.doc_id
-        docs.append(Document(id=p.doc_id, text=p.answer, title=p.focus, metadata=meta))
-        queries.append(
-            Query(
-                id=p.query_id,
-                text=p.question,
-                metadata={
-                    "qtype": p.qtype,
-                    "doc_id": p.doc_id,
-                    "source": p.source,
-                    "document": p.document,
-                    "focus": p.focus,
-                    "split": split,
-                },
-            )
-        )
+        docs.append(_pair_document(p, duplicate_of))
+        queries.append(_pair_query(p, split))
         qrels[split][p.query_id] = {p.doc_id: ANSWER_GRADE}
         qtext_splits[p.question.lower()].add(split)
         split_docs[split].add(p.document)
