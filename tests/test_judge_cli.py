@@ -7,6 +7,7 @@ import json
 import pytest
 
 from relforge.cli import main
+from relforge.judge.summary import read_record
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,8 @@ def test_judge_then_agreement(beir, tiny_llm_dir, tmp_path, capsys):
         assert r["mode"] == "probs" and r["grade"] in (0, 1, 2, 3) and 0 <= r["expected"] <= 3
         assert abs(sum(r["probs"].values()) - 1) < 1e-6 and len(r["template_hash"]) == 12
     assert len(qrels_out.read_text().splitlines()) == 6
-    summary = json.loads((tmp_path / "judgments.summary.json").read_text())
-    assert summary["pairs"] == 6 and summary["unparsed"] == 0 and summary["pairs_per_s"] > 0
+    summary = read_record(tmp_path / "judgments.summary.json")
+    assert summary.pairs == 6 and summary.unparsed == 0 and summary.pairs_per_s > 0
     assert "judged 6 pairs of 2 queries" in capsys.readouterr().err
 
     rep, png = tmp_path / "agreement.json", tmp_path / "cm.png"
@@ -121,8 +122,8 @@ def test_judge_then_agreement(beir, tiny_llm_dir, tmp_path, capsys):
 def test_calibrate_on_and_thresholds(beir, tiny_llm_dir, tmp_path):
     out = tmp_path / "j.jsonl"
     assert main(_judge_args(beir, tiny_llm_dir, out, "--calibrate-on", str(beir / "qrels.tsv"))) == 0
-    summary = json.loads((tmp_path / "j.summary.json").read_text())
-    assert len(summary["thresholds"]) == 3 and summary["calibrated_on"].endswith("qrels.tsv")
+    summary = read_record(tmp_path / "j.summary.json")
+    assert len(summary.thresholds) == 3 and summary.calibrated_on.endswith("qrels.tsv")
     assert main(_judge_args(beir, tiny_llm_dir, out, "--thresholds", "-1,-1,-1", "--overwrite")) == 0
     assert {json.loads(x)["grade"] for x in out.read_text().splitlines()} == {3}
 

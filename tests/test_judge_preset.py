@@ -11,6 +11,7 @@ from relforge.cli import main
 from relforge.judge.calibrate import CalibrationHead
 from relforge.judge.judge import read_judgments
 from relforge.judge.preset import PRESET_DIR, JudgePreset
+from relforge.judge.summary import PresetRecord, read_record
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +80,9 @@ def test_preset_file_with_cosine_only(beir, tmp_path):
     assert by["q1", "d1"]["expected"] > by["q1", "d3"]["expected"]
     assert by["q2", "d2"]["expected"] > by["q2", "d3"]["expected"]
     assert len(read_judgments(out)) == 4  # readable by `relforge judge agreement`
-    summary = json.loads((tmp_path / "j.summary.json").read_text())
-    assert summary["pairs"] == 4 and summary["llm"] is None and summary["embedder"] == "minilm"
+    summary = read_record(tmp_path / "j.summary.json")
+    assert isinstance(summary, PresetRecord) and summary.grades is not None
+    assert summary.pairs == 4 and summary.llm is None and summary.embedder == "minilm"
     assert (tmp_path / "q.txt").read_text().count("\n") == 4
 
 

@@ -17,6 +17,7 @@ from relforge.config import parse_config
 from relforge.errors import DataError
 from relforge.judge.calibrate import CalibrationHead
 from relforge.judge.preset import JudgePreset
+from relforge.judge.summary import PresetRecord, read_record
 from relforge.pipeline.stages import describe_systems
 from relforge.report import render_report
 
@@ -85,8 +86,9 @@ def test_pipeline_judges_with_a_preset(tmp_path):
         assert r["preset"] == "tiny-cos" and set(r["features"]) == {"cos"} and r["grade"] in (0, 1, 2, 3)
         assert sum(r["probs"].values()) == pytest.approx(1.0)
     assert len((out / "judge" / "qrels.tsv").read_text().splitlines()) == len(rows)
-    summary = json.loads((out / "judge" / "summary.json").read_text())
-    assert summary["model"] == "preset:tiny-cos(minilm)" and summary["llm"] is None
+    summary = read_record(out / "judge" / "summary.json")
+    assert isinstance(summary, PresetRecord) and summary.labeller
+    assert summary.model == "preset:tiny-cos(minilm)" and summary.llm is None
 
     agree = json.loads((out / "judge" / "agreement.json").read_text())
     j = agree["judge"]

@@ -5,13 +5,17 @@ back through the model that wrote it (the pipeline's summary and the report read
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from relforge.judge.agreement_run import AgreementInputs, AgreementOutputs, AgreementReport
 from relforge.judge.agreement_run import run as run_agreement
 from relforge.judge.config import AgreementConfig, JudgeConfig
-from relforge.judge.run import JudgeInputs, JudgeOutputs, candidate_pairs, read_record, run
+from relforge.judge.run import JudgeInputs, JudgeOutputs, candidate_pairs, run
+from relforge.judge.summary import JudgeRecord, PresetRecord, read_record
+
+FIXTURES = Path(__file__).parent / "fixtures" / "judge-summaries"
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +91,10 @@ def test_judge_run_pipeline_shape(beir, tiny_llm_dir, tmp_path):
     assert summary.counts() == {"pairs": 5, "unlabelled": 0}
     assert len(outs.qrels.read_text().splitlines()) == 5
     record = read_record(outs.summary)
-    assert record == summary.record and record["pairs"] == 5 and record["queries"] == 2
-    assert list(record)[-2:] == ["adapter", "llm"] and record["adapter"] is None and record["llm"] == spec
+    assert isinstance(record, JudgeRecord) and record == summary.record
+    assert (record.pairs, record.queries, record.adapter, record.llm) == (5, 2, None, spec)
+    keys = list(json.loads(outs.summary.read_text()))
+    assert keys[-3:] == ["llm_stats", "adapter", "llm"] and "template" not in keys and "config" not in keys
 
 
 def test_judge_run_cli_shape(beir, tiny_llm_dir, tmp_path):
@@ -101,9 +107,58 @@ def test_judge_run_cli_shape(beir, tiny_llm_dir, tmp_path):
     summary = run(cfg, inputs, out, llm_spec=f"hf:{tiny_llm_dir}", cache=False, progress=False)
     assert summary.pairs == 2 and summary.preset is None
     rec = read_record(tmp_path / "judgments.summary.json")
-    assert rec["pairs_file"] == str(run_file) and rec["out"] == str(out) and rec["qrels_out"] is None
-    assert rec["config"]["top_k"] == 1 and rec["config"]["mode"] == "generate" and rec["template"]
+    assert isinstance(rec, JudgeRecord) and rec == summary.record
+    assert (rec.pairs_file, rec.out, rec.qrels_out) == (str(run_file), str(out), None)
+    assert rec.config["top_k"] == 1 and rec.config["mode"] == "generate" and rec.template
+    keys = list(json.loads((tmp_path / "judgments.summary.json").read_text()))
+    assert keys[-8:] == [
+        "llm",
+        "llm_backend",
+        "adapter",
+        "template",
+        "pairs_file",
+        "out",
+        "qrels_out",
+        "config",
+    ]
     assert [json.loads(x)["docid"] for x in out.read_text().splitlines()] == ["d1", "d2"]
+
+
+@pytest.mark.parametrize(
+    "name, cls",
+    [
+        ("cli", JudgeRecord),
+        ("calibrated", JudgeRecord),
+        ("generate", JudgeRecord),
+        ("pipeline", JudgeRecord),
+        ("preset-cli", PresetRecord),
+        ("preset-pipeline", PresetRecord),
+    ],
+)
+def test_judge_summary_files_read_and_written_back_byte_identical(name, cls, tmp_path):
+    """Summary files the untyped writer wrote (relforge judge, --calibrate-on, generate mode, the pipeline's
+    record, a preset's of both): read by their class, written back byte for byte."""
+    path = FIXTURES / f"{name}.json"
+    rec = read_record(path)
+    assert type(rec) is cls
+    assert rec.write(tmp_path / "s.json").read_bytes() == path.read_bytes()
+
+
+def test_judge_summary_is_typed_and_refuses_unknown_keys(tmp_path):
+    rec = read_record(FIXTURES / "pipeline.json")
+    assert (rec.pairs, rec.grades, rec.cache_hits, rec.template) == (
+        5,
+        {"0": 5, "1": 0, "2": 0, "3": 0},
+        0,
+        None,
+    )
+    data = json.loads((FIXTURES / "pipeline.json").read_text())
+    (tmp_path / "bad.json").write_text(json.dumps({**data, "pairz": 1}))
+    with pytest.raises(ValueError, match="pairz"):
+        read_record(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps({**data, "pairs": "many"}))
+    with pytest.raises(ValueError, match="pairs"):
+        read_record(tmp_path / "bad.json")
 
 
 def test_judge_run_refuses_calibration_outside_probs(beir, tmp_path):

@@ -169,20 +169,20 @@ def _wrote(out: Path, qrels_out: Path | None) -> str:
     return f"wrote {out}" + (f" and {qrels_out}" if qrels_out else "") + f" (summary: {_summary_path(out)})"
 
 
-def _print_run_summary(stats: dict, mode: str, out: Path, qrels_out: Path | None) -> None:
-    """The three summary lines of ``relforge judge`` (stderr)."""
+def _print_run_summary(rec, mode: str, out: Path, qrels_out: Path | None) -> None:
+    """The three summary lines of ``relforge judge`` (stderr), from its :class:`JudgeRecord`."""
     from rich.console import Console
 
     console = Console(stderr=True)
     console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {stats['model']} "
-        f"({mode}) in {stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s"
-        f" ({stats.get('llm_stats', {}).get('hits', 0)} LLM calls answered from the cache)"
+        f"judged {rec.pairs} pairs of {rec.queries} queries with {rec.model} "
+        f"({mode}) in {rec.seconds:.1f} s = {rec.pairs_per_s} pairs/s"
+        f" ({rec.cache_hits} LLM calls answered from the cache)"
     )
     console.print(
-        f"grades: {stats['grades']}  unparsed: {stats['unparsed']}  retried: {stats['retried']}  "
-        f"skipped (unknown ids): {stats['skipped_unknown']}"
-        + (f"  thresholds: {[round(t, 4) for t in stats['thresholds']]}" if stats.get("thresholds") else "")
+        f"grades: {rec.grades}  unparsed: {rec.unparsed}  retried: {rec.retried}  "
+        f"skipped (unknown ids): {rec.skipped_unknown}"
+        + (f"  thresholds: {[round(t, 4) for t in rec.thresholds]}" if rec.thresholds else "")
     )
     console.print(_wrote(out, qrels_out))
 
@@ -295,12 +295,12 @@ def _run_preset(
     inputs = run.JudgeInputs(corpus=files["corpus"], queries=files["queries"], pairs=files["pairs"])
     outs = run.JudgeOutputs(judgments=files["out"], qrels=files["qrels_out"])
     summary = run.run(_judge_config(ctx, flags), inputs, outs, preset=preset, progress=progress)
-    stats = summary.record
+    rec = summary.record
     console = Console(stderr=True)
     console.print(
-        f"judged {stats['pairs']} pairs of {stats['queries']} queries with {summary.model} in "
-        f"{stats['seconds']:.1f} s = {stats['pairs_per_s']} pairs/s; grades: {stats['grades']}; "
-        f"skipped (unknown ids): {stats['skipped_unknown']}"
+        f"judged {rec.pairs} pairs of {rec.queries} queries with {summary.model} in "
+        f"{rec.seconds:.1f} s = {rec.pairs_per_s} pairs/s; grades: {rec.grades}; "
+        f"skipped (unknown ids): {rec.skipped_unknown}"
     )
     console.print(_wrote(files["out"], files["qrels_out"]))
 

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field, model_validator
 
 from relforge.judge.config import JudgeConfig
+from relforge.judge.summary import JudgeRecord, PresetRecord
 
 
 def _summary_path(out: Path) -> Path:
@@ -263,27 +264,12 @@ class JudgeSummary(BaseModel):
     preset: str | None = None
     #: who graded, in the judgments' ``model`` field (a preset's ``preset:NAME(llm+embedder)``)
     model: str | None = Field(None, exclude=True)
-    #: the summary file's content (judging stats + run info)
-    record: dict[str, Any] = Field(default_factory=dict, exclude=True)
+    #: the summary file's content (judging stats + run info), as written
+    record: JudgeRecord | PresetRecord | None = Field(None, exclude=True)
 
     def counts(self) -> dict[str, Any]:
         """The pipeline stage's result: ``pairs``, ``unlabelled`` (+ ``preset``)."""
         return self.model_dump(exclude_unset=True)
-
-
-def write_record(path: Path, record: dict[str, Any]) -> None:
-    """A judging run's summary file (atomically; UTF-8, indented, newline-terminated)."""
-    from relforge.data.io import atomic_write
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as fh:
-        json.dump(record, fh, indent=2, ensure_ascii=False, default=str)
-        fh.write("\n")
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """The summary file :func:`write_record` wrote."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def run(
@@ -350,9 +336,10 @@ def run(
         )
     else:
         stats.update(adapter=str(adapter) if adapter else None, llm=llm_spec)
-    write_record(outs.summary_path, stats)
+    record = JudgeRecord.model_validate(stats)
+    record.write(outs.summary_path)
     unlabelled = sum(1 for j in js if j.grade is None)
-    return JudgeSummary(pairs=len(js), unlabelled=unlabelled, model=stats.get("model"), record=stats)
+    return JudgeSummary(pairs=len(js), unlabelled=unlabelled, model=record.model, record=record)
 
 
 def run_agreement(
@@ -596,5 +583,6 @@ def _run_with_preset(
         }
     else:
         record = {**info, **({"labeller": labeller} if labeller is not None else {})}
-    write_record(outs.summary_path, record)
-    return JudgeSummary(pairs=len(rows), unlabelled=0, preset=preset.name, model=info["model"], record=record)
+    rec = PresetRecord.model_validate(record)
+    rec.write(outs.summary_path)
+    return JudgeSummary(pairs=len(rows), unlabelled=0, preset=preset.name, model=info["model"], record=rec)
