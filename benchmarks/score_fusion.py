@@ -18,8 +18,8 @@ import statistics
 from pathlib import Path
 
 from relforge.data import read_beir, read_qrels, read_run
+from relforge.data.io import resolve_data_source
 from relforge.evaluate.core import evaluate
-from relforge.pipeline.stages import resolve_data_source
 from relforge.retrieve.fusion import rrf
 from relforge.types import Qrels, Run
 

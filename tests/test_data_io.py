@@ -233,3 +233,58 @@ def test_validate_corpus_counts_without_raising(tmp_path):
     p2 = _write(tmp_path / "c2.jsonl", '{"_id": "a", "text": "x"}\n{"_id": "b", "text": 5}\n')
     with pytest.raises(DataError, match=r"c2\.jsonl:2: document 'b': 'text' must be a string"):
         validate_corpus(p2)
+
+
+def test_read_labelled_takes_the_first_qrels_file_that_exists(tmp_path):
+    from relforge.data.io import read_labelled
+
+    write_corpus(tmp_path / "corpus.jsonl", [Document("d1", "a"), Document("d2", "b")])
+    write_queries(tmp_path / "queries.jsonl", [Query("q1", "x")])
+    (tmp_path / "qrels").mkdir()
+    (tmp_path / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td2\t1\n")
+    corpus, queries, qrels = read_labelled(tmp_path)
+    assert set(corpus) == {"d1", "d2"} and set(queries) == {"q1"} and qrels == {"q1": {"d2": 1}}
+    (tmp_path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
+    assert read_labelled(tmp_path)[2] == {"q1": {"d1": 2}}
+    (tmp_path / "qrels.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t3\n")
+    assert read_labelled(str(tmp_path))[2] == {"q1": {"d1": 3}}
+    with pytest.raises(MissingInputError, match="no qrels.tsv or qrels/test.tsv"):
+        read_labelled(tmp_path / "qrels")
+
+
+def test_resolve_data_source_names_the_config_key(tmp_path):
+    from relforge.data.io import read_labelled, resolve_data_source
+
+    human = resolve_data_source("sample:liveqa-med", "judge.agreement.human")
+    assert human.is_dir() and read_labelled(human)[2]  # the packaged human-labelled sample
+    assert resolve_data_source(str(tmp_path)) == tmp_path.resolve()
+    with pytest.raises(MissingInputError, match=r"data.source: .* sample:medquad"):
+        resolve_data_source(str(tmp_path / "nope"))
+    with pytest.raises(MissingInputError, match=r"judge_finetune.data: .* sample:liveqa-med"):
+        resolve_data_source(str(tmp_path / "nope"), "judge_finetune.data")
+
+
+def test_stage_packages_do_not_import_the_pipeline():
+    """The pipeline wires the stage packages, never the reverse: no module outside relforge.pipeline
+    (the root CLI aside) imports from it."""
+    import ast
+    from pathlib import Path
+
+    import relforge
+
+    root = Path(relforge.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == "pipeline" or rel.name in ("cli.py", "__main__.py") and len(rel.parts) == 1:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            offenders += [f"{rel}:{node.lineno} {n}" for n in names if n.startswith("relforge.pipeline")]
+    assert offenders == []

@@ -320,9 +320,9 @@ def import_cmd(
 ) -> None:
     """Pick the evaluation (and training / dev) questions and the corpus, as the pipeline's stage import does."""
     flags = dict(locals())
+    from relforge.data.io import resolve_data_source
     from relforge.data.run import ImportInputs, run
     from relforge.outputs import claim_dir, guard_dir
-    from relforge.pipeline.common import resolve_data_source
 
     cfg = stage_config(ctx, ImportConfig, "data", config_file, sets, flags, command="relforge data import")
     src = resolve_data_source(cfg.source)

@@ -402,6 +402,39 @@ def read_beir(
     return corpus, queries, qrels
 
 
+def resolve_data_source(source: str, key: str = "data.source") -> Path:
+    """A data source setting as a folder or file: ``sample:<name>`` -> the packaged sample folder; anything
+    else a path that must exist (the error names the config ``key`` holding it)."""
+    if source.startswith("sample:"):
+        from relforge.data.samples import sample_path
+
+        return Path(sample_path(source.split(":", 1)[1]))
+    p = Path(source).expanduser()
+    if not p.exists():
+        raise MissingInputError(
+            f"{key}: {source!r} does not exist; set {key} to "
+            + (
+                "sample:medquad, a MedQuAD .tar.xz / folder, or a BEIR folder"
+                if key == "data.source"
+                else "sample:liveqa-med or a BEIR folder with human qrels"
+            )
+        )
+    return p.resolve()
+
+
+def read_labelled(folder: PathLike) -> tuple[dict[str, Document], dict[str, Query], Qrels]:
+    """A human-labelled BEIR folder (not written by relforge): qrels in ``qrels.tsv``, ``qrels/test.tsv``
+    or ``qrels/dev.tsv``, the first that exists (the judge fine-tuning and agreement stages' human data).
+
+    Returns:
+        ``(corpus, queries, qrels)``."""
+    folder = Path(folder)
+    for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
+        if q.exists():
+            return read_corpus(folder / "corpus.jsonl"), read_queries(folder / "queries.jsonl"), read_qrels(q)
+    raise MissingInputError(f"{folder}: no qrels.tsv or qrels/test.tsv with human labels")
+
+
 def _check_qrel_ids(qid, docid, queries, corpus, path, lineno) -> None:
     if queries is not None and qid not in queries:
         raise DataError(f"qrels name unknown query id {qid!r} (not in the queries)", path=path, line=lineno)

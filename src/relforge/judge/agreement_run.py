@@ -202,7 +202,7 @@ def run(
 
     ``seed`` draws the ``max_pairs`` subsample; ``labeller`` names the judge (default: from the settings);
     ``log`` gets the warnings (default: stderr)."""
-    from relforge.pipeline.common import read_labelled
+    from relforge.data.io import read_labelled
 
     outs = (
         out if isinstance(out, AgreementOutputs) else AgreementOutputs(agreement=Path(out) / "agreement.json")

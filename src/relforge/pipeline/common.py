@@ -1,4 +1,4 @@
-"""What every pipeline stage shares: the system names, JSON in and out, the data sources."""
+"""What every pipeline stage shares: the system names, the variants, JSON in and out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 
 from relforge.config import PipelineConfig
 from relforge.data.summary import write_json  # noqa: F401  (re-exported: the pipeline stages import it from here)
-from relforge.errors import MissingInputError
 
 #: display names of the evaluated systems (keys of eval/metrics.json runs), in table order
 SYSTEMS = {
@@ -31,37 +30,6 @@ def read_json(path: Path) -> Any:
 def dump(model: Any) -> Any:
     """A config section as JSON-able data (what goes into a stage's config hash)."""
     return model.model_dump(mode="json") if hasattr(model, "model_dump") else model
-
-
-def resolve_data_source(source: str, key: str = "data.source") -> Path:
-    """``sample:<name>`` -> the packaged sample folder; anything else a path that must exist (the error
-    names the config ``key`` holding it)."""
-    if source.startswith("sample:"):
-        from relforge.data.samples import sample_path
-
-        return Path(sample_path(source.split(":", 1)[1]))
-    p = Path(source).expanduser()
-    if not p.exists():
-        raise MissingInputError(
-            f"{key}: {source!r} does not exist; set {key} to "
-            + (
-                "sample:medquad, a MedQuAD .tar.xz / folder, or a BEIR folder"
-                if key == "data.source"
-                else "sample:liveqa-med or a BEIR folder with human qrels"
-            )
-        )
-    return p.resolve()
-
-
-def read_labelled(folder: Path):
-    """A human-labelled BEIR folder (not written by relforge): qrels in ``qrels.tsv``, ``qrels/test.tsv``
-    or ``qrels/dev.tsv``, the first that exists."""
-    from relforge.data import read_corpus, read_qrels, read_queries
-
-    for q in (folder / "qrels.tsv", folder / "qrels" / "test.tsv", folder / "qrels" / "dev.tsv"):
-        if q.exists():
-            return read_corpus(folder / "corpus.jsonl"), read_queries(folder / "queries.jsonl"), read_qrels(q)
-    raise MissingInputError(f"{folder}: no qrels.tsv or qrels/test.tsv with human labels")
 
 
 def group_variants(cfg: PipelineConfig) -> list[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from relforge.config import PipelineConfig
+from relforge.data.io import resolve_data_source
 from relforge.pipeline import layout
 from relforge.pipeline.common import (
     SYSTEMS,
@@ -26,7 +27,6 @@ from relforge.pipeline.common import (
     backbone_model,
     dump,
     group_variants,
-    resolve_data_source,
 )
 from relforge.pipeline.runner import Stage
 from relforge.pipeline.stages_ablation import nested_subsets, stage_ablation
@@ -69,7 +69,6 @@ __all__ = [
     "nested_subsets",
     "preset_cv",
     "reranker_rel",
-    "resolve_data_source",
     "run_names",
     "shipped_adapter_dir",
     "stage_ablation",

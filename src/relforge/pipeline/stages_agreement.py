@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from relforge.config import AgreementConfig, PipelineConfig, stage_part
+from relforge.data.io import resolve_data_source
 from relforge.judge.agreement_run import cosine_agreement, flat_agreement
 from relforge.pipeline import layout
-from relforge.pipeline.common import resolve_data_source
 from relforge.pipeline.runner import StageContext
 from relforge.pipeline.stages_judge import (
     adapter_abs,

@@ -8,8 +8,8 @@ from typing import Any
 
 from relforge.config import GenerateConfig, PipelineConfig, RetrieveStageConfig, stage_part
 from relforge.data.config import ImportConfig
+from relforge.data.io import resolve_data_source
 from relforge.pipeline import layout
-from relforge.pipeline.common import resolve_data_source
 from relforge.pipeline.runner import StageContext
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from relforge.config import EvalConfig, PipelineConfig, RerankConfig, stage_part
+from relforge.data.io import resolve_data_source
 from relforge.evaluate.run import comparison_pairs  # noqa: F401  (re-exported: relforge.pipeline.stages)
 from relforge.pipeline import layout
-from relforge.pipeline.common import VARIANTS, backbone_model, resolve_data_source
+from relforge.pipeline.common import VARIANTS, backbone_model
 from relforge.pipeline.runner import StageContext
 from relforge.pipeline.stages_judge import judge_labeller
 from relforge.pipeline.stages_train import variants_kept_backbone

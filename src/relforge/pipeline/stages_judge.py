@@ -21,7 +21,7 @@ from relforge.judge.labeller import (
     validation_qids,
 )
 from relforge.pipeline import layout
-from relforge.pipeline.common import read_labelled, resolve_data_source, write_json
+from relforge.pipeline.common import write_json
 from relforge.pipeline.runner import StageContext
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "judge_preset",
     "preset_cv",
     "preset_judge",
-    "read_labelled",
     "shipped_adapter_dir",
     "stage_judge",
     "stage_judge_finetune",
@@ -126,6 +125,7 @@ def preset_judge(ctx: StageContext, preset, queries, corpus, pairs) -> tuple[lis
 
 def stage_judge_finetune(ctx: StageContext) -> dict[str, Any]:
     """LoRA fine-tuning of the judge on human labels (``judge_finetune.enabled``)."""
+    from relforge.data.io import read_labelled, resolve_data_source
     from relforge.judge.finetune import finetune_judge
 
     cfg: PipelineConfig = ctx.cfg
