@@ -412,3 +412,33 @@ def test_report_says_plainly_when_no_trained_reranker_beats_the_backbone(tmp_pat
     swapped = evaluate(FIX / "qrels.trec", {"backbone": runs["plain"], "plain": runs["backbone"]})
     swapped.to_json(tmp_path / "eval" / "metrics.json")
     assert "No trained reranker beats" not in render_report(tmp_path).read_text()
+
+
+def test_system_descriptions_name_the_settings_and_the_judge():
+    """The manifest's ``systems`` lines (relforge.report.systems), as the pipeline has written them."""
+    from relforge.config import parse_config
+    from relforge.report.systems import describe_systems
+
+    cfg = parse_config(
+        {
+            "train": {"kind": "bi", "variants": ["plain", "judged", "soft"], "soft_loss": "margin_mse"},
+            "retrieve": {"methods": ["bm25", "dense", "hybrid"], "stemmer": "none"},
+        }
+    )
+    got = describe_systems(cfg, ["bm25", "hybrid", "backbone", "judged", "soft", "other"], "a judge")
+    assert got == {
+        "bm25": "BM25 (none stemming), top-100",
+        "hybrid": "reciprocal-rank fusion of BM25 and dense (k=60)",
+        "backbone": "untrained minilm (cosine of its embeddings), reranking hybrid top-20",
+        "judged": "bi-encoder from minilm, loss lce, reranking hybrid top-20; groups re-bucketed by the "
+        "judge's grades (judge: a judge)",
+        "soft": "bi-encoder from minilm, loss margin_mse on the judge's expected grades (soft labels), "
+        "reranking hybrid top-20 (judge: a judge)",
+        "other": "other",
+    }
+    plain = describe_systems(cfg, ["plain", "judged"])
+    assert plain["judged"].endswith("re-bucketed by the judge's grades")
+    assert (
+        plain["plain"]
+        == "bi-encoder from minilm, loss lce, reranking hybrid top-20; groups of mined negatives, no judge labels"
+    )

@@ -198,3 +198,18 @@ def test_train_run_without_dev_leaves_the_dev_keys_out(groups_dir, tmp_path, mon
     assert variant_config(section, "plain", soft_loss=section.soft_loss) == TrainConfig(kind="bi")
     soft = variant_config(section, "soft", soft_loss=section.soft_loss, eval_steps=7)
     assert (soft.loss, soft.eval_steps, type(soft)) == ("margin_mse", 7, TrainConfig)
+
+
+def test_train_summary_says_whether_it_is_the_untrained_backbone():
+    """A bi-encoder whose dev set kept its start is the backbone system, reranked with backend auto as the
+    backbone is (its run is reused); a checkpoint, a cross-encoder, no dev selection or another backend is
+    not."""
+    from relforge.train.run import TrainSummary
+
+    start = TrainSummary(kind="bi", selected="start")
+    assert start.kept_start and start.is_backbone("auto")
+    assert not start.is_backbone("onnx") and not start.is_backbone("torch")
+    assert not TrainSummary(kind="bi", selected="trained").is_backbone("auto")
+    assert not TrainSummary(kind="bi").is_backbone("auto")  # no dev set: nothing was selected
+    cross = TrainSummary(kind="cross", selected="start")
+    assert cross.kept_start and not cross.is_backbone("auto")

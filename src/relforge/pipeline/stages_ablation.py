@@ -14,7 +14,7 @@ from relforge.pipeline import layout
 from relforge.pipeline.common import SYSTEMS
 from relforge.pipeline.runner import StageContext
 from relforge.pipeline.stages_eval import eval_kwargs, rerank_with
-from relforge.pipeline.stages_train import dev_set, kept_backbone, train_variant
+from relforge.pipeline.stages_train import dev_set, train_variant
 
 
 @dataclass
@@ -39,7 +39,8 @@ def _trained_point(ctx: StageContext, sh: _Shared, groups, idx: list[int], varia
     n = len(idx)
     rel = layout.ablation_model(variant, n)
     info = train_variant(ctx, groups.select(idx), rel, variant, sh.dev, eval_steps=10**9)
-    if kept_backbone(cfg, info) and ctx.path(layout.BACKBONE_RUN).exists():
+    same = cfg.rerank.backbone and info.is_backbone(cfg.rerank.backend)
+    if same and ctx.path(layout.BACKBONE_RUN).exists():
         run = read_run(ctx.path(layout.BACKBONE_RUN))  # the start kept: the backbone's run
         row["same_as_backbone"] = True
     else:
@@ -47,7 +48,7 @@ def _trained_point(ctx: StageContext, sh: _Shared, groups, idx: list[int], varia
     write_run(ctx.path(f"{rel}.trec"), run, tag=f"{variant}-{n}")
     ev = evaluate(sh.qrels, {sh.first: sh.first_run, "reranker": run}, **eval_kwargs(cfg, sh.first))
     agg, p = ev.aggregates["reranker"], p_value(ev.significance.get("reranker", {}).get("nDCG@10"))
-    row["train_seconds"] = info.get("train_time_s")
+    row["train_seconds"] = info.train_time_s
     shutil.rmtree(ctx.path(rel), ignore_errors=True)  # ~90 MB each; the run file stays
     return agg, p
 

@@ -90,25 +90,11 @@ def run_names(cfg: PipelineConfig) -> dict[str, str]:
 
 
 def describe_systems(cfg: PipelineConfig) -> dict[str, str]:
-    """One line per evaluated system (manifest ``systems``, the report's system descriptions)."""
-    tr, rr = cfg.train, cfg.rerank
-    model = "bi-encoder" if tr.kind == "bi" else "cross-encoder"
-    trained = f"{model} from {tr.base}, loss {tr.loss}, reranking {rr.first_stage} top-{rr.top_k}"
-    desc = {
-        "bm25": f"BM25 ({cfg.retrieve.stemmer} stemming), top-{cfg.retrieve.top_k}",
-        "dense": f"dense retrieval, {cfg.retrieve.model} cosine, top-{cfg.retrieve.top_k}",
-        "hybrid": f"reciprocal-rank fusion of BM25 and dense (k={cfg.retrieve.rrf_k})",
-        "backbone": f"untrained {tr.base} (cosine of its embeddings), reranking {rr.first_stage} top-{rr.top_k}",
-        "plain": f"{trained}; groups of mined negatives, no judge labels",
-        "judged": f"{trained}; groups re-bucketed by the judge's grades",
-        "soft": f"{model} from {tr.base}, loss {tr.soft_loss} on the judge's expected grades "
-        f"(soft labels), reranking {rr.first_stage} top-{rr.top_k}",
-    }
-    if cfg.judge.enabled:
-        who = judge_labeller(cfg)
-        for v in ("judged", "soft"):
-            desc[v] += f" (judge: {who})"
-    return {name: desc.get(name, name) for name in run_names(cfg)}
+    """One line per evaluated system (manifest ``systems``): :func:`relforge.report.systems.describe_systems`
+    of the run's systems, the judge named when it is enabled."""
+    from relforge.report.systems import describe_systems as describe
+
+    return describe(cfg, run_names(cfg), judge_labeller(cfg) if cfg.judge.enabled else None)
 
 
 def eval_config(cfg: PipelineConfig, baseline: str | None) -> EvalConfig:

@@ -4,7 +4,7 @@ pipeline settings in, :func:`relforge.dataset.run.run` (LCE groups per variant) 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from relforge.config import PipelineConfig
 from relforge.dataset.summary import bucket_summary
@@ -12,10 +12,12 @@ from relforge.pipeline import layout
 from relforge.pipeline.common import group_variants
 from relforge.pipeline.runner import StageContext
 
+if TYPE_CHECKING:
+    from relforge.train.run import TrainSummary
+
 __all__ = [
     "bucket_summary",
     "dev_set",
-    "kept_backbone",
     "reranker_rel",
     "stage_groups",
     "stage_train",
@@ -53,14 +55,14 @@ def stage_groups(ctx: StageContext) -> dict[str, Any]:
 
 def train_variant(
     ctx: StageContext, groups, out_rel: str, variant: str = "plain", dev=None, **overrides: Any
-) -> dict[str, Any]:
+) -> TrainSummary:
     """Train one variant (``dev``: the :func:`dev_set` that chooses its checkpoint, or None) on ``groups``
     (a dataset, or its folder) into ``out_rel``; the trainer's summary."""
     from relforge.train.run import train_model, variant_config
 
     cfg: PipelineConfig = ctx.cfg
     tc = variant_config(cfg.train, variant, soft_loss=cfg.train.soft_loss, **overrides)
-    return train_model(tc, groups, ctx.path(out_rel), dev).as_json()
+    return train_model(tc, groups, ctx.path(out_rel), dev)
 
 
 def dev_set(ctx: StageContext):
@@ -107,27 +109,17 @@ def reranker_rel(cfg: PipelineConfig) -> str | None:
     return None
 
 
-def kept_backbone(cfg: PipelineConfig, info: dict[str, Any]) -> bool:
-    """Whether a trained bi-encoder kept its untrained start (dev selection): it is then the backbone
-    itself (same weights, same rerank settings), so its runs are the backbone's runs, reused rather than
-    encoded again. Recorded as ``same_as_backbone`` in the stage counts.
-
-    ``info``: the trainer's summary; ``selected`` is there only when a dev set chose the checkpoint."""
-    return (
-        cfg.rerank.backbone
-        and cfg.train.kind == "bi"
-        and cfg.rerank.backend == "auto"
-        and info.get("selected") == "start"
-    )
-
-
 def variants_kept_backbone(ctx: StageContext) -> list[str]:
-    """The trained variants (stage train) that are the backbone itself (:func:`kept_backbone`)."""
+    """The trained variants (stage train) that are the backbone system itself
+    (:meth:`relforge.train.run.TrainSummary.is_backbone`; recorded as ``same_as_backbone``)."""
     from relforge.train.run import TrainSummary
 
+    cfg: PipelineConfig = ctx.cfg
+    if not cfg.rerank.backbone:
+        return []
     out = []
-    for v in ctx.cfg.train.variants:
+    for v in cfg.train.variants:
         path = ctx.path(layout.train_summary(v))
-        if path.exists() and kept_backbone(ctx.cfg, TrainSummary.read(path).as_json()):
+        if path.exists() and TrainSummary.read(path).is_backbone(cfg.rerank.backend):
             out.append(v)
     return out

@@ -95,6 +95,18 @@ class TrainSummary(SummaryFile):
     selection_tests: list[dict[str, Number]] | None = None
     model_dir: str | None = None
 
+    @property
+    def kept_start(self) -> bool:
+        """Whether dev selection kept the untrained start (``selected: start``: no checkpoint beat it)."""
+        return self.selected == "start"
+
+    def is_backbone(self, backend: str) -> bool:
+        """Whether this model, reranked with ``backend``, is the untrained backbone system (its ``base``
+        reranked as a bi-encoder with backend ``auto``): a bi-encoder that kept its start, reranked with
+        ``auto`` too. Same weights, same settings: its run is the backbone's, reused rather than encoded
+        again (``selected`` exists only when a dev set chose the checkpoint)."""
+        return self.kind == "bi" and self.kept_start and backend == "auto"
+
     def scalars(self) -> dict[str, Any]:
         """The scalar keys (the stage's counts in a pipeline manifest)."""
         return {k: v for k, v in self.as_json().items() if isinstance(v, (int, float, str, bool))}
