@@ -113,3 +113,24 @@ def test_extra_first_stages_rank_exactly_the_pool():
     rank_pools(runs, {"q": {"d1": 1, "d2": 0, "d3": 2}})
     assert runs["a"]["q"] == {"d1": 2.0, "d2": pytest.approx(1.0), "d3": pytest.approx(0.999)}
     assert list(runs["b"]["q"]) == ["d1", "d2", "d3"]
+
+
+@pytest.mark.parametrize("precision, dtype", [("fp32", "float32"), ("bf16", "bfloat16")])
+def test_extra_first_stages_encode_in_the_retrieve_precision(tmp_path, precision, dtype):
+    """evaluate.extra's dense (and so hybrid) first stage encodes in ``retrieve.precision``, as the
+    in-domain retrieve stage does: the embeddings' cache record says which precision and dtype encoded."""
+    import json
+
+    from relforge.config import parse_config
+    from relforge.evaluate.extra import first_stages
+    from relforge.types import Document, Query
+
+    texts = ["iron deficiency anemia", "flu fever cough", "knee surgery", "gout diet", "migraine aura"]
+    corpus = {f"d{i}": Document(f"d{i}", t) for i, t in enumerate(texts)}
+    queries = {"q1": Query("q1", "what causes anemia"), "q2": Query("q2", "symptoms of flu")}
+    cfg = parse_config({"precision": precision, "retrieve": {"top_k": 3}})
+    assert cfg.retrieve.precision == precision
+    runs = first_stages(corpus, queries, {}, "full", cfg.retrieve, tmp_path)
+    assert set(runs) == {"bm25", "dense", "hybrid"} and all(len(r) == 3 for r in runs["dense"].values())
+    (meta,) = [json.loads(p.read_text()) for p in (tmp_path / "embeddings").glob("*.npy.json")]
+    assert (meta["precision"], meta["dtype"], meta["docs"]) == (precision, dtype, 5)

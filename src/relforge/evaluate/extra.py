@@ -86,23 +86,17 @@ def rank_pools(runs: dict[str, dict], qrels: dict) -> None:
 def first_stages(
     corpus: dict, queries: dict, qrels: dict, mode: str, rc: RetrieveConfig, cache: Path
 ) -> dict[str, dict]:
-    """BM25, dense and hybrid runs of one collection (``pool`` mode: each ranks exactly the judged pool)."""
-    from relforge.retrieve.bm25 import bm25_search
-    from relforge.retrieve.dense import dense_search
-    from relforge.retrieve.fusion import rrf
+    """BM25, dense and hybrid runs of one collection (``pool`` mode: each ranks exactly the judged pool),
+    retrieved with ``rc``'s settings (stemmer, dense model, length, precision, RRF constant, as the
+    in-domain retrieve stage: :func:`relforge.retrieve.search.retrieve_methods`) to the collection's depth,
+    the indexes and embeddings cached under ``cache``."""
+    from relforge.retrieve.config import RetrieveConfig
+    from relforge.retrieve.search import retrieve_methods
 
     depth = len(corpus) if mode == "pool" else rc.top_k
-    runs = {"bm25": bm25_search(corpus, queries, depth, str(cache / "bm25-index"))}
-    runs["dense"] = dense_search(
-        corpus,
-        queries,
-        depth,
-        rc.model,
-        str(cache / "embeddings"),
-        batch_size=rc.batch_size,
-        max_seq_length=rc.max_seq_length,
-    )
-    runs["hybrid"] = rrf({"bm25": runs["bm25"], "dense": runs["dense"]}, k=rc.rrf_k, top_k=depth)
+    settings = rc.model_dump(include=set(RetrieveConfig.model_fields))
+    settings.update(top_k=depth, index_dir=str(cache / "bm25-index"), cache_dir=str(cache / "embeddings"))
+    runs = retrieve_methods(corpus, queries, RetrieveConfig(**settings), ["bm25", "dense", "hybrid"])
     if mode == "pool":
         rank_pools(runs, qrels)
     return runs
