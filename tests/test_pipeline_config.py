@@ -170,3 +170,55 @@ def test_demo_dry_run_plans_every_stage(tmp_path, capsys):
         assert stage in out
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # the demo never touches a model hub
     assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").iterdir())
+
+
+def _dev_files(out: Path, first_stage: str) -> None:
+    """A run folder's dev files: 2 dev questions, 12 documents, the first stage's top 12 of each."""
+    import json
+
+    from relforge.pipeline import layout
+
+    (out / "data").mkdir(parents=True)
+    (out / "retrieve").mkdir()
+    docs = "".join(json.dumps({"_id": f"d{i}", "text": f"doc {i}"}) + "\n" for i in range(12))
+    (out / layout.CORPUS).write_text(docs)
+    (out / layout.DEV_QUERIES).write_text('{"_id": "q1", "text": "a"}\n{"_id": "q2", "text": "b"}\n')
+    (out / layout.DEV_QRELS).write_text("query-id\tcorpus-id\tscore\nq1\td3\t1\nq2\td5\t1\n")
+    run = "".join(f"{q} Q0 d{i} {i + 1} {12 - i} x\n" for q in ("q1", "q2") for i in range(12))
+    (out / layout.first_stage_dev(first_stage)).write_text(run)
+
+
+@pytest.mark.parametrize(
+    "raw, depth",
+    [
+        (
+            {},
+            20,
+        ),  # the pipeline's default: rerank.top_k (its own default, 20), as before train.dev_top_k counted
+        ({"rerank": {"top_k": 7}}, 7),
+        ({"rerank": {"top_k": 7}, "train": {"dev_top_k": 11}}, 11),
+    ],
+)
+def test_pipeline_dev_candidates_are_relforge_trains(tmp_path, raw, depth):
+    """The pipeline's checkpoint-selection dev set is what ``relforge train`` builds from the variant's
+    TrainConfig: the dev run's top ``train.dev_top_k`` (None: ``rerank.top_k``), recorded in that config."""
+    from relforge.pipeline import layout
+    from relforge.pipeline.runner import StageContext
+    from relforge.pipeline.stages_train import dev_set
+    from relforge.train.run import TrainInputs, load_dev, variant_config
+
+    cfg = parse_config({"data": {"dev_split": "dev"}, **raw})
+    tc = variant_config(cfg.train, "plain", soft_loss=cfg.train.soft_loss)
+    assert cfg.train.dev_top_k == tc.dev_top_k == depth
+    _dev_files(tmp_path, cfg.rerank.first_stage)
+    ours = dev_set(StageContext(cfg=cfg, out_dir=tmp_path, stage="train", runner=None))
+    p = tmp_path
+    cli = TrainInputs(
+        groups=p,
+        dev_corpus=p / layout.CORPUS,
+        dev_queries=p / layout.DEV_QUERIES,
+        dev_qrels=p / layout.DEV_QRELS,
+        dev_run=p / layout.first_stage_dev(cfg.rerank.first_stage),
+    )
+    theirs = load_dev(cli.dev_corpus, cli.dev_queries, cli.dev_qrels, cli.dev_run, top_k=tc.dev_top_k)
+    assert ours == theirs and ours.top_k == depth and len(ours.run["q1"]) == 12

@@ -203,6 +203,9 @@ class TrainSection(TrainConfig):  # type: ignore[misc, valid-type]
     variants: list[Literal["plain", "judged", "soft"]] = Field(default_factory=lambda: ["plain", "judged"])
     #: the loss of the ``soft`` variant: ``kl`` (listwise KL to the teacher) or ``margin_mse`` (GPL)
     soft_loss: Literal["kl", "margin_mse"] = "kl"
+    #: the dev run's depth reranked to choose the checkpoint (``data.dev_split``; ``relforge train
+    #: --dev-top-k``); None: ``rerank.top_k``, the depth the test questions are reranked to (set at load)
+    dev_top_k: int | None = Field(None, ge=1)
 
 
 class RerankSection(RerankConfig):  # type: ignore[misc, valid-type]
@@ -330,6 +333,8 @@ class PipelineConfig(Strict):
                     f"train.variants has {v!r} but judge.enabled is false; remove {v!r} or enable the judge"
                 )
         self._spread_precision()
+        if self.train.dev_top_k is None:
+            self.train.dev_top_k = self.rerank.top_k
         return self
 
     def _spread_precision(self) -> None:

@@ -106,7 +106,7 @@ def _dev_inputs(cfg: PipelineConfig) -> list[str]:
 
 def _dev_config(cfg: PipelineConfig) -> dict[str, Any]:
     return (
-        {"dev": {"first_stage": cfg.rerank.first_stage, "top_k": cfg.rerank.top_k}}
+        {"dev": {"first_stage": cfg.rerank.first_stage, "top_k": cfg.train.dev_top_k}}
         if cfg.data.dev_split
         else {}
     )

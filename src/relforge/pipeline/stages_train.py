@@ -66,7 +66,8 @@ def train_variant(
 
 
 def dev_set(ctx: StageContext):
-    """The human dev questions (``data.dev_split``) with the reranked first stage's top-k, or None."""
+    """The human dev questions (``data.dev_split``) with the reranked first stage's top ``train.dev_top_k``
+    (as ``relforge train --dev-top-k``), or None."""
     from relforge.train.run import load_dev
 
     cfg: PipelineConfig = ctx.cfg
@@ -77,7 +78,7 @@ def dev_set(ctx: StageContext):
         ctx.path(layout.DEV_QUERIES),
         ctx.path(layout.DEV_QRELS),
         ctx.path(layout.first_stage_dev(cfg.rerank.first_stage)),
-        top_k=cfg.rerank.top_k,
+        top_k=cfg.train.dev_top_k,
     )
 
 
