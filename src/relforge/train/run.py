@@ -138,10 +138,14 @@ def load_dev(corpus=None, queries=None, qrels=None, run=None, *, top_k: int):
 
 def variant_config(section: TrainConfig, variant: str, *, soft_loss: str, **overrides: Any) -> TrainConfig:
     """The :class:`TrainConfig` a pipeline variant trains with: ``section``'s settings (a pipeline's
-    ``train:`` section: its own keys dropped), the ``soft`` variant with ``soft_loss``, then ``overrides``."""
+    ``train:`` section: its own keys dropped), the ``soft`` variant with ``soft_loss``, then ``overrides``.
+    A section's ``dev_top_k`` left None (outside a PipelineConfig, which sets it to ``rerank.top_k``) is
+    TrainConfig's default."""
     if variant == "soft":
         overrides["loss"] = soft_loss
     data = section.model_dump(include=set(TrainConfig.model_fields))
+    if data.get("dev_top_k") is None:
+        data.pop("dev_top_k", None)
     data.update(overrides)
     return TrainConfig(**data)
 
