@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from relforge.errors import DataError
 from relforge.judge.agreement_run import AgreementInputs, AgreementOutputs, AgreementReport
 from relforge.judge.agreement_run import run as run_agreement
 from relforge.judge.config import AgreementConfig, JudgeConfig
@@ -51,6 +52,23 @@ def beir(tmp_path_factory):
 def test_candidate_pairs_positives_then_negatives_queries_sorted():
     pairs = candidate_pairs({"q2": {"b": 1}, "q1": {"z": 1, "a": 1}}, {"q1": ["m", "c"], "q9": ["x"]})
     assert pairs == [("q1", "a"), ("q1", "z"), ("q1", "m"), ("q1", "c"), ("q2", "b")]
+
+
+def test_judge_inputs_read_both_negatives_formats_through_the_one_reader(beir, tmp_path):
+    """The judge's candidates: a pipeline run's negatives.json or ``relforge retrieve mine``'s JSONL, read
+    by relforge.retrieve.mining.read_negatives (as the groups stage reads them), the same pairs."""
+    mined = tmp_path / "negatives.jsonl"
+    rows = [{"query_id": "q1", "negatives": ["d4", "d3"], "random_negatives": []}]
+    mined.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"query_id": "q2", "negatives": ["d3"]}]))
+    files = dict(
+        corpus=beir / "corpus.jsonl", queries=beir / "queries.jsonl", positives=beir / "positives.tsv"
+    )
+    plain = JudgeInputs(**files, negatives=beir / "negatives.json").pairs_to_judge(None)
+    assert JudgeInputs(**files, negatives=mined).pairs_to_judge(None) == plain
+    assert plain == [("q1", "d1"), ("q1", "d4"), ("q1", "d3"), ("q2", "d2"), ("q2", "d3")]
+    (tmp_path / "bad.jsonl").write_text('{"qid": "q1"}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: expected query_id and negatives"):
+        JudgeInputs(**files, negatives=tmp_path / "bad.jsonl").pairs_to_judge(None)
 
 
 def test_judge_inputs_need_one_source_of_pairs(tmp_path):

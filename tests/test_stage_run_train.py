@@ -10,10 +10,11 @@ import pytest
 
 from relforge.data import write_corpus, write_qrels, write_queries, write_run
 from relforge.dataset.config import DatasetConfig, GroupConfig
-from relforge.dataset.run import GroupsInputs, GroupsOutputs, candidate_run, read_negatives, run
+from relforge.dataset.run import GroupsInputs, GroupsOutputs, candidate_run, run
 from relforge.dataset.summary import DatasetSummary, GroupSetSummary, bucket_summary
 from relforge.errors import UsageError
 from relforge.outputs import MARKER
+from relforge.retrieve.mining import read_negatives
 from relforge.types import Document, Query
 
 TOPICS = ["gout", "asthma", "anemia", "glaucoma", "psoriasis", "measles"]

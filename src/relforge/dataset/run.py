@@ -147,6 +147,8 @@ def _read(inputs: GroupsInputs, *, need_judgments: bool):
     positives = read_qrels(inputs.positives)
     run_ = read_run(inputs.run)
     if inputs.negatives is not None:
+        from relforge.retrieve.mining import read_negatives
+
         run_ = candidate_run(run_, positives, read_negatives(inputs.negatives))
     js = read_judgments(inputs.judgments) if need_judgments and inputs.judgments else None
     return queries, positives, run_, corpus, js
@@ -163,28 +165,6 @@ def candidate_run(run: Run, positives: Qrels, negatives: dict[str, list[str]]) -
         scores = run.get(qid, {})
         floor = min(scores.values(), default=0.0) - 1.0
         out[qid] = {d: scores.get(d, floor - i * 1e-3) for i, d in enumerate(keep)}
-    return out
-
-
-def read_negatives(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Mined negatives per query: ``relforge retrieve mine``'s JSONL (``query_id``, ``negatives``: hard
-    then random) or a pipeline run's ``retrieve/negatives.json`` (``{qid: [docid, ...]}``, same order)."""
-    import json
-
-    from relforge.data import iter_jsonl
-    from relforge.errors import DataError
-
-    p = Path(path)
-    if p.suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise DataError(f"{p}: expected a JSON object {{query id: [doc ids]}}")
-        return {str(q): [str(d) for d in docs] for q, docs in data.items()}
-    out: dict[str, list[str]] = {}
-    for lineno, row in iter_jsonl(p):
-        if "query_id" not in row or "negatives" not in row:
-            raise DataError(f"{p}:{lineno}: expected query_id and negatives (relforge retrieve mine)")
-        out[str(row["query_id"])] = [str(d) for d in row["negatives"]]
     return out
 
 

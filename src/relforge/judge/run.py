@@ -200,7 +200,8 @@ def _run_info(
 class JudgeInputs(BaseModel):
     """The files a judging run reads: documents, queries and the pairs to grade, either a ``pairs`` file
     (qrels, TREC run or pairs TSV: ``relforge judge --pairs``) or ``positives`` (each query's source
-    documents, qrels) plus ``negatives`` (``{qid: [docid, ...]}`` JSON, the mined candidates: the pipeline)."""
+    documents, qrels) plus ``negatives`` (the mined candidates: a pipeline run's ``{qid: [docid, ...]}`` JSON
+    or ``relforge retrieve mine``'s JSONL, :func:`relforge.retrieve.mining.read_negatives`)."""
 
     corpus: Path
     queries: Path
@@ -223,10 +224,11 @@ class JudgeInputs(BaseModel):
         its negatives, queries sorted."""
         from relforge.data import read_qrels
         from relforge.judge.judge import read_pairs
+        from relforge.retrieve.mining import read_negatives
 
         if self.pairs is not None:
             return read_pairs(self.pairs, top_k=top_k)
-        negs = json.loads(self.negatives.read_text(encoding="utf-8")) if self.negatives else {}
+        negs = read_negatives(self.negatives) if self.negatives else {}
         return candidate_pairs(read_qrels(self.positives), negs)
 
 

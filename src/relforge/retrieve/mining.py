@@ -10,9 +10,11 @@ reason in ``stats`` — nothing is dropped silently.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from relforge.retrieve.config import MiningConfig
 from relforge.types import Qrels, Run, sorted_ranking
@@ -187,3 +189,27 @@ def mine_negatives_split(
 
 def _mean(xs: list[float]) -> float | None:
     return math.fsum(xs) / len(xs) if xs else None
+
+
+def read_negatives(path: str | os.PathLike) -> dict[str, list[str]]:
+    """Mined negatives per query: ``relforge retrieve mine``'s JSONL (``query_id``, ``negatives``: hard
+    then random) or a pipeline run's ``retrieve/negatives.json`` (``{qid: [docid, ...]}``, same order).
+
+    The one reader of both (the groups stage's ``negatives``, the judge stage's candidates)."""
+    import json
+
+    from relforge.data import iter_jsonl
+    from relforge.errors import DataError
+
+    p = Path(path)
+    if p.suffix == ".json":
+        data = json.loads(p.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise DataError(f"{p}: expected a JSON object {{query id: [doc ids]}}")
+        return {str(q): [str(d) for d in docs] for q, docs in data.items()}
+    out: dict[str, list[str]] = {}
+    for lineno, row in iter_jsonl(p):
+        if "query_id" not in row or "negatives" not in row:
+            raise DataError(f"{p}:{lineno}: expected query_id and negatives (relforge retrieve mine)")
+        out[str(row["query_id"])] = [str(d) for d in row["negatives"]]
+    return out
