@@ -17,8 +17,8 @@ from pathlib import Path
 
 from relforge.config import load_yaml
 from relforge.data import read_beir, read_corpus, read_qrels, read_queries, read_run
+from relforge.data.io import resolve_data_source
 from relforge.evaluate.core import evaluate
-from relforge.pipeline.stages import resolve_data_source
 
 
 def collections(run_dir: Path):
