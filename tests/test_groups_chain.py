@@ -83,6 +83,37 @@ def test_cli_chain_and_relforge_run_build_identical_groups(pipeline_run, tmp_pat
     assert len(rows) >= 4 and outside  # mined random negatives (outside the run) are in the groups
     assert (ours / "groups.jsonl").read_text() == groups
     assert (ours / "summary.json").read_bytes() == (theirs / "summary.json").read_bytes()
+    by_source = json.loads((theirs / "summary.json").read_text())["negatives_by_source"]
+    assert {"bm25", "random"} <= set(by_source) <= {"bm25", "random", "groups_random"}  # no source lost
+    assert sum(by_source.values()) == sum(len(r["doc_ids"]) - 1 for r in rows)
     # without the mined negatives the CLI buckets every retrieved candidate: other groups
     _build(pipeline_run, tmp_path / "whole", *extra)
     assert (tmp_path / "whole" / "groups.jsonl").read_text() != groups
+
+
+def test_mine_cli_and_relforge_run_write_the_same_candidates_file(pipeline_run, tmp_path):
+    """One writer: ``retrieve mine`` on the run's candidates writes retrieve/negatives.jsonl byte for byte
+    (the source read from the run's tag), one record per mined negative: rank and score of the bm25 ones
+    in the candidates run, none for the random ones."""
+    from relforge.retrieve.candidates import read_candidates
+
+    ours = tmp_path / "negatives.jsonl"
+    args = ["retrieve", "mine", "--run", str(pipeline_run / "retrieve/candidates.trec"), "--out", str(ours)]
+    args += [
+        "--qrels",
+        str(pipeline_run / "generate/qrels.tsv"),
+        "--corpus",
+        str(pipeline_run / "data/corpus.jsonl"),
+    ]
+    assert main([*args, "--rank-min", "1", "--num-negatives", "3", "--random-share", "0.34"]) == 0
+    theirs = pipeline_run / "retrieve/negatives.jsonl"
+    assert ours.read_bytes() == theirs.read_bytes()
+    records = read_candidates(theirs)
+    retrieved = read_run(pipeline_run / "retrieve/candidates.trec")
+    hard = [r for r in records if r.source == "bm25"]
+    rand = [r for r in records if r.source == "random"]
+    assert len(hard) == 2 * len(rand) > 0 and len(records) == len(hard) + len(rand)
+    assert all(r.rank is None and r.score is None for r in rand)
+    for r in hard:
+        ranked = sorted(retrieved[r.query_id].items(), key=lambda x: (-x[1], x[0]))
+        assert ranked[r.rank - 1] == (r.doc_id, r.score)

@@ -239,7 +239,7 @@ def test_sigkill_during_judge_then_resume(tmp_path, tiny_llm_dir):
         ).returncode
         == 0
     )
-    for rel in ("generate/queries.jsonl", "retrieve/negatives.json", "judge/judgments.jsonl"):
+    for rel in ("generate/queries.jsonl", "retrieve/negatives.jsonl", "judge/judgments.jsonl"):
         assert (out / rel).read_bytes() == (ref / rel).read_bytes(), rel
 
 

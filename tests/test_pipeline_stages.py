@@ -50,7 +50,7 @@ def test_stage_table_names_and_paths_are_unchanged():
     assert io["retrieve"][0] == [*data[:2], "generate/queries.jsonl", "generate/qrels.tsv", dev[0]]
     assert io["retrieve"][1] == [
         "retrieve/candidates.trec",
-        "retrieve/negatives.json",
+        "retrieve/negatives.jsonl",
         *[f"retrieve/test-{m}.trec" for m in cfg.retrieve.methods],
         *[f"retrieve/dev-{m}.trec" for m in cfg.retrieve.methods],
     ]
@@ -58,7 +58,7 @@ def test_stage_table_names_and_paths_are_unchanged():
     assert io["agreement"][1] == ["judge/agreement.json"]
     assert io["groups"] == (
         [data[0], "generate/queries.jsonl", "generate/qrels.tsv", "retrieve/candidates.trec"]
-        + ["retrieve/negatives.json", "judge/judgments.jsonl"],
+        + ["retrieve/negatives.jsonl", "judge/judgments.jsonl"],
         ["dataset/plain", "dataset/judged", "dataset/soft", "dataset/summary.json"],
     )
     dev_in = [*dev, "retrieve/dev-hybrid.trec"]

@@ -84,10 +84,11 @@ def test_cli_mine(tmp_path):
             "5",
             "--num-negatives",
             "2",
+            "--source",
+            "bm25",
         ]
     )
     assert rc == 0
     rows = [r for _, r in iter_jsonl(tmp_path / "neg.jsonl")]
-    assert rows == [
-        {"query_id": "q1", "positives": ["d3"], "negatives": ["d2", "d4"], "random_negatives": []}
-    ]
+    assert [(r["doc_id"], r["rank"], r["source"]) for r in rows] == [("d2", 2, "bm25"), ("d4", 4, "bm25")]
+    assert {r["query_id"] for r in rows} == {"q1"} and rows[0]["score"] == RUN["q1"]["d2"]

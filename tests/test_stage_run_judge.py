@@ -67,7 +67,7 @@ def test_judge_inputs_read_both_negatives_formats_through_the_one_reader(beir, t
     assert JudgeInputs(**files, negatives=mined).pairs_to_judge(None) == plain
     assert plain == [("q1", "d1"), ("q1", "d4"), ("q1", "d3"), ("q2", "d2"), ("q2", "d3")]
     (tmp_path / "bad.jsonl").write_text('{"qid": "q1"}\n')
-    with pytest.raises(DataError, match="bad.jsonl:1: expected query_id and negatives"):
+    with pytest.raises(DataError, match="bad.jsonl:1: expected a candidate"):
         JudgeInputs(**files, negatives=tmp_path / "bad.jsonl").pairs_to_judge(None)
 
 

@@ -23,7 +23,7 @@ def build(
     judgments: Path | None = typer.Option(None, help="judgments JSONL; omit for the unlabelled baseline."),
     negatives: Path | None = typer.Option(
         None,
-        help="mined negatives (`relforge retrieve mine` JSONL, or a pipeline run's negatives.json): "
+        help="mined negatives (`relforge retrieve mine` JSONL, or a pipeline run's negatives.jsonl; old files read too): "
         "each query's candidates are then its positives + these (as in `relforge run`); omit: the whole run.",
     ),
     group_size: int = typer.Option(_D.group_size, help="documents per group (1 positive + n negatives)."),

@@ -2,7 +2,7 @@
 stage ``groups`` alike.
 
 Inputs: the queries, their source positives, the candidate run, the corpus, and optionally the judge's
-judgments and the mined negatives (``retrieve mine``'s JSONL, or a pipeline run's ``negatives.json``).
+judgments and the mined negatives (``retrieve mine``'s candidates JSONL, a pipeline run's ``negatives.jsonl``, or an old file).
 Given the mined negatives, each query's candidates are its positives and those negatives (what the judge
 saw), in run order; random negatives outside the run come after the retrieved ones, in mined order.
 """
@@ -31,7 +31,7 @@ class GroupsInputs(BaseModel):
         queries: queries.jsonl (BEIR); positives: their source positives (qrels, BEIR TSV or TREC).
         run: the candidate run (TREC); corpus: corpus.jsonl (BEIR).
         judgments: the judge's judgments (JSONL); None: no judged variant (the unlabelled baseline).
-        negatives: the mined negatives (``relforge retrieve mine`` JSONL or a pipeline ``negatives.json``);
+        negatives: the mined negatives (:func:`relforge.retrieve.candidates.read_candidates`);
             None: every candidate of the run is bucketed.
     """
 
@@ -99,7 +99,7 @@ def run(
     judged = [v for v in outputs.folders if v != "plain"]
     if judged and inputs.judgments is None:
         raise UsageError(f"groups variant(s) {', '.join(judged)} need judgments")
-    queries, positives, cand, corpus, js = _read(inputs, need_judgments=bool(judged))
+    queries, positives, cand, corpus, js, srcs = _read(inputs, need_judgments=bool(judged))
     sets: dict[str, GroupSetSummary] = {}
     for variant, folder in outputs.folders.items():
         vc = variant_config(cfg, variant)
@@ -113,6 +113,8 @@ def run(
                 f"{variant} groups: no group could be built (summary: {raw['dropped_queries']}); "
                 f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
             )
+        if srcs is not None:
+            raw["negatives_by_source"] = negatives_by_source(ds, srcs)
         summary = GroupSetSummary.model_validate(raw)
         if claim:
             from relforge.outputs import claim_dir
@@ -138,7 +140,8 @@ def _outputs(out: str | os.PathLike | GroupsOutputs, inputs: GroupsInputs) -> tu
 
 
 def _read(inputs: GroupsInputs, *, need_judgments: bool):
-    """``(queries, positives, candidates, corpus, judgments)`` read from the files."""
+    """``(queries, positives, candidates, corpus, judgments, {qid: {docid: source}} of the mined negatives
+    or None)`` read from the files."""
     from relforge.data import read_corpus, read_qrels, read_queries, read_run
     from relforge.judge.judge import read_judgments
 
@@ -146,12 +149,33 @@ def _read(inputs: GroupsInputs, *, need_judgments: bool):
     queries = read_queries(inputs.queries)
     positives = read_qrels(inputs.positives)
     run_ = read_run(inputs.run)
+    srcs = None
     if inputs.negatives is not None:
-        from relforge.retrieve.mining import read_negatives
+        from relforge.retrieve.candidates import negatives_by_query, read_candidates, sources
 
-        run_ = candidate_run(run_, positives, read_negatives(inputs.negatives))
+        records = read_candidates(inputs.negatives)
+        run_ = candidate_run(run_, positives, negatives_by_query(records))
+        srcs = sources(records)
     js = read_judgments(inputs.judgments) if need_judgments and inputs.judgments else None
-    return queries, positives, run_, corpus, js
+    return queries, positives, run_, corpus, js, srcs
+
+
+def negatives_by_source(ds: Any, srcs: dict[str, dict[str, str]]) -> dict[str, int]:
+    """The groups' negatives counted by where they came from, sources sorted: a mined candidate's source
+    (``bm25``, ``dense``, ``hybrid``, ``random``: mining's corpus draw, ``unknown``: an old file), or
+    ``groups_random`` for the ``random`` bucket the groups draw from the corpus themselves."""
+    from collections import Counter
+
+    n: Counter = Counter()
+    if len(ds) == 0:
+        return {}
+    for qid, docs, buckets in zip(ds["qid"], ds["doc_ids"], ds["buckets"], strict=True):
+        mined = srcs.get(qid, {})
+        n.update(
+            "groups_random" if b == "random" else mined.get(d, "not_mined")
+            for d, b in zip(docs[1:], buckets[1:], strict=True)
+        )
+    return dict(sorted(n.items()))
 
 
 def candidate_run(run: Run, positives: Qrels, negatives: dict[str, list[str]]) -> Run:

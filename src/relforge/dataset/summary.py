@@ -37,6 +37,7 @@ class GroupSetSummary(SummaryFile):
         judgments: counts of the judgments given (failed, duplicate, naming unknown ids).
         policies: per bucket policy, what its rule caught and what it did.
         config: the rules the set was built with.
+        negatives_by_source: the groups' negatives per source of their mined candidate.
     """
 
     queries_in: int
@@ -53,6 +54,9 @@ class GroupSetSummary(SummaryFile):
     judgments: dict[str, int]
     policies: dict[str, dict[str, int | str]]
     config: GroupConfig
+    #: the groups' negatives per source (only with mined negatives given): their mined candidate's
+    #: (``bm25``, ``random``, ...; ``unknown``: an old file), or ``groups_random`` (the random bucket)
+    negatives_by_source: dict[str, int] | None = None
 
     def write(self, path: str | os.PathLike, **kw: Any) -> Path:
         """As :meth:`SummaryFile.write`, in this file's format so far (ASCII, no trailing newline)."""

@@ -8,7 +8,7 @@ what the manifest records as stage inputs and outputs)::
     llm-cache.sqlite          every LLM call (generate + judge); makes interrupted stages resumable
     data/                     corpus.jsonl, test-queries.jsonl, test-qrels.tsv, summary.json
     generate/                 queries.jsonl, qrels.tsv (query -> its source document), summary.json
-    retrieve/                 candidates.trec (synthetic queries), negatives.json,
+    retrieve/                 candidates.trec (synthetic queries), negatives.jsonl,
                               test-{bm25,dense,hybrid}.trec (held-out human questions), summary.json
     judge_finetune/           (optional) the LoRA adapter trained inside the pipeline + metrics.jsonl
     judge/                    judgments.jsonl, qrels.tsv, summary.json, agreement.json, confusion PNGs
@@ -64,7 +64,7 @@ GEN_SUMMARY = "generate/summary.json"
 # --------------------------------------------------------------------------- retrieve
 
 CANDIDATES = "retrieve/candidates.trec"
-NEGATIVES = "retrieve/negatives.json"
+NEGATIVES = "retrieve/negatives.jsonl"
 RETRIEVE_SUMMARY = "retrieve/summary.json"
 BM25_INDEX = "retrieve/cache/bm25-index"
 EMBEDDINGS = "retrieve/cache/embeddings"

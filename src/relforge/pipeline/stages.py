@@ -196,6 +196,7 @@ def _retrieve_stage() -> Stage:
         outputs=_retrieve_outputs,
         config=lambda k: {"retrieve": dump(k.retrieve)},
         description="BM25 / dense / hybrid + mining",
+        version="2",  # 2: the mined negatives as candidate records, retrieve/negatives.jsonl
     )
 
 
@@ -274,6 +275,7 @@ def _groups_stage() -> Stage:
         outputs=lambda k: [layout.dataset(v) for v in group_variants(k)] + [layout.DATASET_SUMMARY],
         config=lambda k: {"groups": dump(k.groups), "variants": group_variants(k)},
         description="re-bucket hard negatives into LCE groups (plain, judged, soft)",
+        version="2",  # 2: each set's summary counts its negatives by source
     )
 
 

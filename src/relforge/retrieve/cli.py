@@ -93,7 +93,7 @@ def mine_cmd(
     ctx: typer.Context,
     run: Path = typer.Option(..., "--run", help="TREC run (from relforge retrieve)"),
     qrels: Path = typer.Option(..., "--qrels", help="positives (BEIR TSV or TREC qrels)"),
-    out: Path = typer.Option(..., "--out", help="negatives JSONL to write"),
+    out: Path = typer.Option(..., "--out", help="candidates JSONL to write (one mined negative a line)"),
     corpus: Optional[Path] = typer.Option(
         None, "--corpus", help="pool for random negatives [default: docs in the run]"
     ),
@@ -105,34 +105,29 @@ def mine_cmd(
     margin: Optional[float] = typer.Option(None, "--margin", help="negative score < positive score - margin"),
     relative_margin: Optional[float] = typer.Option(None, "--relative-margin", help="neg < pos * (1 - m)"),
     seed: int = typer.Option(_M.seed, "--seed"),
+    source: Optional[str] = typer.Option(
+        None, "--source", help="the run's retrieval method [default: the run's tag, relforge- removed]"
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
     config_file: Optional[Path] = config_option("retrieve.mining", "MiningConfig"),
     sets: list[str] = set_option("num_negatives=5"),
 ) -> None:
     """Pick hard negatives per query from a run: positives excluded, rank window, margin, random share."""
     flags = dict(locals())
-    from relforge.data import atomic_write, iter_corpus, read_qrels, read_run, write_jsonl
+    from relforge.data import atomic_write, iter_corpus, read_qrels, read_run
     from relforge.outputs import guard_file
+    from relforge.retrieve.candidates import mined_candidates, run_source, write_candidates
     from relforge.retrieve.mining import mine_negatives_split
 
     guard_file(out, overwrite=overwrite)
     cfg = stage_config(
         ctx, MiningConfig, "retrieve.mining", config_file, sets, flags, command="relforge retrieve mine"
     )
-    positives = read_qrels(qrels)
     ids = [d.id for d in iter_corpus(corpus)] if corpus else None
     stats: dict = {}
-    negs = mine_negatives_split(read_run(run), positives, cfg, corpus_ids=ids, stats=stats)
-    rows = [
-        {
-            "query_id": qid,
-            "positives": sorted(d for d, g in positives[qid].items() if g > 0),
-            "negatives": hard + rand,
-            "random_negatives": rand,
-        }
-        for qid, (hard, rand) in negs.items()
-    ]
-    write_jsonl(out, rows)
+    run_ = read_run(run)
+    negs = mine_negatives_split(run_, read_qrels(qrels), cfg, corpus_ids=ids, stats=stats)
+    write_candidates(out, mined_candidates(negs, run_, source or run_source(run)))
     print_mining_stats(stats)
     with atomic_write(out.with_name(out.name.removesuffix(".jsonl") + ".stats.json")) as fh:
         json.dump({"config": cfg.model_dump(), **stats}, fh, indent=2)

@@ -14,7 +14,6 @@ import os
 import random
 from collections import Counter
 from collections.abc import Iterable
-from pathlib import Path
 
 from relforge.retrieve.config import MiningConfig
 from relforge.types import Qrels, Run, sorted_ranking
@@ -192,24 +191,11 @@ def _mean(xs: list[float]) -> float | None:
 
 
 def read_negatives(path: str | os.PathLike) -> dict[str, list[str]]:
-    """Mined negatives per query: ``relforge retrieve mine``'s JSONL (``query_id``, ``negatives``: hard
-    then random) or a pipeline run's ``retrieve/negatives.json`` (``{qid: [docid, ...]}``, same order).
+    """Mined negatives per query, ``{qid: [docid, ...]}`` in mined order (hard then random): a candidates
+    file (``relforge retrieve mine``, a pipeline run's ``retrieve/candidates.jsonl``) or an old one (the old
+    mine JSONL, a run's ``retrieve/negatives.json``), read by :func:`relforge.retrieve.candidates.read_candidates`.
 
-    The one reader of both (the groups stage's ``negatives``, the judge stage's candidates)."""
-    import json
+    The one reader of mined negatives (the groups stage's ``negatives``, the judge stage's candidates)."""
+    from relforge.retrieve.candidates import negatives_by_query, read_candidates
 
-    from relforge.data import iter_jsonl
-    from relforge.errors import DataError
-
-    p = Path(path)
-    if p.suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise DataError(f"{p}: expected a JSON object {{query id: [doc ids]}}")
-        return {str(q): [str(d) for d in docs] for q, docs in data.items()}
-    out: dict[str, list[str]] = {}
-    for lineno, row in iter_jsonl(p):
-        if "query_id" not in row or "negatives" not in row:
-            raise DataError(f"{p}:{lineno}: expected query_id and negatives (relforge retrieve mine)")
-        out[str(row["query_id"])] = [str(d) for d in row["negatives"]]
-    return out
+    return negatives_by_query(read_candidates(path))

@@ -115,9 +115,9 @@ def run(
         tag_prefix: put before the method name in the candidates run's TREC tag column.
     """
     from relforge.data.io import read_corpus, read_qrels
-    from relforge.data.summary import write_json
+    from relforge.retrieve.candidates import mined_candidates, write_candidates
     from relforge.retrieve.dense import encoder_plan
-    from relforge.retrieve.mining import mine_negatives
+    from relforge.retrieve.mining import mine_negatives_split
     from relforge.retrieve.search import retrieve_methods
 
     corpus = read_corpus(inputs.corpus)
@@ -131,11 +131,12 @@ def run(
     negs: dict = {}
     stats: dict[str, Any] = {}
     if inputs.positives is not None:
-        negs = mine_negatives(
+        split = mine_negatives_split(
             cand, read_qrels(inputs.positives), cfg.mining, corpus_ids=list(corpus), stats=stats
         )
-        if out.negatives is not None:
-            write_json(out.negatives, negs)
+        negs = {qid: hard + rand for qid, (hard, rand) in split.items()}
+        if out.negatives is not None:  # the candidates file, as `relforge retrieve mine` writes it
+            write_candidates(out.negatives, mined_candidates(split, cand, cfg.method))
     dense = encoder_plan(cfg.precision) if {"dense", "hybrid"} & set(methods) else None
     if out.summary is not None:
         RetrieveRecord(
