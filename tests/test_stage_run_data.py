@@ -206,7 +206,7 @@ def test_retrieve_run_writes_candidates_first_stage_runs_and_negatives(tmp_path)
     out = RetrieveOutputs(
         candidates=tmp_path / "cand.trec",
         test_runs={"bm25": tmp_path / "test-bm25.trec"},
-        negatives=tmp_path / "neg.json",
+        negatives=tmp_path / "neg.jsonl",
         summary=tmp_path / "summary.json",
     )
     s = run(cfg, inputs, out)
@@ -216,9 +216,9 @@ def test_retrieve_run_writes_candidates_first_stage_runs_and_negatives(tmp_path)
         and set(test) == {"t1"}
         and next(iter(sorted(test["t1"], key=test["t1"].get, reverse=True))) == "d2"
     )
-    import json
+    from relforge.retrieve.mining import read_negatives
 
-    negs = json.loads(out.negatives.read_text())
+    negs = read_negatives(out.negatives)
     assert set(negs) == {"g1", "g2"} and "d0" not in negs["g1"] and all(len(v) <= 2 for v in negs.values())
     assert s.counts() == {
         "synthetic_queries": 2,
