@@ -17,7 +17,7 @@ import json
 import statistics
 from pathlib import Path
 
-from relforge.data import read_beir, read_qrels, read_run
+from relforge.data import read_beir, read_corpus, read_qrels, read_queries, read_run
 from relforge.data.io import resolve_data_source
 from relforge.evaluate.core import evaluate
 from relforge.retrieve.fusion import rrf
@@ -36,13 +36,23 @@ def zfuse(backbone: Run, variant: Run, w: float) -> Run:
     return out
 
 
-def collections(run_dir: Path) -> list[tuple[str, Qrels, Path]]:
-    """(name, qrels, folder with backbone.trec and <variant>.trec) for the test set and every extra."""
-    found = [("in domain", read_qrels(run_dir / "data" / "test-qrels.tsv"), run_dir / "rerank")]
+def collections(run_dir: Path) -> list[tuple[str, dict, dict, Qrels, Path]]:
+    """(name, corpus, queries, qrels, folder with backbone.trec and <variant>.trec) for the test set and
+    every extra collection (also read by ``wise_curve.py``)."""
+    data = run_dir / "data"
+    found = [
+        (
+            "in domain",
+            read_corpus(data / "corpus.jsonl"),
+            read_queries(data / "test-queries.jsonl"),
+            read_qrels(data / "test-qrels.tsv"),
+            run_dir / "rerank",
+        )
+    ]
     summary = run_dir / "eval" / "extra" / "summary.json"
     for name, meta in (json.loads(summary.read_text()) if summary.exists() else {}).items():
-        _, _, qrels = read_beir(resolve_data_source(meta["source"]), meta["split"])
-        found.append((name, qrels, run_dir / "eval" / "extra" / name))
+        corpus, queries, qrels = read_beir(resolve_data_source(meta["source"]), meta["split"])
+        found.append((name, corpus, queries, qrels, run_dir / "eval" / "extra" / name))
     return found
 
 
@@ -53,7 +63,7 @@ def main() -> None:
     ap.add_argument("--weights", default="0,0.25,0.5,0.75,1")
     args = ap.parse_args()
     weights = [float(w) for w in args.weights.split(",")]
-    for name, qrels, folder in collections(args.run_dir):
+    for name, _, _, qrels, folder in collections(args.run_dir):
         backbone = read_run(folder / "backbone.trec")
         variant = read_run(folder / f"{args.variant}.trec")
         runs = {"backbone": backbone, **{f"z w={w:g}": zfuse(backbone, variant, w) for w in weights}}

@@ -6,40 +6,24 @@ For the in-domain test questions and every ``evaluate.extra`` collection it rera
 backbone reranked (``rerank/backbone.trec``, ``eval/extra/<name>/backbone.trec``) with the interpolated
 weights (fp32, the run's ``rerank.max_length``) and prints nDCG@10 at each alpha with its paired randomisation test against the backbone (a = 0).
 The pipeline chooses alpha on the dev questions (``train.interpolate``); this script draws the whole
-curve on the test sets, to be read as a curve, not to choose alpha (that would be tuning on them).
+curve on the test sets, to be read as a curve, not to choose alpha (that would be tuning on them). The
+trained end (a = 1) is the variant as written: for a variant that kept an interpolation itself, alpha
+runs from the backbone to that interpolation.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from relforge.config import load_yaml
-from relforge.data import read_beir, read_corpus, read_qrels, read_queries, read_run
-from relforge.data.io import resolve_data_source
+from relforge.data import read_run
 from relforge.evaluate.core import evaluate
 
-
-def collections(run_dir: Path):
-    """(name, corpus, queries, qrels, candidates) for the test set and every extra collection."""
-    data = run_dir / "data"
-    found = [
-        (
-            "in domain",
-            read_corpus(data / "corpus.jsonl"),
-            read_queries(data / "test-queries.jsonl"),
-            read_qrels(data / "test-qrels.tsv"),
-            read_run(run_dir / "rerank" / "backbone.trec"),
-        )
-    ]
-    summary = run_dir / "eval" / "extra" / "summary.json"
-    for name, meta in (json.loads(summary.read_text()) if summary.exists() else {}).items():
-        corpus, queries, qrels = read_beir(resolve_data_source(meta["source"]), meta["split"])
-        found.append(
-            (name, corpus, queries, qrels, read_run(run_dir / "eval" / "extra" / name / "backbone.trec"))
-        )
-    return found
+sys.path.insert(0, str(Path(__file__).parent))
+from score_fusion import collections  # noqa: E402  (the run's test sets, read as score_fusion.py does)
 
 
 def main() -> None:
@@ -62,7 +46,9 @@ def main() -> None:
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     trained = SentenceTransformer(str(args.run_dir / "train" / args.variant)).state_dict()
     max_length = load_yaml(args.run_dir / "config.yaml").get("rerank", {}).get("max_length")
-    sets = collections(args.run_dir)
+    sets = [
+        (n, c, q, r, read_run(folder / "backbone.trec")) for n, c, q, r, folder in collections(args.run_dir)
+    ]
     runs: dict[str, dict] = {name: {} for name, *_ in sets}
     for a in alphas:
         model.load_state_dict(interpolate_states(start, trained, a))

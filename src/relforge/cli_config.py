@@ -98,18 +98,6 @@ def _check_key(model: type[BaseModel], key: str, what: str) -> None:
         cur = _sub_model(cur, part)
 
 
-def _set(raw: dict[str, Any], key: str, value: Any) -> None:
-    cur = raw
-    parts = key.split(".")
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
-
-
 def _section_model(path: str) -> type[BaseModel]:
     """The pipeline's section class at dotted ``path`` (e.g. ``retrieve.mining`` -> MiningConfig)."""
     from relforge.config import PipelineConfig
@@ -226,6 +214,7 @@ def stage_config(
             ``model`` are added. convert: parameter -> function of its value (``SKIP``: sets nothing).
         hints: pipeline-only key -> the flag that does it (the note printed for a file that sets it).
     """
+    from relforge.config import set_dotted
     from relforge.errors import UsageError
 
     mapping: dict[str, tuple[str, ...]] = {p: (p,) for p in values if p in model.model_fields}
@@ -249,7 +238,7 @@ def stage_config(
             if value is SKIP:
                 continue
             for f in fields:
-                _set(raw, f, value)
+                set_dotted(raw, f, value)
                 origin[f] = _flag_name(param)
                 from_config.discard(f)
 
@@ -257,7 +246,7 @@ def stage_config(
         apply_flags(only_given=False)  # the defaults (the model's: tests/test_stage_cli_flags.py)
     for key, value in parse_sets(sets).items():
         _check_key(model, key, f"--set {key}")
-        _set(raw, key, value)
+        set_dotted(raw, key, value)
         origin[key] = f"--set {key}"
         from_config.discard(key)
     apply_flags(only_given=True)
