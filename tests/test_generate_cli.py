@@ -92,3 +92,30 @@ def test_generate_cli_usage_errors(tmp_path):
         main(["generate", "--corpus", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "q.jsonl")])
         == 4
     )
+
+
+def test_generate_cli_nearest_examples(tmp_path, tiny_llm_dir):
+    from relforge.data import write_jsonl
+
+    write_corpus(tmp_path / "c.jsonl", DOCS)
+    pool = [
+        {"document": f"{t} is treated with rest.", "query": f"How is {t} treated?"} for t in ("gout", "acne")
+    ]
+    write_jsonl(tmp_path / "pool.jsonl", pool)
+    base = [
+        "generate",
+        "--corpus",
+        str(tmp_path / "c.jsonl"),
+        "--llm",
+        f"hf:{tiny_llm_dir}",
+        "--output",
+        "json",
+    ]
+    base += ["--examples", str(tmp_path / "pool.jsonl"), "--n-examples", "1", "--max-new-tokens", "4"]
+    base += ["--set", "filters.min_words=1", "--set", "filters.check_style=false"]
+    assert main([*base, "--out", str(tmp_path / "f.jsonl")]) == 0
+    assert main([*base, "--out", str(tmp_path / "n.jsonl"), "--example-selection", "nearest"]) == 0
+    fixed = json.loads((tmp_path / "f.summary.json").read_text())
+    near = json.loads((tmp_path / "n.summary.json").read_text())
+    assert near["config"]["example_selection"] == "nearest" and near["generated"] == len(DOCS)
+    assert near["prompt_hash"] != fixed["prompt_hash"]

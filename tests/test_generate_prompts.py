@@ -99,3 +99,51 @@ def test_select_diverse_by_embeddings_covers_clusters(tmp_path):
     picked = select_documents(docs, cfg)
     assert sorted(d.id.rstrip("0123456789") for d in picked) == ["eye", "heart", "skin"]
     assert picked == select_documents(docs, cfg)
+
+
+def _pool_file(tmp_path):
+    rows = [
+        {
+            "document": "Gout is inherited in an autosomal dominant pattern from a parent.",
+            "query": "Is gout inherited?",
+        },
+        {
+            "document": "Eczema is treated with moisturisers and steroid creams.",
+            "query": "How to treat eczema?",
+        },
+        {
+            "document": "Glaucoma affects about 1 in 100 adults over forty.",
+            "query": "How many people get glaucoma?",
+        },
+        {
+            "document": "Asthma is treated with inhaled corticosteroids.",
+            "query": "What are the treatments for asthma?",
+        },
+    ]
+    write_jsonl(tmp_path / "pool.jsonl", rows)
+    return str(tmp_path / "pool.jsonl")
+
+
+def test_nearest_examples_follow_each_document(tmp_path):
+    from relforge.retrieve.dense import encode_texts, load_encoder
+
+    enc = load_encoder("minilm")
+    p = QueryPrompt.load(examples=_pool_file(tmp_path), n_examples=2, selection="nearest")
+    docs = [
+        Document("a", "Psoriasis is treated with creams, light therapy and steroid ointments."),
+        Document("b", "Asthma is treated with inhaled corticosteroids."),  # the pool's own document
+        Document("c", "Migraine is inherited in an autosomal dominant pattern."),
+    ]
+    picks = p.nearest_examples(docs, lambda t: encode_texts(enc, t))
+    assert [len(x) for x in picks] == [2, 2, 2]
+    assert picks[0][-1].query == "How to treat eczema?"  # the most similar example sits next to the document
+    assert "What are the treatments for asthma?" not in [e.query for e in picks[1]]  # never its own question
+    assert picks[2][-1].query == "Is gout inherited?"
+    chat = p.build_chat(docs[2], picks[2])
+    assert [m["content"] for m in chat if m["role"] == "assistant"] == [e.query for e in picks[2]]
+    assert p.hash != QueryPrompt.load(examples=_pool_file(tmp_path), n_examples=2).hash
+    with pytest.raises(UsageError, match="nearest_examples"):
+        p.build_chat(docs[0])  # nearest without the document's examples would show the whole pool
+    write_jsonl(tmp_path / "q.jsonl", [{"text": "a query without a document"}])
+    with pytest.raises(UsageError, match="needs examples with documents"):
+        QueryPrompt.load(examples=str(tmp_path / "q.jsonl"), selection="nearest")

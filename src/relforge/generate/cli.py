@@ -131,6 +131,15 @@ def generate(
     n_examples: Optional[int] = typer.Option(
         _G.n_examples, "--n-examples", help="few-shot examples as chat turns"
     ),
+    example_selection: str = typer.Option(
+        _G.example_selection,
+        "--example-selection",
+        help="fixed (the same examples for every document) | nearest (per document, the examples with "
+        "the most similar documents)",
+    ),
+    example_model: str = typer.Option(
+        _G.example_model, "--example-model", help="embedding model for --example-selection nearest"
+    ),
     domain: Optional[str] = typer.Option(
         _G.domain, "--domain", help="domain instruction, e.g. 'product search'"
     ),

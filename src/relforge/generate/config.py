@@ -63,6 +63,14 @@ class GenerateConfig(BaseModel):
         description="few-shot examples: a YAML/JSONL file of {document, query} pairs (default: the prompt's)",
     )
     n_examples: int | None = Field(None, ge=0, description="few-shot examples used (default: the prompt's)")
+    example_selection: Literal["fixed", "nearest"] = Field(
+        "fixed",
+        description="fixed = the same n_examples (a seeded sample of the pool) for every document; nearest = "
+        "per document the n_examples pool examples whose documents are most similar to it (cosine of "
+        "example_model embeddings; KATE, Liu et al. 2022): the examples then show the kind of question "
+        "this kind of document answers",
+    )
+    example_model: str = Field("minilm", description="embedding model for example_selection='nearest'")
     domain: str | None = Field(None, description="domain instruction slot (default: the prompt's)")
     per_doc: int = Field(1, ge=1, description="queries generated per document")
     temperature: float = Field(0.7, ge=0.0)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -162,6 +163,7 @@ class QueryPrompt:
     max_doc_words: int | None = 200
     seed: int = 0
     source: str = ""
+    selection: str = "fixed"
 
     @classmethod
     def load(
@@ -173,6 +175,7 @@ class QueryPrompt:
         n_examples: int | None = None,
         domain: str | None = None,
         seed: int = 0,
+        selection: str = "fixed",
     ) -> QueryPrompt:
         """Load a built-in prompt (``inpars-question``, ``inpars-keyword``) or a YAML file.
 
@@ -183,6 +186,9 @@ class QueryPrompt:
             n_examples: override how many examples become chat turns.
             domain: override the domain instruction slot.
             seed: picks which examples are used when there are more than ``n_examples``.
+            selection: ``fixed`` (the same examples for every document) or ``nearest`` (the caller picks
+                them per document with :meth:`nearest_examples`; every example with a document is a
+                candidate).
         """
         name_or_path = str(name_or_path or f"inpars-{style}")
         p = Path(name_or_path)
@@ -222,7 +228,13 @@ class QueryPrompt:
             max_doc_words=raw.get("max_doc_words", 200),
             seed=seed,
             source=source,
+            selection=selection,
         )
+        if selection == "nearest" and not any(e.document for e in ex):
+            raise UsageError(
+                f"example_selection 'nearest' needs examples with documents; {ex_source or source!r} has none "
+                "(setting: examples / --examples)"
+            )
         for name in ("system", "user"):  # fail at load time, not after the first LLM call
             try:
                 _ENV.from_string(getattr(prompt, name)).render(
@@ -234,8 +246,11 @@ class QueryPrompt:
 
     # ---------------------------------------------------------------- rendering
     def turn_examples(self) -> list[Example]:
-        """The examples used as chat turns (with a document), chosen once per seed."""
+        """The examples used as chat turns (with a document), chosen once per seed; with ``nearest``
+        selection every one of them is a candidate (:meth:`nearest_examples` picks per document)."""
         pool = [e for e in self.examples if e.document]
+        if self.selection == "nearest":
+            return pool
         if len(pool) > self.n_examples:
             idx = sorted(random.Random(self.seed).sample(range(len(pool)), self.n_examples))
             pool = [pool[i] for i in idx]
@@ -271,10 +286,34 @@ class QueryPrompt:
             msg += "\n\nExamples of real queries from this domain:\n" + "\n".join(f"- {q}" for q in extra)
         return msg
 
-    def build_chat(self, doc: Document | str) -> Chat:
-        """system, then (user: example document, assistant: example query) per example, then the document."""
+    def nearest_examples(
+        self, docs: list[Document], encode: Callable[[list[str]], Any]
+    ) -> list[list[Example]]:
+        """Per document, the ``n_examples`` pool examples whose rendered documents are closest to its own
+        (``encode``: texts -> normalised embeddings), most similar last (nearest the document in the chat).
+        An example whose document is the document itself (cosine > 0.999) is never shown."""
+        import numpy as np
+
+        pool = self.turn_examples()
+        k = min(self.n_examples, len(pool))
+        if not docs or k == 0:
+            return [[] for _ in docs]
+        e = np.asarray(encode([self.render_document(x.document or "") for x in pool]))
+        d = np.asarray(encode([self.render_document(x) for x in docs]))
+        sim = d @ e.T
+        sim[sim > 0.999] = -np.inf
+        order = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+        return [[pool[j] for j in row[::-1]] for row in order]
+
+    def build_chat(self, doc: Document | str, examples: list[Example] | None = None) -> Chat:
+        """system, then (user: example document, assistant: example query) per example, then the document.
+
+        ``examples``: this document's chat-turn examples (from :meth:`nearest_examples`); default the fixed ones.
+        """
+        if examples is None and self.selection == "nearest":
+            raise UsageError("example_selection 'nearest': pass each document's examples (nearest_examples)")
         chat: Chat = [{"role": "system", "content": self.system_message()}]
-        for ex in self.turn_examples():
+        for ex in self.turn_examples() if examples is None else examples:
             chat.append({"role": "user", "content": self._render_user(ex.document)})
             chat.append({"role": "assistant", "content": ex.query})
         chat.append({"role": "user", "content": self._render_user(doc)})
@@ -299,6 +338,7 @@ class QueryPrompt:
                 "max_doc_words": self.max_doc_words,
                 "turns": [(e.document, e.query) for e in self.turn_examples()],
                 "extra": self.query_only_examples(),
+                **({"selection": self.selection, "k": self.n_examples} if self.selection != "fixed" else {}),
             },
             sort_keys=True,
             ensure_ascii=False,

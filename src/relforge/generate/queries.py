@@ -52,6 +52,7 @@ def load_prompt(config: GenerateConfig) -> QueryPrompt:
         n_examples=config.n_examples,
         domain=config.domain,
         seed=config.seed,
+        selection=config.example_selection,
     )
 
 
@@ -59,7 +60,14 @@ def sample_candidates(
     llm: LLM, prompt: QueryPrompt, docs: list[Document], config: GenerateConfig
 ) -> list[Candidate]:
     """``per_doc`` completions per document; sample ``i`` uses seed ``config.seed + i`` (cached by the LLM layer)."""
-    chats = [prompt.build_chat(d) for d in docs]
+    if prompt.selection == "nearest":
+        from relforge.retrieve.dense import encode_texts, load_encoder
+
+        enc = load_encoder(config.example_model)
+        picks = prompt.nearest_examples(docs, lambda texts: encode_texts(enc, texts))
+        chats = [prompt.build_chat(d, ex) for d, ex in zip(docs, picks, strict=True)]
+    else:
+        chats = [prompt.build_chat(d) for d in docs]
     out: list[Candidate] = []
     for i in range(config.per_doc):
         params = GenParams(
