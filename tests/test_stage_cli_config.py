@@ -252,11 +252,11 @@ def test_pipeline_only_keys_are_named_on_stderr(stage, tmp_path, capsys):
     (tmp_path / "j.yaml").write_text(
         "preset: best\nbatch_size: 3\nagreement: {max_pairs: 5}\n", encoding="utf-8"
     )
-    code, cfg = stage("judge", "--config", tmp_path / "j.yaml")
+    code, cfg = stage("judge", "--config", tmp_path / "j.yaml")  # its --llm given: the LLM judge
     assert code == 0 and cfg.batch_size == 3
     err = capsys.readouterr().err
-    assert "agreement, preset: pipeline setting(s) relforge judge does not read" in err
-    assert "preset: --preset" in err
+    assert "agreement: pipeline setting(s) relforge judge does not read" in err  # preset: read
+    assert "--llm given: the preset of" in err
 
 
 def test_a_pipeline_yaml_spreads_its_top_level_precision_as_the_pipeline_does(stage, tmp_path):

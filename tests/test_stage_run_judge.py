@@ -225,6 +225,22 @@ def test_agreement_run_writes_and_reads_back_the_report(beir, tiny_llm_dir, tmp_
     assert (tmp_path / "again.json").read_bytes() == outs.agreement.read_bytes()
 
 
+def test_agreement_run_honours_the_measure_and_seed_settings(beir, tiny_llm_dir, tmp_path):
+    """``judge.agreement.measure`` / ``seed`` (the settings ``relforge judge agreement`` shares) reach the
+    comparison: the rerank measure and the balanced subsample's seed (defaults: nDCG@10, 0)."""
+
+    def judge_entry(cfg: AgreementConfig, name: str) -> dict:
+        outs = AgreementOutputs(agreement=tmp_path / name / "agreement.json")
+        run_agreement(cfg, AgreementInputs(human=beir), outs, judge=JudgeConfig(max_doc_tokens=32),
+                      llm_spec=f"hf:{tiny_llm_dir}", log=lambda m: None)  # fmt: skip
+        return json.loads(outs.agreement.read_text())["judge"]
+
+    default = judge_entry(AgreementConfig(queries="all"), "default")
+    assert list(default["rerank"]) == ["nDCG@10"] and default["balanced"]["seed"] == 0
+    set_ = judge_entry(AgreementConfig(queries="all", measure="P@2", seed=5), "set")
+    assert list(set_["rerank"]) == ["P@2"] and set_["balanced"]["seed"] == 5
+
+
 def test_agreement_report_keeps_ints_and_order():
     rep = AgreementReport.model_validate(
         {

@@ -22,7 +22,7 @@ the flag; a missing file is a :class:`~relforge.errors.MissingInputError`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -120,15 +120,12 @@ def _pipeline_only(section_obj: BaseModel, model: type[BaseModel]) -> list[str]:
     return sorted(k for k in section_obj.model_fields_set if k not in model.model_fields)
 
 
-def from_file(
-    path: Path, model: type[BaseModel], section: str, command: str, hints: Mapping[str, str] | None = None
-) -> tuple[dict[str, Any], str]:
-    """The stage's settings in ``path`` (see the module docstring) as a dict for ``model``, and the prefix
-    of their keys in the file (``generate.`` in a pipeline YAML, else empty).
-
-    Prints one note (stderr) naming the pipeline-only keys the file sets, which ``command`` does not read.
-    """
-    from relforge.config import format_validation_error, load_yaml, parse_config
+def read_section(path: Path, model: type[BaseModel], section: str) -> tuple[BaseModel, Any, str]:
+    """The stage's section in ``path`` (see the module docstring): ``(section object, the whole
+    PipelineConfig or None, the prefix of its keys in the file)``. A pipeline YAML gives the section as
+    relforge run builds it; a file of the section's keys gives it validated as the pipeline's section.
+    ``model`` (the stage's config class) names the file's expected keys in error messages."""
+    from relforge.config import PipelineConfig, format_validation_error, load_yaml, parse_config
     from relforge.errors import DataError, MissingInputError, UsageError
 
     if not path.is_file():
@@ -144,8 +141,6 @@ def from_file(
             f"--config {path}: expected a mapping of {model.__name__} keys or a pipeline YAML, "
             f"got {type(loaded).__name__}"
         )
-    from relforge.config import PipelineConfig
-
     top = section.split(".")[0]
     section_cls = _section_model(section)
     foreign = set(loaded) - set(section_cls.model_fields)
@@ -156,20 +151,36 @@ def from_file(
             pipeline = parse_config(loaded, source=str(path))
         except DataError as e:
             raise UsageError(f"--config (a pipeline YAML, read for its {top}: section):\n{e}") from None
-        section_obj = _get(pipeline, section)
+        return _get(pipeline, section), pipeline, f"{section}."
+    try:
+        return section_cls.model_validate(loaded), None, ""
+    except ValidationError as e:
+        raise UsageError(
+            f"--config: {model.__name__} keys (or the {section}: section of a pipeline YAML) expected:\n"
+            + format_validation_error(e, str(path), section_cls)
+        ) from None
+
+
+def from_file(
+    path: Path,
+    model: type[BaseModel],
+    section: str,
+    command: str,
+    hints: Mapping[str, str] | None = None,
+    reads: Collection[str] = (),
+) -> tuple[dict[str, Any], str]:
+    """The stage's settings in ``path`` (see the module docstring) as a dict for ``model``, and the prefix
+    of their keys in the file (``generate.`` in a pipeline YAML, else empty).
+
+    Prints one note (stderr) naming the pipeline-only keys the file sets, which ``command`` does not read
+    (``reads``: the pipeline-only keys the command reads itself, through :func:`read_section`).
+    """
+    section_obj, pipeline, prefix = read_section(path, model, section)
+    if pipeline is not None:
         raw = section_obj.model_dump(include=set(model.model_fields))
-        prefix = f"{section}."
     else:
-        try:
-            section_obj = section_cls.model_validate(loaded)
-        except ValidationError as e:
-            raise UsageError(
-                f"--config: {model.__name__} keys (or the {section}: section of a pipeline YAML) expected:\n"
-                + format_validation_error(e, str(path), section_cls)
-            ) from None
         raw = section_obj.model_dump(include=set(model.model_fields) & section_obj.model_fields_set)
-        prefix = ""
-    unused = _pipeline_only(section_obj, model)
+    unused = [k for k in _pipeline_only(section_obj, model) if k not in reads]
     if unused:
         hint = [f"{k}: {hints[k]}" for k in unused if hints and k in hints]
         typer.echo(
@@ -201,6 +212,7 @@ def stage_config(
     flags: Mapping[str, str | tuple[str, ...]] | None = None,
     convert: Mapping[str, Callable[[Any], Any]] | None = None,
     hints: Mapping[str, str] | None = None,
+    reads: Collection[str] = (),
 ) -> Any:
     """The validated ``model`` of a stage command: ``--config``, then ``--set``, then the flags given.
 
@@ -213,6 +225,7 @@ def stage_config(
         flags: parameter -> dotted field(s) it sets; the parameters named after a top-level field of
             ``model`` are added. convert: parameter -> function of its value (``SKIP``: sets nothing).
         hints: pipeline-only key -> the flag that does it (the note printed for a file that sets it).
+        reads: pipeline-only keys the command reads itself (:func:`read_section`): left out of the note.
     """
     from relforge.config import set_dotted
     from relforge.errors import UsageError
@@ -224,7 +237,7 @@ def stage_config(
     origin: dict[str, str] = {}  # dotted key -> where its value came from (error messages)
     raw: dict[str, Any] = {}
     if config_file is not None:
-        raw, prefix = from_file(Path(config_file), model, section, command, hints)
+        raw, prefix = from_file(Path(config_file), model, section, command, hints, reads)
         origin.update({k: f"{config_file}: {prefix}{k}" for k in raw})
     from_config = set(origin)  # keys whose value is still the file's
 

@@ -293,6 +293,11 @@ def _agreement_pairs(job: _Job, human, corpus, queries):
     return pairs, sub, meta
 
 
+def _compare(job: _Job) -> dict[str, Any]:
+    """The comparison settings of :func:`relforge.judge.agreement.agreement` (``measure``, ``seed``)."""
+    return {"measure": job.cfg.measure, "seed": job.cfg.seed}
+
+
 def _preset_agreement(job: _Job, queries, corpus, pairs, sub, meta) -> dict[str, Any]:
     """agreement.json's ``judge`` entry for a preset: its numbers on pairs it was fitted on (flagged), and
     the held-out k-fold numbers recorded in the preset (``cv``)."""
@@ -314,7 +319,7 @@ def _preset_agreement(job: _Job, queries, corpus, pairs, sub, meta) -> dict[str,
     trained_on = str(preset.head.meta.get("data") or "")
     fitted_on = "liveqa" in human_data and "liveqa" in trained_on.lower()
     return flat_agreement(
-        agreement(sub, [Judgment.from_dict(r) for r in rows]),
+        agreement(sub, [Judgment.from_dict(r) for r in rows], **_compare(job)),
         {
             **meta,
             "adapter": None,
@@ -343,9 +348,12 @@ def _llm_agreement(job: _Job, adapter: str | None, queries, corpus, pairs, sub, 
     js = judge_llm_pairs(job.open_llm(adapter), job.judge, queries, corpus, pairs, stats, adapter)
     if job.cfg.zero_shot and adapter is not None:
         zs = judge_llm_pairs(job.open_llm(None), job.judge, queries, corpus, pairs, {}, adapter)
-        out["judge_zero_shot"] = flat_agreement(agreement(sub, zs), {**meta, "adapter": None})
+        out["judge_zero_shot"] = flat_agreement(
+            agreement(sub, zs, **_compare(job)), {**meta, "adapter": None}
+        )
     out["judge"] = flat_agreement(
-        agreement(sub, js), {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")}
+        agreement(sub, js, **_compare(job)),
+        {**meta, "adapter": adapter, "pairs_per_s": stats.get("pairs_per_s")},
     )
     return out
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from relforge.cli_config import config_option, set_option
-from relforge.judge.config import JudgeConfig
+from relforge.judge.config import JudgeConfig, JudgmentsAgreementConfig
 from relforge.llm.net_options import (
     llm_net_options,
     llm_precision_options,
@@ -17,6 +17,7 @@ from relforge.llm.net_options import (
 )
 
 _D = JudgeConfig()
+_A = JudgmentsAgreementConfig()
 
 judge_app = typer.Typer(
     name="judge",
@@ -118,13 +119,18 @@ def judge(
         "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
     ),
     config_file: Path = config_option(
-        "judge", "JudgeConfig", "; --llm, --adapter, --preset, --precision are flags"
+        "judge",
+        "JudgeConfig",
+        "; its preset and llm are read (a pipeline YAML's judge LLM: judge.llm, else llm.spec), "
+        "--llm or --preset given win; --adapter, --precision are flags",
     ),
     sets: list[str] = set_option("batch_size=32"),
 ) -> None:
     """Judge pairs: writes judgments.jsonl (qid, docid, grade, expected, probs, ...) and optionally TREC qrels."""
     if ctx.invoked_subcommand is not None:
         return
+    if config_file is not None:
+        llm, preset = _config_labeller(config_file, llm, preset)
     flags = dict(locals())
     required = {
         "--corpus": corpus,
@@ -133,7 +139,7 @@ def judge(
         "--llm": llm or None,
         "--out": out,
     }
-    if all(v is None for v in required.values()) and preset is None:
+    if all(v is None for v in required.values()) and preset is None and config_file is None and not sets:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     files = dict(corpus=corpus, queries=queries, pairs=pairs, out=out, qrels_out=qrels_out)
@@ -211,12 +217,38 @@ def _guard_outputs(out: Path, qrels_out: Path | None, overwrite: bool) -> None:
 
 #: the judge section's pipeline-only keys that a flag (or command) of ``relforge judge`` does
 _HINTS = {
-    "llm": "--llm",
     "adapter": "--adapter",
-    "preset": "--preset",
     "precision": "--precision",
     "agreement": "relforge judge agreement",
 }
+#: the judge section's pipeline-only keys ``relforge judge`` reads from ``--config`` (:func:`_config_labeller`)
+_READS = ("llm", "preset")
+
+
+def _config_labeller(
+    config_file: Path, llm: list[str] | None, preset: str | None
+) -> tuple[list[str] | None, str | None]:
+    """``(--llm, --preset)`` with ``--config``'s judge preset and LLM filled in: a flag given wins (an
+    explicit ``--llm`` replaces the file's preset, an explicit ``--preset`` its LLM); else the file's preset,
+    else its LLM (a pipeline YAML's judge LLM is ``judge.llm``, else ``llm.spec``, as relforge run reads it)."""
+    from relforge.cli_config import read_section
+
+    if llm or preset is not None:
+        if llm and _file_preset(config_file) is not None:
+            typer.echo(f"note: --llm given: the preset of {config_file} is not used", err=True)
+        return llm, preset
+    section, pipeline, _ = read_section(Path(config_file), JudgeConfig, "judge")
+    if section.preset is not None:
+        return llm, section.preset
+    if pipeline is not None:
+        return [pipeline.llm_for("judge")], None
+    return ([section.llm] if section.llm else llm), None
+
+
+def _file_preset(config_file: Path) -> str | None:
+    from relforge.cli_config import read_section
+
+    return read_section(Path(config_file), JudgeConfig, "judge")[0].preset
 
 
 def _max_new_tokens(value: int | None) -> object:
@@ -240,6 +272,7 @@ def _judge_config(ctx: typer.Context, flags: dict) -> JudgeConfig:
         command="relforge judge",
         convert={"thresholds": _thresholds, "max_new_tokens": _max_new_tokens},
         hints=_HINTS,
+        reads=_READS,
     )
 
 
@@ -284,7 +317,9 @@ def _run_preset(
         if getattr(ctx.get_parameter_source(n), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")
     ]
     if clash:
-        raise UsageError(f"--preset fixes the model, features and calibration; drop {', '.join(clash)}")
+        given = getattr(ctx.get_parameter_source("preset"), "name", "") == "COMMANDLINE"
+        what = "--preset" if given else f"the preset of --config {flags['config_file']} (judge.preset)"
+        raise UsageError(f"{what} fixes the model, features and calibration; drop {', '.join(clash)}")
     missing = [f"--{k}" for k in ("corpus", "queries", "pairs", "out") if files[k] is None]
     if missing:
         raise UsageError(f"relforge judge --preset needs {', '.join(missing)} (see relforge judge --help)")
@@ -305,6 +340,10 @@ def _run_preset(
     console.print(_wrote(files["out"], files["qrels_out"]))
 
 
+#: the judge.agreement section's pipeline-only keys and what does them for ``relforge judge agreement``
+_AGREEMENT_HINTS = {"human": "--human (a qrels file)"}
+
+
 @judge_app.command("agreement", context_settings={"allow_extra_args": True, "ignore_unknown_options": False})
 def agreement_cmd(
     ctx: typer.Context,
@@ -316,16 +355,29 @@ def agreement_cmd(
         None, "--runs", help="TREC runs for system-ranking agreement: --runs R1 R2 ... (>= 2)."
     ),
     measure: str = typer.Option(
-        "nDCG@10", "--measure", help="ir_measures measure (reranking, system ranking)."
+        _A.measure, "--measure", help="ir_measures measure (reranking, system ranking)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the class-balanced subsample."),
+    seed: int = typer.Option(_A.seed, "--seed", help="Seed of the class-balanced subsample."),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace existing output files"),
+    config_file: Path = config_option("judge.agreement", "JudgmentsAgreementConfig"),
+    sets: list[str] = set_option("measure=nDCG@5"),
 ) -> None:
     """Agreement of LLM judgments with human grades: tau_b, kappa, weighted kappa, alpha, F1, confusion."""
+    from relforge.cli_config import stage_config
     from relforge.errors import UsageError
     from relforge.judge.run import run_agreement
     from relforge.outputs import guard_file
 
+    cfg = stage_config(
+        ctx,
+        JudgmentsAgreementConfig,
+        "judge.agreement",
+        config_file,
+        sets,
+        dict(locals()),
+        command="relforge judge agreement",
+        hints=_AGREEMENT_HINTS,
+    )
     for flag, path in (("--out", out), ("--png", png)):
         if path is not None:
             guard_file(path, overwrite=overwrite, flag=flag)
@@ -333,7 +385,7 @@ def agreement_cmd(
     if extra and not runs:
         raise UsageError(f"unexpected arguments {extra} (runs go after --runs)")
     run_paths = [*(runs or []), *(Path(x) for x in extra)]
-    run_agreement(human=human, llm=llm, out=out, png=png, runs=run_paths, measure=measure, seed=seed)
+    run_agreement(human=human, llm=llm, out=out, png=png, runs=run_paths, measure=cfg.measure, seed=cfg.seed)
 
 
 from relforge.judge.finetune_cli import register_finetune  # noqa: E402

@@ -58,11 +58,22 @@ class JudgeConfig(BaseModel):
         return self.reasoning_max_new_tokens if template.reasoning else self.max_new_tokens
 
 
-class AgreementConfig(BaseModel):
-    """Settings of one agreement run: the judge vs human grades, next to MiniLM cosine (the pipeline's
-    ``judge.agreement`` section extends it with where the human grades come from)."""
+class JudgmentsAgreementConfig(BaseModel):
+    """How judgments are compared with human grades: ``relforge judge agreement``'s settings (a judgments
+    file against human qrels), and the comparison of every agreement run (:class:`AgreementConfig`)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    #: ir_measures measure of reranking each query's judged pool by expected grade, and of system ranking
+    measure: str = "nDCG@10"
+    #: seed of the class-balanced subsample of the agreement numbers
+    seed: int = 0
+
+
+class AgreementConfig(JudgmentsAgreementConfig):
+    """Settings of one agreement run: the judge vs human grades, next to MiniLM cosine (the pipeline's
+    ``judge.agreement`` section extends it with where the human grades come from). The ``max_pairs``
+    subsample is drawn with the run's seed (the pipeline's top-level ``seed``)."""
 
     #: which labelled queries: ``adapter`` = the validation ids recorded in the adapter's relforge.json; ``all``
     queries: Literal["adapter", "all"] = "adapter"

@@ -1,7 +1,9 @@
 """`relforge judge finetune` (registered on the judge sub-app by relforge.judge.cli).
 
 The command is a thin adapter: its flags come from :mod:`relforge.judge.finetune_flags` (defaults read
-from :class:`FinetuneConfig` / :class:`CVConfig`) and :func:`run_finetune` does the work.
+from :class:`FinetuneConfig` / :class:`CVConfig`), ``--config`` / ``--set`` (the pipeline's
+``judge_finetune:`` section works as is) and the flags given build a :class:`FinetuneCommandConfig`
+(:func:`relforge.cli_config.stage_config`), and :func:`run_finetune` does the work.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any
 
 import typer
 
-from relforge.judge.finetune_flags import cv_config, finetune_config, option
+from relforge.cli_config import config_option, set_option
+from relforge.judge.finetune_flags import option, stage_flags
 
 #: the agreement numbers printed for the zero-shot and the tuned judge
 _PRINTED_METRICS = ("kendall_tau_b", "quadratic_kappa", "accuracy", "macro_f1")
@@ -26,6 +29,7 @@ def register_finetune(judge_app: typer.Typer) -> None:
 
 
 def finetune(
+    ctx: typer.Context,
     corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl."),
     queries: Path = typer.Option(..., "--queries", help="BEIR queries.jsonl."),
     qrels: Path = typer.Option(..., "--qrels", help="Human grades (BEIR TSV or TREC qrels)."),
@@ -73,13 +77,44 @@ def finetune(
     adapter_dtype: str = option("adapter_dtype"),
     threshold_metric: str = option("threshold_metric"),
     cosine_model: str = option("cosine_model"),
+    config_file: Path = config_option(
+        "judge_finetune",
+        "FinetuneConfig",
+        "; --llm, --corpus, --queries, --qrels are flags; CV settings under cv:",
+    ),
+    sets: list[str] = set_option("epochs=3 (CV: --set cv.folds=5)"),
 ) -> None:
     """LoRA fine-tune an LLM judge on human grades (split by query, class balanced, per-epoch agreement)."""
-    run_finetune(dict(locals()))  # every parameter, by name
+    run_finetune(ctx, dict(locals()))  # every parameter, by name
 
 
-def run_finetune(args: dict[str, Any]) -> None:
-    """Check the inputs, build the settings, then k-fold CV (``--folds K>1``) and/or the final adapter.
+#: the judge_finetune section's pipeline-only keys and the flags that do them
+_HINTS = {"base": "--llm", "data": "--corpus, --queries, --qrels"}
+
+
+def finetune_settings(ctx: typer.Context, args: dict[str, Any]) -> Any:
+    """The :class:`FinetuneCommandConfig` of ``--config``, ``--set`` and the flags given (a bad value is a
+    UsageError naming the flag, key or file)."""
+    from relforge.cli_config import stage_config
+    from relforge.judge.finetune_config import FinetuneCommandConfig
+
+    fields, convert = stage_flags()
+    return stage_config(
+        ctx,
+        FinetuneCommandConfig,
+        "judge_finetune",
+        args["config_file"],
+        args["sets"],
+        args,
+        command="relforge judge finetune",
+        flags=fields,
+        convert=convert,
+        hints=_HINTS,
+    )
+
+
+def run_finetune(ctx: typer.Context, args: dict[str, Any]) -> None:
+    """Check the inputs, build the settings, then k-fold CV (``cv.folds`` K>1) and/or the final adapter.
 
     ``args``: the parameters of :func:`finetune` by name (flag values as parsed).
     """
@@ -89,8 +124,9 @@ def run_finetune(args: dict[str, Any]) -> None:
 
     _check_inputs(args)
     guard_dir(args["out"], overwrite=args["overwrite"])
-    cfg = finetune_config(args)
-    cv = cv_config(args) if args["folds"] > 1 else None
+    settings = finetune_settings(ctx, args)
+    cfg = settings.recipe()
+    cv = settings.cv if settings.cv.folds > 1 else None
     cmd = _command_line()
     data = (read_corpus(args["corpus"]), read_queries(args["queries"]), read_qrels(args["qrels"]))
     out = claim_dir(args["out"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class FinetuneConfig(BaseModel):
@@ -99,3 +99,20 @@ class CVConfig(BaseModel):
     )
     cosine_model: str = Field("minilm", description="embedding baseline scored on the same folds")
     final_adapter: bool = Field(True, description="after the folds, train the adapter on all data into OUT")
+
+
+class FinetuneCommandConfig(FinetuneConfig):
+    """What ``relforge judge finetune`` runs: the recipe (:class:`FinetuneConfig`, the pipeline's
+    ``judge_finetune:`` section) and its k-fold CV (``cv``; ``cv.seed`` follows ``seed`` unless set)."""
+
+    cv: CVConfig = Field(default_factory=CVConfig)
+
+    @model_validator(mode="after")
+    def _folds_share_the_seed(self) -> FinetuneCommandConfig:
+        if "seed" not in self.cv.model_fields_set:
+            self.cv = self.cv.model_copy(update={"seed": self.seed})
+        return self
+
+    def recipe(self) -> FinetuneConfig:
+        """The :class:`FinetuneConfig` part (what :func:`relforge.judge.finetune.finetune_judge` takes)."""
+        return FinetuneConfig(**self.model_dump(include=set(FinetuneConfig.model_fields)))

@@ -195,3 +195,11 @@ def finetune_config(values: dict[str, Any]) -> FinetuneConfig:
 def cv_config(values: dict[str, Any]) -> CVConfig:
     """The :class:`CVConfig` the flags ask for (the folds share ``--seed``)."""
     return _settings(CVConfig, values, seed=values["seed"])
+
+
+def stage_flags() -> tuple[dict[str, str], dict[str, Any]]:
+    """``(parameter -> dotted field, parameter -> converter)`` of the flags, for
+    :func:`relforge.cli_config.stage_config` over :class:`FinetuneCommandConfig` (CV fields under ``cv.``;
+    ``--seed`` sets ``seed``, which ``cv.seed`` follows)."""
+    fields = {p: (f"cv.{f.field}" if f.model is CVConfig else f.field) for p, f in FLAGS.items()}
+    return fields, {p: f.from_cli for p, f in FLAGS.items()}
