@@ -86,6 +86,27 @@ def test_preset_file_with_cosine_only(beir, tmp_path):
     assert (tmp_path / "q.txt").read_text().count("\n") == 4
 
 
+def test_preset_record_counts_the_graded_pairs_by_source(beir, tmp_path):
+    """A preset's summary counts the graded pairs by source like the LLM judge's (the pipeline's inputs:
+    the queries' own documents and their mined candidates)."""
+    from relforge.data import write_qrels
+    from relforge.judge.config import JudgeConfig
+    from relforge.judge.run import JudgeInputs, JudgeOutputs, run
+    from relforge.retrieve.candidates import Candidate, write_candidates
+
+    write_qrels(tmp_path / "pos.tsv", {"q1": {"d1": 1}, "q2": {"d2": 1}})
+    cands = [Candidate(query_id="q1", doc_id="d3", rank=2, score=1.5, source="bm25"),
+             Candidate(query_id="q2", doc_id="d3", source="random")]  # fmt: skip
+    write_candidates(tmp_path / "cand.jsonl", cands)
+    inputs = JudgeInputs(corpus=beir / "corpus.jsonl", queries=beir / "queries.jsonl",
+                         positives=tmp_path / "pos.tsv", negatives=tmp_path / "cand.jsonl")  # fmt: skip
+    outs = JudgeOutputs(judgments=tmp_path / "j.jsonl", summary=tmp_path / "s.json", record_files=False)
+    run(JudgeConfig(), inputs, outs, preset=str(_cosine_preset(tmp_path / "cos.json")), progress=False)
+    rec = read_record(tmp_path / "s.json")
+    assert isinstance(rec, PresetRecord) and rec.sources == {"bm25": 1, "positive": 2, "random": 1}
+    assert rec.write(tmp_path / "again.json").read_bytes() == (tmp_path / "s.json").read_bytes()
+
+
 @needs_best
 def test_preset_with_ql_features_on_a_tiny_llm(beir, tmp_path, tiny_llm_dir):
     shipped = JudgePreset.load("best")

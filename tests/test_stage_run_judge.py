@@ -115,6 +115,46 @@ def test_judge_run_pipeline_shape(beir, tiny_llm_dir, tmp_path):
     assert keys[-3:] == ["llm_stats", "adapter", "llm"] and "template" not in keys and "config" not in keys
 
 
+def test_judge_record_counts_the_judged_pairs_by_source(beir, tiny_llm_dir, tmp_path):
+    """The summary's ``sources``: each judged pair's origin (the query's own document = ``positive``, a
+    mined candidate's retrieval method or ``random``), written and read back through JudgeRecord; a pairs
+    file leaves it out, an old negatives file's candidates are ``unknown``."""
+    from relforge.judge.run import open_llm
+    from relforge.retrieve.candidates import Candidate, write_candidates
+
+    write_candidates(
+        tmp_path / "candidates.jsonl",
+        [
+            Candidate(query_id="q1", doc_id="d4", rank=2, score=0.5, source="hybrid"),
+            Candidate(query_id="q1", doc_id="d3", source="random"),
+            Candidate(query_id="q2", doc_id="d3", rank=3, score=0.25, source="hybrid"),
+        ],
+    )
+    spec = f"hf:{tiny_llm_dir}"
+    llm = open_llm(spec, cache=False, batch_size=4)
+    files = dict(corpus=beir / "corpus.jsonl", queries=beir / "queries.jsonl")
+
+    def record(name: str, **inputs) -> JudgeRecord:
+        outs = JudgeOutputs(judgments=tmp_path / f"{name}.jsonl", summary=tmp_path / f"{name}.json")
+        cfg = JudgeConfig(max_doc_tokens=16)
+        run(cfg, JudgeInputs(**files, **inputs), outs, llm=llm, llm_spec=spec, progress=False)
+        rec = read_record(outs.summary)
+        assert rec.write(tmp_path / "again.json").read_bytes() == outs.summary.read_bytes()
+        return rec
+
+    pos = beir / "positives.tsv"
+    rec = record("mined", positives=pos, negatives=tmp_path / "candidates.jsonl")
+    assert rec.sources == {"hybrid": 2, "positive": 2, "random": 1} and rec.pairs == 5
+    assert json.loads((tmp_path / "mined.json").read_text())["sources"] == rec.sources
+    assert record("old", positives=pos, negatives=beir / "negatives.json").sources == {
+        "positive": 2,
+        "unknown": 3,
+    }
+    assert record("own", positives=pos).sources == {"positive": 2}
+    assert record("pairs", pairs=beir / "qrels.tsv").sources is None
+    assert "sources" not in json.loads((tmp_path / "pairs.json").read_text())
+
+
 def test_judge_run_cli_shape(beir, tiny_llm_dir, tmp_path):
     """A pairs file cut to top_k, the LLM opened from its spec, the full record beside the judgments."""
     run_file = tmp_path / "run.trec"

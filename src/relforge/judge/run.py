@@ -5,7 +5,7 @@ preset grading) and ``relforge judge agreement``'s :func:`run_agreement` (judgme
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -231,6 +231,35 @@ class JudgeInputs(BaseModel):
         negs = read_negatives(self.negatives) if self.negatives else {}
         return candidate_pairs(read_qrels(self.positives), negs)
 
+    def pair_sources(self) -> dict[tuple[str, str], str] | None:
+        """Where each candidate pair came from: ``positive`` (the query's own document), else its mined
+        record's ``source`` (the retrieval method, ``random``; ``unknown`` from an old file); None for a
+        ``pairs`` file (which does not say)."""
+        if self.pairs is not None:
+            return None
+        from relforge.data import read_qrels
+        from relforge.retrieve.candidates import POSITIVE, read_candidates
+
+        out = (
+            {(r.query_id, r.doc_id): r.source for r in read_candidates(self.negatives)}
+            if self.negatives
+            else {}
+        )
+        for qid, docs in read_qrels(self.positives).items():
+            out.update({(qid, d): POSITIVE for d in docs})
+        return out
+
+
+def count_sources(
+    pairs: Iterable[tuple[str, str]], sources: dict[tuple[str, str], str] | None
+) -> dict[str, int] | None:
+    """The pairs counted by source (:meth:`JudgeInputs.pair_sources`), sources sorted; None without sources."""
+    if sources is None:
+        return None
+    from collections import Counter
+
+    return dict(sorted(Counter(sources.get(p, "unknown") for p in pairs).items()))
+
 
 def candidate_pairs(positives: dict, negatives: dict) -> list[tuple[str, str]]:
     """Every query's source documents, then its mined negatives, queries sorted."""
@@ -332,6 +361,9 @@ def run(
     write_judgments(outs.judgments, js)
     if outs.qrels is not None:
         write_judgment_qrels(outs.qrels, js)
+    by_source = count_sources(((j.qid, j.docid) for j in js), inputs.pair_sources())
+    if by_source is not None:
+        stats["sources"] = by_source
     if outs.record_files:
         stats.update(
             _run_info(llm_spec, llm, adapter, template, inputs.pairs, outs.judgments, outs.qrels, cfg)
@@ -585,6 +617,9 @@ def _run_with_preset(
         }
     else:
         record = {**info, **({"labeller": labeller} if labeller is not None else {})}
+    by_source = count_sources(((r["qid"], r["docid"]) for r in rows), inputs.pair_sources())
+    if by_source is not None:
+        record["sources"] = by_source
     rec = PresetRecord.model_validate(record)
     rec.write(outs.summary_path)
     return JudgeSummary(pairs=len(rows), unlabelled=0, preset=preset.name, model=info["model"], record=rec)

@@ -34,6 +34,10 @@ class JudgeRecord(SummaryFile):
             judgments' counts (:func:`relforge.judge.judge.summarize`).
         seconds / pairs_per_s: judging time; skipped_unknown / duplicates / retried: pairs with unknown
             ids left out, duplicate pairs, generate-mode replies asked again.
+        sources: the judged pairs per source, sources sorted: ``positive`` (the query's own document),
+            a mined candidate's retrieval method (``bm25``, ``dense``, ``hybrid``) or ``random``
+            (``unknown``: an old candidates file); left out when the pairs came from a ``--pairs`` file
+            (and in summaries written before it was recorded).
         thresholds: the cut points on the expected grade (fitted ones with ``calibrated_on``), or None.
         max_doc_tokens: the document token budget; llm_stats: the backend's counters (cache hits, tokens).
         llm / llm_backend / adapter / template: who judged; pairs_file / out / qrels_out: the files;
@@ -53,6 +57,7 @@ class JudgeRecord(SummaryFile):
     skipped_unknown: int = 0
     duplicates: int = 0
     retried: int = 0
+    sources: dict[str, int] | None = None
     thresholds: list[Number] | None = None
     max_doc_tokens: int | None = None
     llm_stats: dict[str, Any] | None = None
@@ -93,7 +98,8 @@ class PresetRecord(SummaryFile):
         preset / description / features: the preset; llm / embedder: the models its features used
             (None: not used); llm_backend: the LLM's backend description; model: the judgments' ``model``.
         pairs / queries / seconds / pairs_per_s / skipped_unknown: what was graded, how fast, and the
-            pairs with unknown ids left out.
+            pairs with unknown ids left out; sources: the graded pairs per source (as
+            :class:`JudgeRecord`'s).
         grades: judgments per grade; pairs_file / out / qrels_out: the files; labeller: who grades, in
             one line (the pipeline's).
     """
@@ -110,6 +116,7 @@ class PresetRecord(SummaryFile):
     seconds: Number
     pairs_per_s: Number | None = None
     skipped_unknown: int = 0
+    sources: dict[str, int] | None = None
     grades: dict[str, int] | None = None
     pairs_file: str | None = None
     out: str | None = None

@@ -23,6 +23,8 @@ from relforge.types import Run, sorted_ranking
 RANDOM = "random"
 #: the source of a retrieved negative read from an old file (which did not record the retriever)
 UNKNOWN = "unknown"
+#: the source of a query's own document among the judged pairs (the judge summary's ``sources``)
+POSITIVE = "positive"
 
 
 class Candidate(BaseModel):
