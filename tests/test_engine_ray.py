@@ -154,9 +154,9 @@ def _env() -> dict:
     return {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
 
-def test_endpoint_sigkilled_mid_run_finishes_on_the_other(
-    cluster, beir, servers, reference, tiny_llm_dir, tmp_path
-):
+def _kill_one_endpoint_mid_run(beir, servers, tiny_llm_dir, tmp_path):
+    """Judge over a healthy endpoint and a real `relforge llm serve` that is SIGKILLed after >= 6 results;
+    returns (exit codes, results written when it was killed, healthy endpoint's calls before, output)."""
     port = _free_port()
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115
     cmd = [sys.executable, "-m", "relforge.cli", "llm", "serve", "--llm", tiny_llm_dir, "--port", str(port)]
@@ -186,15 +186,27 @@ def test_endpoint_sigkilled_mid_run_finishes_on_the_other(
         killed_at = _shard_lines(tmp_path / "ray.jsonl.ray")
         proc.send_signal(signal.SIGKILL)
         t.join(timeout=300)
-        assert codes == [0]
     finally:
         servers[0].delay = 0.0
         proc.kill()
         proc.wait()
+    return codes, killed_at, before, out
+
+
+def test_endpoint_sigkilled_mid_run_finishes_on_the_other(
+    cluster, beir, servers, reference, tiny_llm_dir, tmp_path
+):
+    for attempt in range(3):  # the results can land in one burst before the kill: then run it again
+        work = tmp_path / f"attempt{attempt}"
+        work.mkdir()
+        codes, killed_at, before, out = _kill_one_endpoint_mid_run(beir, servers, tiny_llm_dir, work)
+        assert codes == [0]
+        if killed_at < N_Q * N_D:
+            break
     assert killed_at < N_Q * N_D  # it really died mid-run
     assert servers[0].chat - before <= N_Q * N_D  # (probe + pairs): the doomed endpoint had judged some
     _same(read_judgments(out), reference)
-    summary = json.loads((tmp_path / "ray.summary.json").read_text())
+    summary = json.loads((work / "ray.summary.json").read_text())
     assert summary["pairs"] == N_Q * N_D and summary["unparsed"] == 0
 
 
