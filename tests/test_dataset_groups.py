@@ -174,3 +174,36 @@ def test_write_and_load_roundtrip(world, tmp_path):
     back = load_groups(tmp_path / "g")
     assert back.column_names == ds.column_names and back["doc_ids"] == ds["doc_ids"]
     assert load_groups(tmp_path / "g" / "groups.jsonl")["doc_ids"] == ds["doc_ids"]
+
+
+def test_random_bucket_is_minings_random_candidates(world):
+    """With mining's random candidates the random bucket is exactly those (mined order), never a corpus
+    draw; one the judge grades as relevant is a false negative; without them the corpus is drawn."""
+    corpus, queries, positives, run = world
+    q1 = {"q1": queries["q1"]}
+    small_run = {"q1": {"d0": 200.0, "d10": 99.0, "d11": 98.0}}
+    mined = {"q1": ["d30", "d31", "d32", "d33"]}
+    cfg = GroupConfig(group_size=5, mix=["hard", "soft", "unjudged", "random"])
+    ds, summary = build_groups(
+        q1, {"q1": positives["q1"]}, small_run, corpus, None, cfg, random_negatives=mined
+    )
+    assert ds[0]["doc_ids"] == ["d0", "d10", "d11", "d30", "d31"]
+    assert ds[0]["buckets"] == ["positive", "unjudged", "unjudged", "random", "random"]
+    assert summary["candidates"]["random"] == 4 and summary["negatives_drawn"]["random"] == 2
+    # judged: d30 is relevant (a false negative, dropped), d31 graded 0 keeps its grade for the teacher
+    js = _js({("q1", "d0"): 3, ("q1", "d30"): 2, ("q1", "d31"): 0})
+    ds, summary = build_groups(
+        q1, {"q1": positives["q1"]}, small_run, corpus, js, cfg, random_negatives=mined
+    )
+    assert ds[0]["doc_ids"] == ["d0", "d10", "d11", "d31", "d32"]
+    assert ds[0]["grades"] == [3, -1, -1, 0, -1]
+    assert summary["candidates"]["false"] == 1
+    # too few mined random candidates: the group is dropped, no corpus document fills it
+    ds, summary = build_groups(
+        q1, {"q1": positives["q1"]}, small_run, corpus, None, cfg, random_negatives={"q1": ["d30"]}
+    )
+    assert len(ds) == 0 and summary["dropped_queries"]["too_few_negatives"] == 1
+    # no mining file: the random bucket draws from the corpus, outside the run
+    ds, summary = build_groups(q1, {"q1": positives["q1"]}, small_run, corpus, None, cfg)
+    assert len(ds) == 1 and "random" not in summary["candidates"]
+    assert not set(ds[0]["doc_ids"][3:]) & {"d0", "d10", "d11"}

@@ -355,7 +355,16 @@ def test_retrieve_mine_with_the_demo_config_equals_its_flags(tiny):
 
     base = ["retrieve", "mine", "--run", str(tiny / "run.trec"), "--qrels", str(tiny / "qrels.tsv")]
     assert main([*base, "--out", str(tiny / "a.jsonl"), "--config", str(DEMO)]) == 0
-    flags = ["--rank-min", "1", "--rank-max", "30", "--num-negatives", "5"]  # demo.yaml's retrieve.mining
+    flags = [
+        "--rank-min",
+        "1",
+        "--rank-max",
+        "30",
+        "--num-negatives",
+        "7",
+        "--random-share",
+        "0.3",
+    ]  # demo.yaml's retrieve.mining
     assert main([*base, "--out", str(tiny / "b.jsonl"), *flags]) == 0
     assert main([*base, "--out", str(tiny / "c.jsonl")]) == 0  # the defaults: rank_min 2, 8 negatives
     a, b, c = ((tiny / f"{n}.jsonl").read_bytes() for n in "abc")

@@ -76,6 +76,9 @@ class QueryBuckets:
     soft: list[tuple[str, int]] = field(default_factory=list)
     unjudged: list[tuple[str, int]] = field(default_factory=list)
     false: list[tuple[str, int]] = field(default_factory=list)
+    #: mining's random candidates (mined order; judged grade or UNJUDGED); None: none were mined, so the
+    #: ``random`` bucket draws from the corpus (a groups build without a mining file is the only sampler)
+    random: list[tuple[str, int]] | None = None
     skipped_unjudged: int = 0
     unjudged_positives: int = 0
     exclude: set[str] = field(default_factory=set)  # never usable as a random negative
@@ -85,9 +88,23 @@ class QueryBuckets:
     policy: Counter = field(default_factory=Counter)
 
 
+def _false_negative(docid: str, g: int, config: GroupConfig, b: QueryBuckets) -> None:
+    """A candidate graded >= ``false_negative_grade`` under the false-negative policy (``demote`` and
+    ``keep-as-soft`` put it in ``hard``, tagged; ``drop`` and ``promote`` in ``false``)."""
+    b.policy["false_negatives"] += 1
+    if config.false_negatives in ("demote", "keep-as-soft"):
+        b.hard.append((docid, g))
+        demote = config.false_negatives == "demote"
+        b.tags[docid] = "false-demoted" if demote else "false-kept"
+        if demote:
+            b.caps[docid] = config.false_negative_grade - 1
+    else:
+        b.false.append((docid, g))
+
+
 def _bucket_candidates(qid, source, ranked, grades, config: GroupConfig, b: QueryBuckets) -> None:
     """Candidates (not the query's own documents) into hard/soft/unjudged/false, applying the
-    false-negative policy (``demote`` and ``keep-as-soft`` put them in ``hard``, tagged)."""
+    false-negative policy."""
     for docid in ranked[: config.depth]:
         if docid in source:
             continue
@@ -98,19 +115,25 @@ def _bucket_candidates(qid, source, ranked, grades, config: GroupConfig, b: Quer
             else:
                 b.unjudged.append((docid, UNJUDGED))
         elif g >= config.false_negative_grade:
-            b.policy["false_negatives"] += 1
-            if config.false_negatives in ("demote", "keep-as-soft"):
-                b.hard.append((docid, g))
-                demote = config.false_negatives == "demote"
-                b.tags[docid] = "false-demoted" if demote else "false-kept"
-                if demote:
-                    b.caps[docid] = config.false_negative_grade - 1
-            else:
-                b.false.append((docid, g))
+            _false_negative(docid, g, config, b)
         elif g >= 1:
             b.hard.append((docid, g))
         else:
             b.soft.append((docid, g))
+
+
+def _bucket_random(qid, source, mined: list[str], grades, config: GroupConfig, b: QueryBuckets) -> None:
+    """Mining's random candidates into the ``random`` bucket (their judged grade kept for the teacher
+    score); one the judge grades >= ``false_negative_grade`` is a false negative like any other."""
+    b.random = []
+    for docid in mined:
+        if docid in source:
+            continue
+        g = None if grades is None else grades.get((qid, docid))
+        if g is not None and g >= config.false_negative_grade:
+            _false_negative(docid, g, config, b)
+        else:
+            b.random.append((docid, UNJUDGED if g is None else g))
 
 
 def bucket_query(
@@ -119,6 +142,7 @@ def bucket_query(
     ranked: list[str],
     grades: dict[tuple[str, str], int | None] | None,
     config: GroupConfig,
+    random_candidates: list[str] | None = None,
 ) -> QueryBuckets:
     """Sort one query's source positives and top-``depth`` candidates into buckets.
 
@@ -129,6 +153,8 @@ def bucket_query(
         grades: judge grades by ``(qid, docid)``; ``None`` = the unlabelled baseline (all candidates
             are plain negatives in the ``unjudged`` bucket).
         config: the rules and the two bucket policies (``bad_positive``, ``false_negatives``).
+        random_candidates: mining's random candidates of the query (mined order), the ``random``
+            bucket; None: the bucket draws from the corpus when sampled (no mining file was given).
 
     Returns:
         QueryBuckets; ``drop_reason`` is set when no usable positive is left.
@@ -156,6 +182,8 @@ def bucket_query(
         b.drop_reason = "bad_positive" if any(v > 0 for v in source.values()) else "no_positive"
         return b
     _bucket_candidates(qid, source, ranked, grades, config, b)
+    if random_candidates is not None:
+        _bucket_random(qid, source, random_candidates, grades, config, b)
     b.hard = demoted + b.hard  # a demoted own document is the hardest negative
     if not b.positives:  # demote: the best false negative becomes the positive
         if not b.false:
@@ -180,7 +208,7 @@ def sample_negatives(
         want = n - len(out) if cap is None else min(cap, n - len(out))
         if want <= 0:
             break
-        if name == "random":
+        if name == "random" and b.random is None:
             out += [(d, "random", UNJUDGED) for d in _random_docs(corpus_ids, b.exclude, want, rng)]
             continue
         pool = getattr(b, name)
@@ -274,9 +302,16 @@ class _Tally:
     cand_total: Counter = field(default_factory=Counter)
     drawn: Counter = field(default_factory=Counter)
     per_query: dict[str, list[int]] = field(
-        default_factory=lambda: {k: [] for k in ("hard", "soft", "false", "unjudged")}
+        default_factory=lambda: {k: [] for k in ("hard", "soft", "false", "unjudged", "random")}
     )
     pos_counts: Counter = field(default_factory=Counter)
+    mined_random: bool = False  # the random bucket holds mining's random candidates (else corpus draws)
+
+
+def _candidate_keys(t: _Tally) -> tuple[str, ...]:
+    """The summary's candidate counts: ``random`` only when mining supplied the random bucket."""
+    keys = ("hard", "soft", "false", "unjudged") + (("random",) if t.mined_random else ())
+    return keys + ("unjudged_dropped",)
 
 
 def _judgment_counts(judgments, queries: dict, corpus: dict):
@@ -331,8 +366,8 @@ def _count_kept(b: QueryBuckets, config: GroupConfig, t: _Tally) -> None:
     t.pos_counts["unjudged"] += b.unjudged_positives
     t.cand_total["unjudged_dropped"] += b.skipped_unjudged
     for k in t.per_query:
-        t.per_query[k].append(len(getattr(b, k)))
-        t.cand_total[k] += len(getattr(b, k))
+        t.per_query[k].append(len(getattr(b, k) or ()))
+        t.cand_total[k] += len(getattr(b, k) or ())
 
 
 def _groups_summary(rows, positives: Qrels, grades, jcounts: Counter, config: GroupConfig, t: _Tally) -> dict:
@@ -344,10 +379,8 @@ def _groups_summary(rows, positives: Qrels, grades, jcounts: Counter, config: Gr
         "judged": grades is not None,
         "dropped_queries": {k: len(v) for k, v in t.dropped.items()},
         "dropped_qids": {k: v[:100] for k, v in t.dropped.items()},
-        "candidates": {
-            k: int(t.cand_total[k]) for k in ("hard", "soft", "false", "unjudged", "unjudged_dropped")
-        },
-        "per_query": {k: _percentiles(v) for k, v in t.per_query.items()},
+        "candidates": {k: int(t.cand_total[k]) for k in _candidate_keys(t)},
+        "per_query": {k: _percentiles(v) for k, v in t.per_query.items() if k != "random" or t.mined_random},
         "negatives_drawn": {k: int(t.drawn[k]) for k in BUCKETS},
         "positives": {k: int(t.pos_counts[k]) for k in ("source", "promoted", "unjudged")},
         "judgments": {
@@ -365,6 +398,7 @@ def build_groups(
     corpus: Mapping[str, Document] | Iterable[Document],
     judgments: Iterable[Any] | None = None,
     config: GroupConfig | None = None,
+    random_negatives: Mapping[str, list[str]] | None = None,
 ):
     """Build LCE training groups from source positives, a candidate run and (optional) judgments.
 
@@ -373,7 +407,8 @@ def build_groups(
     negatives (dropped or promoted to extra positives); grade 1 -> ``hard``, grade 0 -> ``soft``;
     unjudged candidates -> ``unjudged`` (used or dropped per ``config.unjudged``). Without judgments
     every candidate is a plain negative. Negatives are drawn by ``config.mix``; random choices are
-    seeded per query.
+    seeded per query. With ``random_negatives`` (mining's random candidates) the ``random`` bucket is
+    those documents, so random negatives are sampled once, by mining; without, it draws from the corpus.
 
     Args:
         queries: ``{qid: Query}`` or Query objects.
@@ -382,6 +417,8 @@ def build_groups(
         corpus: ``{docid: Document}`` or Document objects.
         judgments: Judgment objects or dicts with ``qid, docid, grade``; ``None`` for the baseline.
         config: the rules; defaults to ``GroupConfig()``.
+        random_negatives: ``{qid: [docid, ...]}``, mining's random candidates in mined order (a query
+            missing from it has none); ``None``: the ``random`` bucket draws from the corpus.
 
     Returns:
         ``(datasets.Dataset, summary)``: one row per (query, positive); the summary holds counts
@@ -395,10 +432,17 @@ def build_groups(
     corpus_ids = sorted(corpus)
     n_neg = config.group_size - 1
     rows: list[dict[str, Any]] = []
-    t = _Tally()
+    t = _Tally(mined_random=random_negatives is not None)
     for qid in sorted(positives):
         ranked = _ranked_candidates(qid, positives, run, queries, corpus, config.depth)
-        b = bucket_query(qid, positives[qid], ranked, grades, config)
+        rand = None if random_negatives is None else list(random_negatives.get(qid, []))
+        if rand:
+            for d in rand:
+                if d not in corpus:
+                    raise DataError(f"mined random negative {d!r} (query {qid!r}) is not in the corpus")
+            mined_random = set(rand)
+            ranked = [d for d in ranked if d not in mined_random]
+        b = bucket_query(qid, positives[qid], ranked, grades, config, rand)
         caught = b.policy["bad_positive"] > 0
         t.pol["bp_caught"] += caught
         t.pol["bp_rescued"] += b.policy["rescued"]

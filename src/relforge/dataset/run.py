@@ -3,8 +3,9 @@ stage ``groups`` alike.
 
 Inputs: the queries, their source positives, the candidate run, the corpus, and optionally the judge's
 judgments and the mined negatives (``retrieve mine``'s candidates JSONL, a pipeline run's ``negatives.jsonl``, or an old file).
-Given the mined negatives, each query's candidates are its positives and those negatives (what the judge
-saw), in run order; random negatives outside the run come after the retrieved ones, in mined order.
+Given the mined negatives, each query's candidates are its positives and its mined retrieved negatives
+(what the judge saw), in run order, and its ``random`` bucket is mining's random negatives, in mined order:
+random negatives are sampled once, by mining. Without them, the groups draw random negatives from the corpus.
 """
 
 from __future__ import annotations
@@ -99,11 +100,13 @@ def run(
     judged = [v for v in outputs.folders if v != "plain"]
     if judged and inputs.judgments is None:
         raise UsageError(f"groups variant(s) {', '.join(judged)} need judgments")
-    queries, positives, cand, corpus, js, srcs = _read(inputs, need_judgments=bool(judged))
+    queries, positives, cand, corpus, js, srcs, rand = _read(inputs, need_judgments=bool(judged))
     sets: dict[str, GroupSetSummary] = {}
     for variant, folder in outputs.folders.items():
         vc = variant_config(cfg, variant)
-        ds, raw = build_groups(queries, positives, cand, corpus, None if variant == "plain" else js, vc)
+        ds, raw = build_groups(
+            queries, positives, cand, corpus, None if variant == "plain" else js, vc, random_negatives=rand
+        )
         _warn_unknown(raw, log)
         if variant != "plain":
             for line in policy_lines(raw, "groups" if claim else f"groups {variant}"):
@@ -112,6 +115,12 @@ def run(
             raise UsageError(
                 f"{variant} groups: no group could be built (summary: {raw['dropped_queries']}); "
                 f"lower groups.group_size or groups.min_positive_grade, or generate more queries"
+            )
+        short = raw["dropped_queries"].get("too_few_negatives", 0)
+        if short and rand is not None and log is not None:
+            log(
+                f"note: {variant} groups: {short} queries had too few negatives left for groups.group_size; "
+                "raise retrieve.mining.num_negatives or random_share (mining draws the random negatives)"
             )
         if srcs is not None:
             raw["negatives_by_source"] = negatives_by_source(ds, srcs)
@@ -141,7 +150,7 @@ def _outputs(out: str | os.PathLike | GroupsOutputs, inputs: GroupsInputs) -> tu
 
 def _read(inputs: GroupsInputs, *, need_judgments: bool):
     """``(queries, positives, candidates, corpus, judgments, {qid: {docid: source}} of the mined negatives
-    or None)`` read from the files."""
+    or None, {qid: [mining's random negatives]} or None)`` read from the files."""
     from relforge.data import read_corpus, read_qrels, read_queries, read_run
     from relforge.judge.judge import read_judgments
 
@@ -149,21 +158,23 @@ def _read(inputs: GroupsInputs, *, need_judgments: bool):
     queries = read_queries(inputs.queries)
     positives = read_qrels(inputs.positives)
     run_ = read_run(inputs.run)
-    srcs = None
+    srcs = rand = None
     if inputs.negatives is not None:
-        from relforge.retrieve.candidates import negatives_by_query, read_candidates, sources
+        from relforge.retrieve.candidates import RANDOM, negatives_by_query, read_candidates, sources
 
         records = read_candidates(inputs.negatives)
-        run_ = candidate_run(run_, positives, negatives_by_query(records))
+        run_ = candidate_run(run_, positives, negatives_by_query(r for r in records if r.source != RANDOM))
+        rand = negatives_by_query(r for r in records if r.source == RANDOM)
         srcs = sources(records)
     js = read_judgments(inputs.judgments) if need_judgments and inputs.judgments else None
-    return queries, positives, run_, corpus, js, srcs
+    return queries, positives, run_, corpus, js, srcs, rand
 
 
 def negatives_by_source(ds: Any, srcs: dict[str, dict[str, str]]) -> dict[str, int]:
     """The groups' negatives counted by where they came from, sources sorted: a mined candidate's source
-    (``bm25``, ``dense``, ``hybrid``, ``random``: mining's corpus draw, ``unknown``: an old file), or
-    ``groups_random`` for the ``random`` bucket the groups draw from the corpus themselves."""
+    (``bm25``, ``dense``, ``hybrid``, ``random``: mining's corpus draw, ``unknown``: an old file);
+    ``groups_random`` and ``not_mined`` cannot occur when the groups were built from these candidates
+    (kept to show a mismatch)."""
     from collections import Counter
 
     n: Counter = Counter()
@@ -172,17 +183,17 @@ def negatives_by_source(ds: Any, srcs: dict[str, dict[str, str]]) -> dict[str, i
     for qid, docs, buckets in zip(ds["qid"], ds["doc_ids"], ds["buckets"], strict=True):
         mined = srcs.get(qid, {})
         n.update(
-            "groups_random" if b == "random" else mined.get(d, "not_mined")
+            mined.get(d) or ("groups_random" if b == "random" else "not_mined")
             for d, b in zip(docs[1:], buckets[1:], strict=True)
         )
     return dict(sorted(n.items()))
 
 
 def candidate_run(run: Run, positives: Qrels, negatives: dict[str, list[str]]) -> Run:
-    """The run restricted to each query's positives + mined negatives (what the judge saw).
+    """The run restricted to each query's positives + mined retrieved negatives (what the judge saw).
 
-    Random negatives may be outside the run: they rank after the retrieved ones, in mined order. A query
-    without mined negatives keeps its positives only."""
+    A negative missing from the run (an old candidates file of another run) ranks after the others, in mined
+    order. A query without mined negatives keeps its positives only."""
     out: dict[str, dict[str, float]] = {}
     for qid in positives:
         keep = list(positives[qid]) + list(negatives.get(qid, []))
