@@ -361,10 +361,10 @@ def test_retrieve_mine_with_the_demo_config_equals_its_flags(tiny):
         "--rank-max",
         "30",
         "--num-negatives",
-        "7",
+        "10",
         "--random-share",
-        "0.3",
-    ]  # demo.yaml's retrieve.mining
+        "0.5",
+    ]  # demo.yaml's
     assert main([*base, "--out", str(tiny / "b.jsonl"), *flags]) == 0
     assert main([*base, "--out", str(tiny / "c.jsonl")]) == 0  # the defaults: rank_min 2, 8 negatives
     a, b, c = ((tiny / f"{n}.jsonl").read_bytes() for n in "abc")

@@ -35,6 +35,7 @@ def test_rerank_flags_cover_rerank_config_and_the_pipeline_section_extends_it():
     from relforge.train.cli import rerank_cmd
 
     flags = _flag_defaults(rerank_cmd)
+    flags["doc_fields"] = flags["doc_fields"].split(",")  # --doc-fields is comma-separated
     assert {f: flags.get(f, "<no flag>") for f in RerankConfig.model_fields} == RerankConfig().model_dump()
     # one set of fields: the pipeline section adds its own keys and only re-states top_k (its CPU budget)
     assert set(RerankConfig.model_fields) < set(RerankSection.model_fields)
@@ -196,6 +197,7 @@ def test_retrieve_flags_cover_retrieve_config_with_its_defaults():
     from relforge.retrieve.config import MiningConfig, RetrieveConfig
 
     flags = _flag_defaults(retrieve_cmd)
+    flags["doc_fields"] = flags["doc_fields"].split(",")  # --doc-fields is comma-separated
     assert {
         f: flags.get(f, "<no flag>") for f in RetrieveConfig.model_fields
     } == RetrieveConfig().model_dump()

@@ -132,7 +132,11 @@ def test_dataset_build_flags_cover_group_config_with_its_defaults():
     (cmd,) = [c for c in group.typer_instance.registered_commands if c.name == "build"]
     params = inspect.signature(cmd.callback).parameters.items()
     flags = {n: p.default.default for n, p in params if n != "ctx"}
-    expected = GroupConfig().model_dump() | {"mix": ",".join(GroupConfig().mix)}  # --mix is comma-separated
+    d = GroupConfig()
+    expected = d.model_dump() | {
+        "mix": ",".join(d.mix),
+        "doc_fields": ",".join(d.doc_fields),
+    }  # comma-separated
     assert {f: flags.get(f, "<no flag>") for f in GroupConfig.model_fields} == expected
 
 

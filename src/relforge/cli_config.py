@@ -43,6 +43,23 @@ def config_option(section: str, model: str, note: str = "") -> Any:
     return typer.Option(None, "--config", help=help_)
 
 
+def doc_fields_option() -> Any:
+    """The ``--doc-fields`` option (the ``doc_fields`` key of retrieve, groups and rerank)."""
+    from relforge.types import DOC_FIELDS
+
+    return typer.Option(
+        ",".join(DOC_FIELDS),
+        "--doc-fields",
+        help="document fields a model sees, one per line, comma-separated: title, text, or metadata keys "
+        "(e.g. title,text,url); train, groups and rerank with the same.",
+    )
+
+
+def comma_list(text: str) -> list[str]:
+    """A comma-separated flag value as a list (blank entries left out)."""
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
 def set_option(example: str) -> Any:
     """The ``--set`` option (repeatable) of a stage command."""
     return typer.Option(

@@ -20,6 +20,7 @@ from relforge.data.config import ImportConfig
 from relforge.engine.config import EngineConfig
 from relforge.errors import DataError, MissingInputError
 from relforge.precision import PrecisionSetting  # the pipeline's precision values (docs/precision.md)
+from relforge.types import DocFields
 
 
 class Strict(BaseModel):
@@ -294,6 +295,10 @@ class PipelineConfig(Strict):
     #: ``judge.precision`` / ``llm.options.precision``). None: each stage's default (fp32; train: auto).
     #: Training never runs int8: with ``int8`` here it keeps its own default.
     precision: PrecisionSetting | None = None
+    #: the document layout every model sees (:func:`relforge.types.doc_text`: ``[title, text]``, or e.g.
+    #: ``[title, text, url]``), spread into ``retrieve``, ``groups`` and ``rerank`` unless they set their own.
+    #: None: each stage's default. ``groups`` and ``rerank`` must agree (a model reranks what it trained on).
+    doc_fields: DocFields | None = None
     data: DataSection = Field(default_factory=DataSection)
     llm: LLMSection = Field(default_factory=LLMSection)
     generate: GenerateSection = Field(default_factory=GenerateSection)
@@ -333,6 +338,7 @@ class PipelineConfig(Strict):
                     f"train.variants has {v!r} but judge.enabled is false; remove {v!r} or enable the judge"
                 )
         self._spread_precision()
+        self._spread_doc_fields()
         if self.train.dev_top_k is None:
             self.train.dev_top_k = self.rerank.top_k
         return self
@@ -347,6 +353,20 @@ class PipelineConfig(Strict):
             if section is self.train and self.precision == "int8":
                 continue
             section.precision = self.precision
+
+    def _spread_doc_fields(self) -> None:
+        """The top-level ``doc_fields`` into the sections that do not set their own; then refuse a
+        trained model reranking another layout than its groups'."""
+        if self.doc_fields is not None:
+            for section in (self.retrieve, self.groups, self.rerank):
+                if "doc_fields" not in section.model_fields_set:
+                    section.doc_fields = list(self.doc_fields)
+        if self.groups.doc_fields != self.rerank.doc_fields:
+            raise ValueError(
+                f"groups.doc_fields {self.groups.doc_fields} and rerank.doc_fields {self.rerank.doc_fields} "
+                "differ: a trained model must rerank documents laid out as in its groups; set doc_fields "
+                "once at the top level"
+            )
 
     def llm_for(self, stage: Literal["generate", "judge"]) -> str:
         own = self.generate.llm if stage == "generate" else self.judge.llm

@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from relforge.cli_config import config_option, set_option
+from relforge.cli_config import comma_list, config_option, doc_fields_option, set_option
 from relforge.dataset.config import GroupConfig
 
 _D = GroupConfig()
@@ -51,6 +51,7 @@ def build(
     ),
     incomplete: str = typer.Option(_D.incomplete, help="a group short of negatives: drop."),
     seed: int = typer.Option(_D.seed, help="random seed."),
+    doc_fields: str = doc_fields_option(),
     config_file: Path | None = config_option(
         "groups", "GroupConfig", "; soft_policies is relforge run's soft variant"
     ),
@@ -79,10 +80,6 @@ def build(
     typer.echo(json.dumps({k: data[k] for k in keys}))
 
 
-def _mix(text: str) -> list[str]:
-    return [m for m in text.split(",") if m.strip()]
-
-
 def _group_config(ctx: typer.Context, flags: dict[str, Any]) -> GroupConfig:
     """The ``GroupConfig`` of ``--config``, ``--set`` and the flags given (each named after its field;
     ``--mix`` comma-separated); an invalid value is a UsageError naming the flag, key or file."""
@@ -96,7 +93,7 @@ def _group_config(ctx: typer.Context, flags: dict[str, Any]) -> GroupConfig:
         flags["sets"],
         flags,
         command="relforge dataset build",
-        convert={"mix": _mix},
+        convert={"mix": comma_list, "doc_fields": comma_list},
     )
 
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from relforge.types import DOC_FIELDS, DocFields
+
 #: buckets a negative can be drawn from, in the vocabulary of the summary
 #: hard = judged 1, soft = judged 0, unjudged = candidate without a usable judgment
 #: (every candidate when no judgments are given), random = corpus document outside the run
@@ -38,6 +40,8 @@ class GroupConfig(BaseModel):
         unjudged_positive_grade: label of a positive the judge did not grade (for listwise losses).
         incomplete: a group short of negatives is ``drop``ped (counted) — LCE needs a fixed size.
         seed: seed of every random choice (per query, so the result does not depend on query order).
+        doc_fields: the document layout written into the groups' texts (:func:`relforge.types.doc_text`):
+            what the trained model sees; rerank with the same ``rerank.doc_fields``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -55,6 +59,7 @@ class GroupConfig(BaseModel):
     unjudged_positive_grade: int = 3
     incomplete: Literal["drop"] = "drop"
     seed: int = 0
+    doc_fields: DocFields = Field(default_factory=lambda: list(DOC_FIELDS))
 
     @field_validator("mix")
     @classmethod

@@ -262,10 +262,10 @@ def group_rows(
         "qid": query.id,
         "pos_id": pos[0],
         "query": query.text,
-        "positive": doc_text(corpus[pos[0]]),
+        "positive": doc_text(corpus[pos[0]], config.doc_fields),
     }
     for i, (docid, _, _) in enumerate(negs, start=1):
-        row[f"negative_{i}"] = doc_text(corpus[docid])
+        row[f"negative_{i}"] = doc_text(corpus[docid], config.doc_fields)
     row["doc_ids"] = [pos[0]] + [d for d, _, _ in negs]
     row["buckets"] = ["positive"] + [tags.get(d, bk) for d, bk, _ in negs]
     row["grades"] = [pos[1]] + [g for _, _, g in negs]

@@ -79,6 +79,7 @@ def dev_set(ctx: StageContext):
         ctx.path(layout.DEV_QRELS),
         ctx.path(layout.first_stage_dev(cfg.rerank.first_stage)),
         top_k=cfg.train.dev_top_k,
+        doc_fields=cfg.groups.doc_fields,
     )
 
 

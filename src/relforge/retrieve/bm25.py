@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from relforge.retrieve.common import (
     corpus_fingerprint,
     doc_text,
 )
-from relforge.types import Run
+from relforge.types import DOC_FIELDS, Run, doc_fields_key
 
 logger = logging.getLogger(__name__)
 META_FILE = "relforge-index.json"
@@ -53,7 +54,13 @@ def _tokenize(texts: list[str], stemmer_fn, *, return_ids: bool):
     )
 
 
-def build_bm25_index(corpus: DocsLike, index_dir: str | Path | None = None, *, stemmer: str = "auto"):
+def build_bm25_index(
+    corpus: DocsLike,
+    index_dir: str | Path | None = None,
+    *,
+    stemmer: str = "auto",
+    doc_fields: Sequence[str] = DOC_FIELDS,
+):
     """Index a corpus (or load the matching saved index from ``index_dir``).
 
     Args:
@@ -71,7 +78,10 @@ def build_bm25_index(corpus: DocsLike, index_dir: str | Path | None = None, *, s
     if not docs:
         raise UsageError("cannot build a BM25 index over an empty corpus")
     stem = get_stemmer(stemmer)
-    meta = {"fingerprint": corpus_fingerprint(docs), "settings": _settings(stem), "n_docs": len(docs)}
+    settings = _settings(stem)
+    if doc_fields_key(doc_fields):  # the default layout keeps the key of indexes saved before layouts
+        settings["doc_fields"] = list(doc_fields)
+    meta = {"fingerprint": corpus_fingerprint(docs), "settings": settings, "n_docs": len(docs)}
     if index_dir is not None:
         folder = Path(index_dir)
         meta_path = folder / META_FILE
@@ -82,7 +92,8 @@ def build_bm25_index(corpus: DocsLike, index_dir: str | Path | None = None, *, s
                 return retriever, saved["doc_ids"], True
             logger.warning("BM25 index in %s was built for another corpus or settings: rebuilding", folder)
     retriever = bm25s.BM25(method="lucene")
-    retriever.index(_tokenize([doc_text(d) for d in docs], stem, return_ids=True), show_progress=False)
+    texts = [doc_text(d, doc_fields) for d in docs]
+    retriever.index(_tokenize(texts, stem, return_ids=True), show_progress=False)
     doc_ids = [d.id for d in docs]
     if index_dir is not None:
         folder = Path(index_dir)
@@ -102,6 +113,7 @@ def bm25_search(
     *,
     stemmer: str = "auto",
     n_threads: int = 0,
+    doc_fields: Sequence[str] = DOC_FIELDS,
 ) -> Run:
     """Retrieve the ``top_k`` BM25 documents for each query.
 
@@ -114,13 +126,14 @@ def bm25_search(
         index_dir: save the index here, or reuse the one saved there for the same corpus.
         stemmer: ``"auto"`` or ``"none"``.
         n_threads: bm25s retrieval threads (0 = single process).
+        doc_fields: the document layout indexed (:func:`relforge.types.doc_text`).
 
     Returns:
         Run ``{qid: {docid: score}}``; every query appears, possibly with an empty dict.
     """
     if top_k < 1:
         raise UsageError(f"top_k must be >= 1, got {top_k} (setting: top_k / --top-k)")
-    retriever, doc_ids, _ = build_bm25_index(corpus, index_dir, stemmer=stemmer)
+    retriever, doc_ids, _ = build_bm25_index(corpus, index_dir, stemmer=stemmer, doc_fields=doc_fields)
     pairs = as_query_pairs(queries)
     run: Run = {qid: {} for qid, _ in pairs}
     if not pairs:

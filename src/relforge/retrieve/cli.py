@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from relforge.cli_config import config_option, set_option, stage_config
+from relforge.cli_config import comma_list, config_option, doc_fields_option, set_option, stage_config
 from relforge.retrieve.config import MiningConfig, RetrieveConfig, RetrieveStageConfig
 
 _R, _M = RetrieveConfig(), MiningConfig()
@@ -48,6 +48,7 @@ def retrieve_cmd(
         help="dense encoder: fp32 (exact) | bf16 | int8 (ONNX Runtime) | auto (bf16 if the CPU has it)",
     ),
     batch_size: int = typer.Option(_R.batch_size, "--batch-size", help="dense encoding batch size"),
+    doc_fields: str = doc_fields_option(),
     config_file: Optional[Path] = config_option(
         "retrieve", "RetrieveConfig", "; methods and mining are relforge run's, mining is `retrieve mine`'s"
     ),
@@ -74,7 +75,7 @@ def retrieve_cmd(
         sets,
         flags,
         command="relforge retrieve",
-        convert={"index_dir": _str_or_none, "cache_dir": _str_or_none},
+        convert={"index_dir": _str_or_none, "cache_dir": _str_or_none, "doc_fields": comma_list},
     )
     res = run(
         RetrieveStageConfig(**cfg.model_dump()),

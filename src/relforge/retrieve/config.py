@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relforge.precision import PrecisionSetting
+from relforge.types import DOC_FIELDS, DocFields
 
 METHODS = ("bm25", "dense", "hybrid")
 
@@ -39,6 +40,10 @@ class RetrieveConfig(BaseModel):
         "fp32",
         description="dense encoder: fp32 (exact, default) | bf16 weights | int8 (ONNX Runtime) | auto "
         "(bf16 on a CPU with AVX-512 BF16/AMX, else fp32)",
+    )
+    doc_fields: DocFields = Field(
+        default_factory=lambda: list(DOC_FIELDS),
+        description="document fields BM25 and the dense encoder see, one per line: title, text, or metadata keys (url, ...)",
     )
 
 

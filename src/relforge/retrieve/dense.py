@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from relforge.retrieve.common import (
     corpus_fingerprint,
     doc_text,
 )
-from relforge.types import Document, Run
+from relforge.types import DOC_FIELDS, Document, Run, doc_fields_key
 
 logger = logging.getLogger(__name__)
 _MODELS: dict[str, object] = {}
@@ -104,6 +105,7 @@ def _cache_file(
     docs: list[Document],
     max_seq_length: int | None = None,
     plan: PrecisionPlan | None = None,
+    doc_fields: Sequence[str] = DOC_FIELDS,
 ) -> Path:
     from relforge.models import resolve_model
 
@@ -111,6 +113,8 @@ def _cache_file(
     text = f"{ident}\n{max_seq_length}\n{corpus_fingerprint(docs)}"
     if plan is not None and plan.resolved != "fp32":  # fp32 keeps the key of relforge before precision
         text += f"\nprecision={plan.key()}"
+    if doc_fields_key(doc_fields):  # the default layout keeps the key of caches written before layouts
+        text += f"\n{doc_fields_key(doc_fields)}"
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(ident).name or model)[-60:]
     return Path(cache_dir) / f"{slug}-{key}.npy"
@@ -133,6 +137,7 @@ def encode_corpus(
     progress: bool = True,
     precision: str | PrecisionPlan | None = "fp32",
     engine: Any = None,
+    doc_fields: Sequence[str] = DOC_FIELDS,
 ) -> tuple[list[str], np.ndarray]:
     """Embed a corpus (title + text), normalised; reuse the cached matrix when there is one.
 
@@ -153,7 +158,11 @@ def encode_corpus(
         raise UsageError("cannot embed an empty corpus")
     ids = [d.id for d in docs]
     plan = encoder_plan(precision)
-    path = _cache_file(cache_dir, model, docs, max_seq_length, plan) if cache_dir is not None else None
+    path = (
+        _cache_file(cache_dir, model, docs, max_seq_length, plan, doc_fields)
+        if cache_dir is not None
+        else None
+    )
     if path is not None and path.is_file():
         emb = np.load(path)
         if emb.shape[0] == len(ids):
@@ -161,7 +170,7 @@ def encode_corpus(
         logger.warning(
             "embedding cache %s has %d rows for %d docs: recomputing", path, emb.shape[0], len(ids)
         )
-    texts = [doc_text(d) for d in docs]
+    texts = [doc_text(d, doc_fields) for d in docs]
     parts_dir = path.with_suffix(".parts") if path is not None else None
     if engine is not None and engine.is_ray:
         if plan.resolved != "fp32":
@@ -263,6 +272,7 @@ def dense_search(
     progress: bool = True,
     precision: str | PrecisionPlan | None = "fp32",
     engine: Any = None,
+    doc_fields: Sequence[str] = DOC_FIELDS,
 ) -> Run:
     """Retrieve the ``top_k`` documents by cosine similarity of sentence-transformers embeddings.
 
@@ -278,6 +288,7 @@ def dense_search(
         progress: show a progress bar while embedding the corpus.
         precision: ``fp32`` (default, exact), ``bf16``, ``int8`` or ``auto`` for corpus and queries alike.
         engine: an :class:`relforge.engine.EngineConfig`; ``kind="ray"`` encodes the corpus on Ray.
+        doc_fields: the document layout encoded (:func:`relforge.types.doc_text`; part of the cache key).
 
     Returns:
         Run ``{qid: {docid: cosine}}``.
@@ -293,6 +304,7 @@ def dense_search(
         progress=progress,
         precision=precision,
         engine=engine,
+        doc_fields=doc_fields,
     )
     pairs = as_query_pairs(queries)
     run: Run = {qid: {} for qid, _ in pairs}

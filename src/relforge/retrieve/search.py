@@ -35,7 +35,14 @@ def retrieve_methods(
     need = set(methods) | ({"bm25", "dense"} if "hybrid" in methods else set())
     runs: dict[str, Run] = {}
     if "bm25" in need:
-        runs["bm25"] = bm25_search(docs, queries, config.top_k, config.index_dir, stemmer=config.stemmer)
+        runs["bm25"] = bm25_search(
+            docs,
+            queries,
+            config.top_k,
+            config.index_dir,
+            stemmer=config.stemmer,
+            doc_fields=config.doc_fields,
+        )
     if "dense" in need:
         runs["dense"] = dense_search(
             docs,
@@ -48,6 +55,7 @@ def retrieve_methods(
             use_faiss=config.use_faiss,
             engine=engine,
             precision=config.precision,
+            doc_fields=config.doc_fields,
         )
     if "hybrid" in need:
         runs["hybrid"] = rrf([runs["bm25"], runs["dense"]], k=config.rrf_k, top_k=config.top_k)

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from relforge.cli_config import config_option, set_option, stage_config
+from relforge.cli_config import comma_list, config_option, doc_fields_option, set_option, stage_config
 from relforge.train.config import RerankConfig, TrainConfig
 
 _D = TrainConfig()
@@ -139,6 +139,7 @@ def rerank_cmd(
         _R.precision,
         help="fp32 (exact, the backend as given) | bf16 (torch) | int8 (onnx-int8) | auto (bf16 if the CPU has it).",
     ),
+    doc_fields: str = doc_fields_option(),
     config_file: Path | None = config_option(
         "rerank",
         "RerankConfig",
@@ -154,7 +155,15 @@ def rerank_cmd(
     from relforge.train.rerank_run import run as rerank_run
 
     cfg = stage_config(
-        ctx, RerankConfig, "rerank", config_file, sets, flags, command="relforge rerank", hints=_RERANK_HINTS
+        ctx,
+        RerankConfig,
+        "rerank",
+        config_file,
+        sets,
+        flags,
+        command="relforge rerank",
+        hints=_RERANK_HINTS,
+        convert={"doc_fields": comma_list},
     )
     rerank_plan(kind, cfg.backend, cfg.precision)  # a bad --kind / --backend / --precision, said as before
     guard_file(out, overwrite=overwrite)

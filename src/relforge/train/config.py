@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from relforge.precision import PrecisionSetting
+from relforge.types import DOC_FIELDS, DocFields
 
 
 class TrainConfig(BaseModel):
@@ -99,6 +100,8 @@ class RerankConfig(BaseModel):
             (int8 weights: ~2x faster, approximate) or ``torch``; bi-encoders too (relforge.train.onnx_bi).
         precision: ``fp32`` (exact; the backend as given), ``bf16`` (torch), ``int8`` (ONNX int8), ``auto``
             (bf16 if the CPU has it); see :func:`relforge.train.rerank.rerank_plan`.
+        doc_fields: the document layout the model sees (:func:`relforge.types.doc_text`): the one its
+            training groups were built with (``groups.doc_fields``).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -108,3 +111,4 @@ class RerankConfig(BaseModel):
     max_length: int | None = Field(None, ge=8)
     backend: Literal["auto", "onnx", "onnx-int8", "torch"] = "auto"
     precision: PrecisionSetting = "fp32"
+    doc_fields: DocFields = Field(default_factory=lambda: list(DOC_FIELDS))

@@ -24,7 +24,7 @@ import json
 import os
 import tempfile
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from relforge.errors import DataError, RelforgeError, UsageError
 from relforge.precision import PrecisionPlan, apply_precision, plan_precision
-from relforge.types import Document, Query, Run, sorted_ranking
+from relforge.types import DOC_FIELDS, Document, Query, Run, sorted_ranking
 
 KINDS = ("cross", "bi")
 BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
@@ -355,12 +355,14 @@ def rerank(
     max_length: int | None = None,
     model: Any = None,
     precision: str | None = "fp32",
+    doc_fields: Sequence[str] = DOC_FIELDS,
 ) -> Run:
     """Rerank each query's top ``top_k`` documents of ``run``.
 
     Args:
         model_dir: a trained model folder, a named default (``minilm``) or a hub id.
-        corpus: ``{docid: Document}``; document text = title + text (as in training).
+        corpus: ``{docid: Document}``; document text = :func:`relforge.types.doc_text` with ``doc_fields``
+            (the layout the model was trained on: ``groups.doc_fields``).
         queries: ``{qid: Query}``.
         run: the first-stage run; only its top ``top_k`` per query (relforge's tie policy) are kept.
         top_k: depth to rerank.
@@ -393,8 +395,8 @@ def rerank(
                 raise DataError(f"the run names document {d!r} (query {qid!r}), which is not in the corpus")
     if kind == "bi":
         enc = _bi_encoder(model if model is not None else model_dir, backend, plan, max_length)
-        return _rerank_bi(enc, corpus, queries, lists, batch_size, plan)
-    pairs = [(queries[q].text, doc_text(corpus[d])) for q, ds in lists.items() for d in ds]
+        return _rerank_bi(enc, corpus, queries, lists, batch_size, plan, doc_fields)
+    pairs = [(queries[q].text, doc_text(corpus[d], doc_fields)) for q, ds in lists.items() for d in ds]
     ce = model if model is not None else load_cross_encoder(model_dir, max_length)
     if backend.startswith("onnx"):
         from relforge.models import resolve_model
@@ -450,13 +452,13 @@ def _bi_encoder(model, backend: str, plan: PrecisionPlan, max_length: int | None
     return model, plan
 
 
-def _rerank_bi(enc, corpus, queries, lists, batch_size, plan: PrecisionPlan) -> Run:
+def _rerank_bi(enc, corpus, queries, lists, batch_size, plan: PrecisionPlan, doc_fields=DOC_FIELDS) -> Run:
     from relforge.types import doc_text
 
     qids = list(lists)
     dids = sorted({d for ds in lists.values() for d in ds})
     qtexts = [queries[q].text for q in qids]
-    dtexts = [doc_text(corpus[d]) for d in dids]
+    dtexts = [doc_text(corpus[d], doc_fields) for d in dids]
     if isinstance(enc, tuple):  # (SentenceTransformer, plan) on torch
         st, plan = enc
         qv, dv = _st_encode(st, qtexts, batch_size, plan), _st_encode(st, dtexts, batch_size, plan)

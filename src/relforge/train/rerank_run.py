@@ -89,6 +89,7 @@ def rerank_with(
         batch_size=c.batch_size,
         max_length=c.max_length,
         precision=c.precision,
+        doc_fields=c.doc_fields,
     )
 
 

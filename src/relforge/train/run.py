@@ -119,9 +119,9 @@ class TrainSummary(SummaryFile):
         )
 
 
-def load_dev(corpus=None, queries=None, qrels=None, run=None, *, top_k: int):
+def load_dev(corpus=None, queries=None, qrels=None, run=None, *, top_k: int, doc_fields=None):
     """The :class:`~relforge.train.trainer.DevSet` of the dev files (all four or none; None without them)
-    whose run's top ``top_k`` is reranked."""
+    whose run's top ``top_k`` is reranked, its documents laid out by ``doc_fields`` (None: the default)."""
     files = (corpus, queries, qrels, run)
     given = [p for p in files if p is not None]
     if not given:
@@ -133,7 +133,24 @@ def load_dev(corpus=None, queries=None, qrels=None, run=None, *, top_k: int):
     from relforge.data import read_corpus, read_qrels, read_queries, read_run
     from relforge.train.trainer import DevSet
 
-    return DevSet(read_corpus(corpus), read_queries(queries), read_qrels(qrels), read_run(run), top_k)
+    dev = DevSet(read_corpus(corpus), read_queries(queries), read_qrels(qrels), read_run(run), top_k)
+    if doc_fields is not None:
+        dev.doc_fields = tuple(doc_fields)
+    return dev
+
+
+def groups_doc_fields(groups: str | os.PathLike) -> tuple[str, ...]:
+    """The document layout a group set's texts were written with (its ``summary.json``'s
+    ``config.doc_fields``): what dev evaluation during training must show the model too. The default
+    layout for a ``groups.jsonl`` without a summary beside it."""
+    from relforge.dataset.summary import GroupSetSummary
+    from relforge.types import DOC_FIELDS
+
+    p = Path(groups)
+    summary = (p if p.is_dir() else p.parent) / "summary.json"
+    if not summary.is_file():
+        return DOC_FIELDS
+    return tuple(GroupSetSummary.read(summary).config.doc_fields)
 
 
 def variant_config(section: TrainConfig, variant: str, *, soft_loss: str, **overrides: Any) -> TrainConfig:
@@ -181,6 +198,10 @@ def run(
     if dev is None:
         i = inputs
         dev = load_dev(i.dev_corpus, i.dev_queries, i.dev_qrels, i.dev_run, top_k=cfg.dev_top_k)
+    if dev is not None:  # dev documents are shown as the groups show theirs
+        import dataclasses
+
+        dev = dataclasses.replace(dev, doc_fields=groups_doc_fields(inputs.groups))
     if isinstance(out, TrainOutputs):
         outputs = out
     else:

@@ -20,7 +20,7 @@ from typing import Any
 
 from relforge.errors import DataError, UsageError
 from relforge.train.config import TrainConfig
-from relforge.types import Document, Qrels, Query, Run
+from relforge.types import DOC_FIELDS, Document, Qrels, Query, Run
 
 
 @dataclass(frozen=True)
@@ -244,6 +244,8 @@ class DevSet:
     qrels: Qrels
     run: Run
     top_k: int = 50
+    #: the document layout of the training groups (``groups.doc_fields``)
+    doc_fields: tuple[str, ...] = DOC_FIELDS
 
 
 #: a model's dev nDCG@10 and its per-query values (query ids sorted)
@@ -268,6 +270,7 @@ def dev_scores(model, dev: DevSet, kind: str, batch_size: int = 32, measure: str
         backend="torch",
         batch_size=batch_size,
         model=model,
+        doc_fields=dev.doc_fields,
     )
     res = evaluate(dev.qrels, {"model": reranked}, measures=[measure], permutation_rounds=0)
     per = res.per_query["model"][measure]
