@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             return e.exit_code
         if os.environ.get("RELFORGE_DEBUG"):
             raise
+        from relforge.errors import EXIT_USAGE, missing_extra
+
+        hint = missing_extra(e) if isinstance(e, ModuleNotFoundError) else None
+        if hint is not None:
+            typer.secho(f"error: {hint}", err=True, fg="red")
+            return EXIT_USAGE
         typer.secho(
             f"error: {type(e).__name__}: {e} (set RELFORGE_DEBUG=1 for a traceback)", err=True, fg="red"
         )

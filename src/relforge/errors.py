@@ -43,3 +43,25 @@ class DataError(RelforgeError):
 
 class ModelNotFoundError(MissingInputError):
     pass
+
+
+#: the packages of each install extra that relforge's core runs without (pyproject.toml)
+EXTRAS = {
+    "local": ("torch", "transformers", "sentence_transformers", "peft", "gguf", "onnx", "onnxruntime"),
+    "train": ("accelerate",),
+}
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """For a package of an install extra that is not installed, the sentence that says which extra to
+    install; None for any other missing module (a real bug, reported as such)."""
+    root = (e.name or "").split(".")[0]
+    for extra, names in EXTRAS.items():
+        if root in names:
+            pip = "pip install 'relforge[train]'" if extra == "train" else "pip install 'relforge[local]'"
+            return (
+                f"this command needs {root!r}, which is not installed: {pip} (local models; add [train] to train "
+                "rerankers or fine-tune judges). Without it relforge still runs data, BM25, groups, evaluate, "
+                "report and the judge over an OpenAI-compatible server (--llm openai:URL#model)."
+            )
+    return None
