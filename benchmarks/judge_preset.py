@@ -1,8 +1,9 @@
-"""The recipe of ``relforge judge --preset best``: features on the bundled LiveQA-Med human labels,
-5-fold cross-validation by query of every labeller, and the shipped calibration fitted on all pairs.
+"""The recipe of ``relforge judge --preset ql`` (the shipped ``best`` until 2026-12-06; today's ``best`` is
+judge_probe_preset.py's): features on the bundled LiveQA-Med human labels, 5-fold cross-validation by
+query of every labeller, and the shipped calibration fitted on all pairs.
 
     HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python benchmarks/judge_preset.py \\
-        --features runs/liveqa-features.jsonl --out src/relforge/judge/presets/best.json
+        --features runs/liveqa-features.jsonl --out src/relforge/judge/presets/ql.json
 
 Steps: (1) compute every feature of :mod:`relforge.judge.preset` for the 1,147 distinct judged pairs
 (``--features`` caches them: a second run skips the LLM); (2) for each labeller (feature set x head kind)

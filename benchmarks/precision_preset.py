@@ -1,5 +1,5 @@
-"""The shipped judge preset (`relforge judge --preset best`): its SmolLM2 query-likelihood features in fp32
-vs bf16, throughput as ratios in one run, and what the precision does to the labels.
+"""A shipped judge preset (`relforge judge --preset best`): its SmolLM2 features (query likelihood, hidden-state
+probe) in fp32 vs bf16, throughput as ratios in one run, and what the precision does to the labels.
 
 Same pairs (the first ``--pairs`` distinct human-judged pairs of the bundled liveqa-med sample, whole
 queries), same features and head as ``judge --preset best`` (`relforge.judge.preset.compute_features`,
@@ -34,22 +34,23 @@ def main() -> None:
     from judge_preset import load_pairs
     from scipy.stats import kendalltau, pearsonr
 
-    from relforge.judge.preset import COS_FEATURES, QL_FEATURES, JudgePreset, compute_features, load_embedder
+    from relforge.judge.preset import COS_FEATURES, LLM_FEATURES, JudgePreset, compute_features, load_embedder
     from relforge.judge.run import open_llm
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=400)
     ap.add_argument("--chunk", type=int, default=48, help="pairs per precision turn")
     ap.add_argument("--batch-size", type=int, default=16, help="as the pipeline's judge.batch_size")
+    ap.add_argument("--preset", default="best", help="a shipped preset's name or a preset JSON file")
     args = ap.parse_args()
 
-    preset = JudgePreset.load("best")
+    preset = JudgePreset.load(args.preset)
     pairs, grades, queries, docs = load_pairs()
     pairs, grades = pairs[: args.pairs], grades[: args.pairs]
     qt = [queries[q].text for q, _ in pairs]
     ds = [docs[d] for _, d in pairs]
     names = preset.head.features
-    ql_names = [f for f in names if f in QL_FEATURES]
+    ql_names = [f for f in names if f in LLM_FEATURES]
     cos = compute_features(
         [f for f in names if f in COS_FEATURES], qt, ds, embedder=load_embedder(preset.embedder)
     )
@@ -58,7 +59,9 @@ def main() -> None:
         for p in PRECISIONS
     }
     for llm in llms.values():  # warm-up
-        compute_features(ql_names, qt[:4], ds[:4], llm=llm, ql_max_doc_tokens=preset.ql_max_doc_tokens)
+        compute_features(
+            ql_names, qt[:4], ds[:4], llm=llm, ql_max_doc_tokens=preset.ql_max_doc_tokens, probe=preset.probe
+        )
     wall = dict.fromkeys(PRECISIONS, 0.0)
     cpu = dict.fromkeys(PRECISIONS, 0.0)
     feats: dict[str, dict[str, list]] = {p: {f: [] for f in ql_names} for p in PRECISIONS}
@@ -74,6 +77,7 @@ def main() -> None:
                 llm=llms[p],
                 ql_max_doc_tokens=preset.ql_max_doc_tokens,
                 ql_instruction=preset.ql_instruction,
+                probe=preset.probe,
             )
             wall[p] += time.perf_counter() - t0
             cpu[p] += time.process_time() - c0
@@ -91,7 +95,7 @@ def main() -> None:
     print(
         f"\n{len(pairs)} human-judged liveqa-med pairs ({len(set(q for q, _ in pairs))} queries); preset "
         f"{preset.name}: {', '.join(names)}; SmolLM2 batch {args.batch_size}, docs cut to "
-        f"{preset.ql_max_doc_tokens} tokens; load average {os.getloadavg()[0]:.1f}"
+        f"{preset.probe.max_doc_tokens if 'probe' in names else preset.ql_max_doc_tokens} tokens; load average {os.getloadavg()[0]:.1f}"
     )
     feat_cols = "  ".join(f"r({n})" for n in ql_names)
     print(

@@ -109,7 +109,7 @@ def test_preset_record_counts_the_graded_pairs_by_source(beir, tmp_path):
 
 @needs_best
 def test_preset_with_ql_features_on_a_tiny_llm(beir, tmp_path, tiny_llm_dir):
-    shipped = JudgePreset.load("best")
+    shipped = JudgePreset.load("ql")
     rng = np.random.default_rng(0)
     names = ["ql_cond", "ql_pmi", "cos"]
     x = {f: rng.normal(size=50) for f in names}
@@ -129,18 +129,27 @@ def test_preset_refuses_flags_it_fixes_and_unknown_names(beir, tmp_path, capsys)
     assert main(_args(beir, out, "--preset", "best", "--llm", "smollm2", "--adapter", "auto")) == 2
     assert "drop --llm, --adapter" in capsys.readouterr().err
     assert main(_args(beir, out, "--preset", "no-such-preset")) != 0
-    assert "shipped: ['best']" in capsys.readouterr().err
+    assert "shipped: ['best', 'ql']" in capsys.readouterr().err
     assert not out.exists()
 
 
 @needs_best
 def test_shipped_best_preset_is_documented_and_consistent():
     p = JudgePreset.load("best")
-    assert (PRESET_DIR / "best.json").stat().st_size < 20_000
+    assert (PRESET_DIR / "best.json").stat().st_size < 200_000  # the probe weights: 3 x 2,880 floats
     assert p.head.features and p.head.values == [0, 1, 2, 3]
     table = p.measured["table"]
     assert "cosine-only (MiniLM)|ordinal" in table and "raw cos" in table
     assert p.head.meta["n_train"] == 1147
+    # the probe preset (docs/judge-probe.md#shipped-as-best): SmolLM2's 576-wide states, its held-out row
+    assert p.probe is not None and p.head.features == ["probe", "cos"]
+    assert len(p.probe.coef) == 576 * len(p.probe.layers) and max(p.probe.layers) <= 30
+    from relforge.judge.labeller import preset_cv
+
+    cv = preset_cv(p)
+    assert cv is not None and cv["labeller"] == "probe + cosine|ordinal" and cv["folds"] == 5
+    mine = cv["rows"]["preset best (probe + cosine|ordinal)"]["kendall_tau_b"]
+    assert mine[0] > table["cosine-only (MiniLM)|ordinal"]["kendall_tau_b"][0]
 
 
 def test_continuation_logprobs_match_prompt_token_logprobs(tiny_llm_dir):
@@ -165,9 +174,63 @@ def test_preset_precision_reaches_its_llm(beir, tmp_path, tiny_llm_dir, prec):
     from relforge.judge.run import judge_with_preset
 
     assert JudgePreset.load("best").precision == "auto"  # the shipped preset: bf16 where the CPU has it
-    shipped = JudgePreset.load("best")
+    assert JudgePreset.load("ql").precision == "auto"
+    shipped = JudgePreset.load(
+        "ql"
+    )  # QL features run on any LLM (the best preset's probe needs SmolLM2's 30 layers)
     preset = shipped.model_copy(update={"llm": f"hf:{tiny_llm_dir}", "precision": prec})
     queries, corpus = read_queries(beir / "queries.jsonl"), read_corpus(beir / "corpus.jsonl")
     rows, info = judge_with_preset(preset, queries, corpus, [("q1", "d1"), ("q2", "d3")], progress=False)
     assert info["llm_backend"]["precision"] == prec
     assert len(rows) == 2 and all(np.isfinite(list(r["features"].values())).all() for r in rows)
+
+
+def _probe_preset(path, tiny_llm_dir):
+    """A preset whose head reads a ridge probe on the tiny LLM's hidden states and cosine."""
+    from relforge.judge.probe import ProbeSpec, RidgeProbe, hidden_features, select
+    from relforge.llm.hf import HFBackend
+
+    llm = HFBackend.load(tiny_llm_dir, batch_size=4, progress=False)
+    qs = [f"what causes condition {i}" for i in range(8) for _ in range(3)]
+    ds = [f"Condition {i} is described in section {j}." for i in range(8) for j in range(3)]
+    f = hidden_features(llm, qs, ds, prompt="ql", layers=[2])
+    y = np.tile([0.0, 1.0, 3.0], 8)
+    ridge = RidgeProbe(alphas=[10.0], inner_k=4).fit(select(f["hidden"], f["layers"], "last", [2]), y, qs)
+    probe = ProbeSpec.from_ridge(ridge, prompt="ql", pool="last", layers=[2])
+    rng = np.random.default_rng(0)
+    x = {"probe": rng.normal(size=60), "cos": rng.uniform(0, 1, 60)}
+    head = CalibrationHead.fit(x, rng.integers(0, 4, 60), ["probe", "cos"])
+    preset = JudgePreset(name="probe-tiny", llm=f"hf:{tiny_llm_dir}", head=head, probe=probe)
+    path.write_text(preset.model_dump_json())
+    return path, preset, llm
+
+
+def test_preset_with_a_hidden_state_probe(beir, tmp_path, tiny_llm_dir):
+    """`relforge judge --preset` with a probe feature: each pair's probe score is the probe's score of
+    that pair (query text, title + text), and the judgments name the LLM and the embedder."""
+    from relforge.data import read_corpus, read_queries
+    from relforge.types import doc_text
+
+    path, preset, llm = _probe_preset(tmp_path / "probe.json", tiny_llm_dir)
+    out = tmp_path / "j.jsonl"
+    assert main(_args(beir, out, "--preset", str(path))) == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 4 and all(set(r["features"]) == {"probe", "cos"} for r in rows)
+    qs, ds = read_queries(beir / "queries.jsonl"), read_corpus(beir / "corpus.jsonl")
+    want = preset.probe.score(
+        llm, [qs[r["qid"]].text for r in rows], [doc_text(ds[r["docid"]]) for r in rows]
+    )
+    np.testing.assert_allclose([r["features"]["probe"] for r in rows], want, rtol=1e-4, atol=1e-4)
+    assert rows[0]["model"] == f"preset:probe-tiny(hf:{tiny_llm_dir}+minilm)"
+    summary = read_record(tmp_path / "j.summary.json")
+    assert summary.llm == f"hf:{tiny_llm_dir}" and summary.embedder == "minilm"
+
+
+def test_preset_using_a_probe_it_does_not_have_is_refused(beir, tmp_path, tiny_llm_dir, capsys):
+    path, preset, _ = _probe_preset(tmp_path / "probe.json", tiny_llm_dir)
+    bad = json.loads(path.read_text())
+    bad["probe"] = None
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert main(_args(beir, tmp_path / "j.jsonl", "--preset", str(tmp_path / "bad.json"))) == 5  # a DataError
+    assert "'probe' feature but the preset has no 'probe' section" in capsys.readouterr().err
+    assert not (tmp_path / "j.jsonl").exists()

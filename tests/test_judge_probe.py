@@ -120,3 +120,52 @@ def kendall(a, b) -> float:
     from scipy.stats import kendalltau
 
     return float(kendalltau(a, b).statistic)
+
+
+def _fitted_spec(tiny, layers=(1, 2)):
+    """A ProbeSpec fitted on the tiny model's states of 24 made-up pairs (8 queries x 3 documents)."""
+    from relforge.judge.probe import ProbeSpec
+
+    qs = [f"question {i} about gout" for i in range(8) for _ in range(3)]
+    ds = [f"document {j} on uric acid and joints, part {i}" for i in range(8) for j in range(3)]
+    f = hidden_features(tiny, qs, ds, prompt="ql", layers=list(layers))
+    y = np.tile([0.0, 1.0, 3.0], 8)
+    ridge = RidgeProbe(alphas=[1.0, 100.0], inner_k=4).fit(select(f["hidden"], f["layers"], "last", list(layers)), y,
+                                                           [q for q in qs])  # fmt: skip
+    return (
+        ProbeSpec.from_ridge(ridge, prompt="ql", pool="last", layers=list(layers), meta={"variant": "t"}),
+        ridge,
+        f,
+    )
+
+
+def test_probe_spec_scores_like_the_fitted_ridge_in_chunks(tiny):
+    """The shipped form of a probe (rounded weights, a JSON round trip) scores pairs as the ridge it came
+    from, and chunked extraction changes nothing."""
+    from relforge.judge.probe import ProbeSpec
+
+    spec, ridge, f = _fitted_spec(tiny)
+    spec = ProbeSpec.model_validate_json(spec.model_dump_json())
+    assert spec.meta["variant"] == "t" and spec.meta["alpha"] == ridge.alpha and len(spec.coef) == 2 * 64
+    direct = ridge.predict(select(f["hidden"], f["layers"], "last", [1, 2]))
+    np.testing.assert_allclose(spec.predict(f["hidden"], f["layers"]), direct, atol=1e-4)  # 7-digit weights
+    qs, ds = QUERIES * 3, DOCS * 3
+    whole = spec.score(tiny, qs, ds, chunk=100)
+    np.testing.assert_allclose(spec.score(tiny, qs, ds, chunk=2), whole, atol=1e-4)
+    assert np.ptp(whole[:3]) > 0  # different pairs, different scores
+
+
+def test_probe_spec_refuses_a_mismatched_model_and_bad_weights(tiny):
+    from pydantic import ValidationError
+
+    from relforge.judge.probe import ProbeSpec
+
+    spec, _, f = _fitted_spec(tiny, layers=(1,))
+    with pytest.raises(UsageError, match="layers \\[2\\] were not extracted"):
+        spec.model_copy(update={"layers": [2]}).predict(f["hidden"], f["layers"])
+    wide = spec.model_copy(update={"layers": [1, 2]})  # twice the features the weights expect
+    f2 = hidden_features(tiny, QUERIES, DOCS, prompt="ql", layers=[1, 2])
+    with pytest.raises(UsageError, match="expects 64 features, the model's states give 128"):
+        wide.predict(f2["hidden"], f2["layers"])
+    with pytest.raises(ValidationError, match="one equal, non-zero length"):
+        ProbeSpec(layers=[1], mean=[0.0], scale=[1.0, 1.0], coef=[1.0], intercept=0.0)

@@ -115,8 +115,9 @@ def judge(
     preset: str = typer.Option(
         None,
         "--preset",
-        help="A shipped labeller (`best`: LLM query likelihood + MiniLM cosine + a calibration head fitted "
-        "on human grades; docs/judge-preset.md) or a preset JSON; replaces --llm/--adapter/--template.",
+        help="A shipped labeller (`best`: a probe on the LLM's hidden states + MiniLM cosine + a calibration "
+        "head fitted on human grades, docs/judge-probe.md; `ql`: LLM query likelihood instead of the probe) "
+        "or a preset JSON; replaces --llm/--adapter/--template.",
     ),
     config_file: Path = config_option(
         "judge",

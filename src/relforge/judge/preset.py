@@ -1,13 +1,17 @@
 """Judge presets: a shipped labeller = feature extractors (LLM query likelihood, MiniLM cosine) + a
 :class:`~relforge.judge.calibrate.CalibrationHead` fitted on human labels.
 
-``relforge judge --preset best`` loads ``presets/best.json`` (written by ``benchmarks/judge_preset.py``,
-see docs/judge-preset.md), computes the features it names for every pair and writes judgments with the
-head's grade, expected grade and probabilities.
+``relforge judge --preset best`` loads ``presets/best.json`` (a hidden-state probe + cosine, written by
+``benchmarks/judge_probe_preset.py``, see docs/judge-probe.md; ``--preset ql`` is the previous one, query
+likelihood + cosine, written by ``benchmarks/judge_preset.py``, see docs/judge-preset.md), computes the
+features it names for every pair and writes judgments with the head's grade, expected grade and
+probabilities.
 
 Features (all per (query, document) pair; documents are ``title + "\\n" + text`` unless said otherwise):
 
 - ``ql_cond``, ``ql_prior``, ``ql_pmi``: query likelihood under the preset's LLM (:mod:`relforge.judge.ql`);
+- ``probe``: a ridge probe on the LLM's hidden states (:class:`~relforge.judge.probe.ProbeSpec`, the
+  preset's ``probe``), RankLLaMA-style with the LLM frozen (docs/judge-probe.md);
 - ``cos``: cosine of the embedder's vectors of the query and ``title + " " + text``;
 - ``cos_text``: the same with the text only; ``cos_title``: with the title only (the text when no title).
 """
@@ -19,18 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relforge.errors import UsageError
 from relforge.judge.calibrate import CalibrationHead
+from relforge.judge.probe import ProbeSpec
 from relforge.judge.ql import QL_INSTRUCTION
 from relforge.precision import PrecisionSetting
 from relforge.types import doc_text
 
 PRESET_DIR = Path(__file__).with_name("presets")
 QL_FEATURES = ("ql_cond", "ql_prior", "ql_pmi")
+PROBE_FEATURES = ("probe",)
+#: the features that need the preset's LLM
+LLM_FEATURES = QL_FEATURES + PROBE_FEATURES
 COS_FEATURES = ("cos", "cos_text", "cos_title")
-FEATURES = QL_FEATURES + COS_FEATURES
+FEATURES = LLM_FEATURES + COS_FEATURES
 
 
 class JudgePreset(BaseModel):
@@ -52,8 +60,16 @@ class JudgePreset(BaseModel):
     #: query field read from queries.jsonl (``text``; LiveQA-Med also has ``message``)
     query_field: str = "text"
     head: CalibrationHead
+    #: the hidden-state probe behind the ``probe`` feature (needed when the head uses it)
+    probe: ProbeSpec | None = None
     #: the cross-validated numbers that chose this preset (docs/judge-preset.md)
     measured: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _probe_if_used(self) -> JudgePreset:
+        if "probe" in self.head.features and self.probe is None:
+            raise ValueError("the head uses the 'probe' feature but the preset has no 'probe' section")
+        return self
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> JudgePreset:
@@ -70,7 +86,10 @@ class JudgePreset(BaseModel):
             raise MissingInputError(f"judge preset {str(name_or_path)!r} not found (shipped: {shipped})")
         try:
             return cls.model_validate_json(p.read_text(encoding="utf-8"))
-        except (ValidationError, ValueError) as e:
+        except ValidationError as e:
+            why = "; ".join(f"{'.'.join(map(str, x['loc'])) or 'preset'}: {x['msg']}" for x in e.errors()[:3])
+            raise DataError(f"not a judge preset: {why}", path=p) from None
+        except ValueError as e:
             raise DataError(f"not a judge preset: {str(e).splitlines()[0]}", path=p) from None
 
 
@@ -106,6 +125,7 @@ def compute_features(
     embedder: Any = None,
     ql_max_doc_tokens: int = 96,
     ql_instruction: str = QL_INSTRUCTION,
+    probe: ProbeSpec | None = None,
 ) -> dict[str, np.ndarray]:
     """The named features of aligned (query text, Document) pairs (see the module doc)."""
     unknown = sorted(set(names) - set(FEATURES))
@@ -123,6 +143,10 @@ def compute_features(
             instruction=ql_instruction,
         )
         out.update({k: np.asarray(v) for k, v in ql.items() if k in names})
+    if "probe" in names:
+        if probe is None:
+            raise UsageError("the 'probe' feature needs a fitted probe (a preset's 'probe' section)")
+        out["probe"] = probe.score(llm, queries, [doc_text(d) for d in docs])
     cos = [n for n in names if n in COS_FEATURES]
     if cos:
         out.update(cosine_features(embedder, queries, docs, cos))

@@ -19,9 +19,10 @@ Only :class:`relforge.llm.hf.HFBackend` exposes hidden states.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from relforge.errors import UsageError
 from relforge.judge.ql import QL_INSTRUCTION, truncate_tokens
@@ -252,3 +253,72 @@ class RidgeProbe:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return ((np.asarray(x, dtype=np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+
+
+class ProbeSpec(BaseModel):
+    """A fitted probe as a preset ships it: which states of which prompt, and the ridge weights.
+
+    :meth:`score` reads the pairs through the preset's LLM (:func:`hidden_features`, in chunks so the
+    states of a large pool never sit in memory at once) and returns one relevance score per pair.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: Literal["judge", "ql"] = "ql"
+    pool: Literal["last", "mean"] = "last"
+    #: indices into the model's ``hidden_states`` (0 = embeddings), concatenated in this order
+    layers: list[int]
+    max_doc_tokens: int | None = 128
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    #: provenance: ridge alpha, inner-CV tau_b, the variant menu it was chosen from
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _same_width(self) -> ProbeSpec:
+        if not (len(self.mean) == len(self.scale) == len(self.coef)) or not self.coef:
+            raise ValueError(
+                f"probe mean/scale/coef must have one equal, non-zero length, got "
+                f"{len(self.mean)}/{len(self.scale)}/{len(self.coef)}"
+            )
+        return self
+
+    @classmethod
+    def from_ridge(cls, ridge: RidgeProbe, *, digits: int = 7, **spec: Any) -> ProbeSpec:
+        """The spec of a fitted :class:`RidgeProbe` (weights rounded to ``digits`` significant digits)."""
+
+        def r(v: np.ndarray) -> list[float]:
+            return [float(f"{x:.{digits}g}") for x in np.asarray(v, dtype=np.float64)]
+
+        meta = {
+            "alpha": ridge.alpha,
+            "inner_tau_b": round(float(np.max(ridge.inner)), 4),
+            **spec.pop("meta", {}),
+        }
+        return cls(
+            mean=r(ridge.mean), scale=r(ridge.scale), coef=r(ridge.coef), intercept=float(ridge.intercept),
+            meta=meta, **spec,
+        )  # fmt: skip
+
+    def predict(self, hidden: np.ndarray, layers: np.ndarray) -> np.ndarray:
+        """Scores from :func:`hidden_features`' ``hidden``/``layers`` arrays."""
+        x = select(hidden, np.asarray(layers), self.pool, self.layers).astype(np.float64)
+        if x.shape[1] != len(self.coef):
+            raise UsageError(
+                f"the probe expects {len(self.coef)} features, the model's states give {x.shape[1]} "
+                "(a probe fitted for another LLM?)"
+            )
+        return ((x - np.asarray(self.mean)) / np.asarray(self.scale)) @ np.asarray(self.coef) + self.intercept
+
+    def score(self, llm: Any, queries: Sequence[str], docs: Sequence[str], chunk: int = 256) -> np.ndarray:
+        """One score per aligned (query, document text) pair."""
+        out = np.zeros(len(queries), dtype=np.float64)
+        for s in range(0, len(queries), chunk):
+            f = hidden_features(
+                llm, queries[s : s + chunk], docs[s : s + chunk], prompt=self.prompt, layers=self.layers,
+                max_doc_tokens=self.max_doc_tokens,
+            )  # fmt: skip
+            out[s : s + chunk] = self.predict(f["hidden"], f["layers"])
+        return out

@@ -453,11 +453,11 @@ def _preset_judgments(preset: Any, pairs: list, feats: dict, *, model: str) -> l
 
 def preset_model_name(preset: Any) -> str:
     """``preset:NAME(llm+embedder)``: the models the preset's head actually uses (the judgments' ``model``)."""
-    from relforge.judge.preset import COS_FEATURES, QL_FEATURES
+    from relforge.judge.preset import COS_FEATURES, LLM_FEATURES
 
     names = preset.head.features
     used = (
-        (preset.llm, any(f in QL_FEATURES for f in names)),
+        (preset.llm, any(f in LLM_FEATURES for f in names)),
         (preset.embedder, any(f in COS_FEATURES for f in names)),
     )
     return f"preset:{preset.name}(" + "+".join(x for x, u in used if u) + ")"
@@ -483,10 +483,10 @@ def judge_with_preset(
     """
     import time
 
-    from relforge.judge.preset import COS_FEATURES, QL_FEATURES, compute_features, load_embedder, query_text
+    from relforge.judge.preset import COS_FEATURES, LLM_FEATURES, compute_features, load_embedder, query_text
 
     names = preset.head.features
-    uses_llm, uses_emb = any(f in QL_FEATURES for f in names), any(f in COS_FEATURES for f in names)
+    uses_llm, uses_emb = any(f in LLM_FEATURES for f in names), any(f in COS_FEATURES for f in names)
     t0 = time.time()
     llm = _preset_llm(preset, batch_size) if uses_llm and pairs else None
     if llm is not None and hasattr(llm, "progress"):
@@ -501,6 +501,7 @@ def judge_with_preset(
             embedder=emb,
             ql_max_doc_tokens=preset.ql_max_doc_tokens,
             ql_instruction=preset.ql_instruction,
+            probe=preset.probe,
         )
         if pairs
         else {}
