@@ -148,6 +148,8 @@ def test_shipped_best_preset_is_documented_and_consistent():
 
     cv = preset_cv(p)
     assert cv is not None and cv["labeller"] == "probe + cosine|ordinal" and cv["folds"] == 5
+    assert cv["source"] == "docs/judge-probe.md#shipped-as-best"
+    assert preset_cv(JudgePreset.load("ql"))["source"] == "docs/judge-preset.md"
     mine = cv["rows"]["preset best (probe + cosine|ordinal)"]["kendall_tau_b"]
     assert mine[0] > table["cosine-only (MiniLM)|ordinal"]["kendall_tau_b"][0]
 

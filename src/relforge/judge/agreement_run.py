@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from relforge.judge.config import AgreementConfig, JudgeConfig
-from relforge.judge.labeller import adapter_meta, describe_labeller, preset_cv, validation_qids
+from relforge.judge.labeller import adapter_meta, describe_labeller, preset_cv, preset_doc, validation_qids
 
 #: a number as written (pydantic keeps an int an int and a float a float: the file reads back unchanged)
 Num = int | float
@@ -328,7 +328,7 @@ def _preset_agreement(job: _Job, queries, corpus, pairs, sub, meta) -> dict[str,
             "pairs_per_s": info["pairs_per_s"],
             "held_out": False if fitted_on else None,
             "note": (
-                "pairs the preset was fitted on (not held out); held-out k-fold numbers: docs/judge-preset.md"
+                f"pairs the preset was fitted on (not held out); held-out k-fold numbers: {preset_doc(preset)}"
                 if fitted_on
                 else f"the preset was fitted on: {trained_on or 'not recorded'}; check these pairs were not among them"
             ),

@@ -59,6 +59,11 @@ def describe_labeller(llm: str, template: str, mode: str, adapter: str | None, p
     return f"LLM judge {llm} + LoRA adapter {name} ({template}, {mode})"
 
 
+def preset_doc(preset: Any) -> str:
+    """Where a preset's recipe and held-out numbers are written up (a probe preset's, or a QL/cosine one's)."""
+    return "docs/judge-probe.md#shipped-as-best" if getattr(preset, "probe", None) else "docs/judge-preset.md"
+
+
 def preset_cv(preset: Any) -> dict[str, Any] | None:
     """The held-out k-fold numbers that chose the preset (its ``measured`` table): the preset's labeller
     and raw MiniLM cosine on the same folds, each metric ``[mean, sd]`` over folds; None if not recorded.
@@ -80,5 +85,5 @@ def preset_cv(preset: Any) -> dict[str, Any] | None:
             f"preset {preset.name} ({key})": table[key],
             "MiniLM cosine (raw, ranking only)": raw or None,
         },
-        "source": "docs/judge-preset.md",
+        "source": preset_doc(preset),
     }
