@@ -65,13 +65,15 @@ def extract(args, pairs, queries, docs) -> dict[str, np.ndarray]:
     }
     out["cos_pairs_per_s"] = np.float64(len(pairs) / (time.time() - t))
     print(f"cosine: {float(out['cos_pairs_per_s']):.1f} pairs/s")
-    llm = open_llm(args.llm, cache=False, batch_size=args.batch_size)
+    llm = open_llm(args.llm, cache=False, batch_size=args.batch_size, options={"precision": args.precision})
     texts = [doc_text(d) for d in ds]
     n = args.limit or len(pairs)
     t = time.time()
     hf = hidden_features(llm, qt[:n], texts[:n], prompt=args.prompt, max_doc_tokens=args.max_doc_tokens)
     secs = time.time() - t
-    print(f"hidden states ({args.llm}, prompt {args.prompt}): {secs:.0f} s = {n / secs:.2f} pairs/s")
+    print(
+        f"hidden states ({args.llm} {args.precision}, prompt {args.prompt}): {secs:.0f} s = {n / secs:.2f} pairs/s"
+    )
     out.update(hf, pairs_per_s=np.float64(n / secs), qid=np.array([q for q, _ in pairs]))
     out["docid"] = np.array([d for _, d in pairs])
     if args.prompt == "ql":
@@ -197,6 +199,7 @@ def main() -> None:
     ap.add_argument("--max-doc-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--precision", default="fp32", help="the LLM's precision (fp32, bf16, auto)")
     ap.add_argument("--limit", type=int, default=0, help="extract this many pairs only, print pairs/s, stop")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--inner-folds", type=int, default=4)

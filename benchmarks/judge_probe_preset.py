@@ -1,10 +1,12 @@
 """The recipe of the shipped ``best`` preset since stop 30: a ridge probe on SmolLM2's hidden states plus
 MiniLM cosine, an ordinal head on both, fitted on the bundled LiveQA-Med human grades.
 
-    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python benchmarks/judge_probe.py --prompt ql \\
-        --cache runs/probe-smollm2-ql-fp32.npz            # the states (cached; ~10 min here)
-    python benchmarks/judge_probe_preset.py --cache runs/probe-smollm2-ql-fp32.npz \\
-        --out src/relforge/judge/presets/best.json          # CV of this exact recipe, then the fit on all
+    HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 python benchmarks/judge_probe_preset.py \\
+        --cache runs/probe-smollm2-ql-fp32.npz --out src/relforge/judge/presets/best.json
+
+One command: when ``--cache`` does not exist it is made first (``judge_probe.py --prompt ql``'s extraction:
+the LLM's hidden states and MiniLM cosine of every pair, ~7 min fp32 on 2 idle cores); then the CV of this
+exact recipe, then the fit on all pairs (~1 min). ``--llm qwen0.5b`` fits the same recipe on another model.
 
 The recipe, run on any set of training pairs (:func:`fit_recipe`):
 
@@ -31,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from judge_preset import METRICS, cross_validate, folds_by_query, load_pairs, summarise  # noqa: E402
-from judge_probe import extract_cached  # noqa: E402
+from judge_probe import extract  # noqa: E402
 
 from relforge.judge.agreement import pair_metrics  # noqa: E402
 from relforge.judge.calibrate import CalibrationHead  # noqa: E402
@@ -100,20 +102,30 @@ def cross_validate_recipe(feats, grades, qids, k, seed, inner_k) -> tuple[dict[s
     return per, chosen
 
 
+LLM_NAMES = {"smollm2": "SmolLM2", "qwen0.5b": "Qwen2.5-Coder-0.5B"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
         "--cache", default="runs/probe-smollm2-ql-fp32.npz", help="judge_probe.py --prompt ql's npz"
     )
     ap.add_argument("--out", default=None, help="write the preset JSON here")
+    ap.add_argument(
+        "--llm", default="smollm2", help="the model whose states are probed (when --cache is made)"
+    )
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the extraction")
+    ap.add_argument("--precision", default="fp32", help="the LLM's precision for the extraction")
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--pick", default="probe + cosine", choices=list(LABELLERS))
     ap.add_argument("--max-doc-tokens", type=int, default=128, help="as in the extraction")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--inner-folds", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    pairs, grades, _, _ = load_pairs()
-    feats = extract_cached(Path(args.cache), pairs)
+    pairs, grades, queries, docs = load_pairs()
+    args.prompt, args.limit = "ql", 0
+    feats = extract(args, pairs, queries, docs)  # the cache, made first when missing
     qids = [q for q, _ in pairs]
     per, chosen = cross_validate_recipe(feats, grades, qids, args.folds, args.seed, args.inner_folds)
     table = {"raw cos": summarise(cross_validate(feats, grades, qids, "cos", None, args.folds, args.seed))}
@@ -153,9 +165,9 @@ def main() -> None:
     )  # fmt: skip
     preset = JudgePreset(
         name=Path(args.out).stem,
-        description=f"{args.pick}: ridge probe on SmolLM2's hidden states + MiniLM cosine, ordinal head "
+        description=f"{args.pick}: ridge probe on {LLM_NAMES.get(args.llm, args.llm)}'s hidden states + MiniLM cosine, ordinal head "
         "fitted on the bundled LiveQA-Med human grades",
-        llm="smollm2",
+        llm=args.llm,
         precision="auto",
         head=head,
         probe=probe,

@@ -174,3 +174,12 @@ def test_adapter_auto_resolves_shipped_adapter_and_its_truncation(tmp_path):
     adapter, cfg = resolve_adapter(tmp_path, JudgeConfig())
     assert adapter == tmp_path and cfg.max_doc_tokens is None
     assert resolve_adapter(None, JudgeConfig()) == (None, JudgeConfig())
+
+
+def test_adapter_auto_note_points_to_the_best_preset():
+    from relforge.judge.labeller import preset_cv, shipped_adapter_note
+    from relforge.judge.preset import JudgePreset
+
+    note = shipped_adapter_note()
+    tau = next(iter(preset_cv(JudgePreset.load("best"))["rows"].values()))["kendall_tau_b"]
+    assert "--preset best" in note and f"{tau[0]:.3f} +- {tau[1]:.3f}" in note and "5-fold by query" in note

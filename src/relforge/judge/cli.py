@@ -58,7 +58,7 @@ def judge(
     adapter: Path = typer.Option(
         None,
         "--adapter",
-        help="LoRA adapter folder (e.g. from `relforge judge finetune`), or `auto` for the adapter shipped with relforge.",
+        help="LoRA adapter folder (e.g. from `relforge judge finetune`), or `auto` for the adapter shipped with relforge (v1's judge; --preset best agrees better with humans).",
     ),
     mode: str = typer.Option(
         _D.mode, "--mode", help="probs (distribution over grades) or generate (decode and parse)."
@@ -149,6 +149,10 @@ def judge(
         return
     _check_judge_flags(required, thresholds, calibrate_on)
     _guard_outputs(out, qrels_out, overwrite)
+    if str(adapter) in ("auto", "shipped"):
+        from relforge.judge.labeller import shipped_adapter_note
+
+        typer.echo(shipped_adapter_note(), err=True)
     cfg = _judge_config(ctx, flags)
     eng = _engine(engine, ray_address)
     from relforge.judge import run
