@@ -129,7 +129,7 @@ def test_preset_refuses_flags_it_fixes_and_unknown_names(beir, tmp_path, capsys)
     assert main(_args(beir, out, "--preset", "best", "--llm", "smollm2", "--adapter", "auto")) == 2
     assert "drop --llm, --adapter" in capsys.readouterr().err
     assert main(_args(beir, out, "--preset", "no-such-preset")) != 0
-    assert "shipped: ['best', 'ql']" in capsys.readouterr().err
+    assert "shipped: ['best', 'ql', 'qwen']" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -152,6 +152,20 @@ def test_shipped_best_preset_is_documented_and_consistent():
     assert preset_cv(JudgePreset.load("ql"))["source"] == "docs/judge-preset.md"
     mine = cv["rows"]["preset best (probe + cosine|ordinal)"]["kendall_tau_b"]
     assert mine[0] > table["cosine-only (MiniLM)|ordinal"]["kendall_tau_b"][0]
+
+
+def test_shipped_qwen_preset_is_the_same_recipe_on_the_optional_model():
+    from relforge.judge.labeller import preset_cv
+
+    p = JudgePreset.load("qwen")
+    assert (
+        p.llm == "qwen0.5b" and p.precision == "auto" and (PRESET_DIR / "qwen.json").stat().st_size < 200_000
+    )
+    assert p.head.features == ["probe", "cos"] and p.head.meta["n_train"] == 1147
+    # Qwen2.5-0.5B's 896-wide states of at most its 24 layers, the held-out row documented on its own section
+    assert len(p.probe.coef) == 896 * len(p.probe.layers) and max(p.probe.layers) <= 24
+    cv = preset_cv(p)
+    assert cv["labeller"] == "probe + cosine|ordinal" and cv["source"] == "docs/judge-probe.md#preset-qwen"
 
 
 def test_continuation_logprobs_match_prompt_token_logprobs(tiny_llm_dir):

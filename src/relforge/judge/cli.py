@@ -116,7 +116,8 @@ def judge(
         None,
         "--preset",
         help="A shipped labeller (`best`: a probe on the LLM's hidden states + MiniLM cosine + a calibration "
-        "head fitted on human grades, docs/judge-probe.md; `ql`: LLM query likelihood instead of the probe) "
+        "head fitted on human grades, docs/judge-probe.md; `ql`: LLM query likelihood instead of the probe; "
+        "`qwen`: the best recipe on the optional qwen0.5b, `make qwen`) "
         "or a preset JSON; replaces --llm/--adapter/--template.",
     ),
     config_file: Path = config_option(
