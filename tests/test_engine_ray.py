@@ -230,13 +230,15 @@ def test_driver_sigkilled_mid_run_resumes_without_recomputing(cluster, beir, ser
         drv.send_signal(signal.SIGKILL)
         drv.wait()
         assert drv.returncode == -signal.SIGKILL, drv.stderr.read().decode()[-2000:]
+        # the killed job's actors may go on until Ray reaps them: still slowed, they cannot race to the end
+        before = _wait_quiet(servers)
     finally:
         for s in servers:
             s.delay = 0.0
-    before = _wait_quiet(servers)
     with ShardStore(work) as st:
         finished = len(st.done)
-    assert 8 <= finished < N_Q * N_D and not out.exists()
+    # usually mid-run; if the orphaned actors still finished every pair, the rerun must send nothing at all
+    assert 8 <= finished <= N_Q * N_D and not out.exists()
     assert main(args) == 0  # this process: the same cluster, resumed from the shards
     sent = sum(s.chat for s in servers) - sum(before)
     assert sent == N_Q * N_D - finished  # nothing finished was recomputed, no probe
