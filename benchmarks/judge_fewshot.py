@@ -65,9 +65,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pairs, grades, queries, docs = load_pairs()
     qids = [q for q, _ in pairs]
-    folds = folds_by_query(qids, args.folds, args.seed)
-    if args.smoke:
-        folds = [f[: args.smoke] for f in folds]
+    full = folds_by_query(qids, args.folds, args.seed)  # examples come from the other folds' pairs
+    folds = [f[: args.smoke] for f in full] if args.smoke else full
     t = time.time()
     cos = np.asarray(
         compute_features(
@@ -90,7 +89,7 @@ def main() -> None:
         name = f"{args.llm} {k}-shot per grade ({4 * k} examples)" if k else f"{args.llm} zero-shot"
         per[name], secs = [], 0.0
         for f, test in enumerate(folds):
-            train = np.setdiff1d(np.arange(len(pairs)), folds_by_query(qids, args.folds, args.seed)[f])
+            train = np.setdiff1d(np.arange(len(pairs)), full[f])
             rng = np.random.default_rng(args.seed * 1000 + f)
             tpl = JudgeTemplate.from_dict(
                 {**base.to_dict(), "few_shot": draw_examples(pairs, grades, queries, docs, train, k, rng)},

@@ -117,6 +117,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads for the extraction")
     ap.add_argument("--precision", default="fp32", help="the LLM's precision for the extraction")
     ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument(
+        "--doc", default=None, help="the page that writes the preset up (measured.doc; the report links it)"
+    )
     ap.add_argument("--pick", default="probe + cosine", choices=list(LABELLERS))
     ap.add_argument("--max-doc-tokens", type=int, default=128, help="as in the extraction")
     ap.add_argument("--folds", type=int, default=5)
@@ -172,7 +175,8 @@ def main() -> None:
         head=head,
         probe=probe,
         measured={"folds": args.folds, "seed": args.seed, "table": table, "probe_per_fold": chosen,
-                  "pairs_per_s": {"llm": float(feats["pairs_per_s"]), "cos": float(feats["cos_pairs_per_s"])}},
+                  "pairs_per_s": {"llm": float(feats["pairs_per_s"]), "cos": float(feats["cos_pairs_per_s"])}}
+        | ({"doc": args.doc} if args.doc else {}),
     )  # fmt: skip
     Path(args.out).write_text(preset.model_dump_json(indent=1) + "\n")
     print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes): {name}, alpha {ridge.alpha:.0f}")

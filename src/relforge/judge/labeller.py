@@ -60,12 +60,12 @@ def describe_labeller(llm: str, template: str, mode: str, adapter: str | None, p
 
 
 def preset_doc(preset: Any) -> str:
-    """Where a preset's recipe and held-out numbers are written up (a probe preset's, or a QL/cosine one's)."""
-    if not getattr(preset, "probe", None):
-        return "docs/judge-preset.md"
-    return (
-        "docs/judge-probe.md#preset-qwen" if preset.name == "qwen" else "docs/judge-probe.md#shipped-as-best"
-    )
+    """Where a preset's recipe and held-out numbers are written up: its ``measured["doc"]``, else the page of
+    its kind (a probe preset's, or a QL/cosine one's)."""
+    doc = (getattr(preset, "measured", None) or {}).get("doc")  # written by the recipe that fitted it
+    if doc:
+        return str(doc)
+    return "docs/judge-probe.md#shipped-as-best" if getattr(preset, "probe", None) else "docs/judge-preset.md"
 
 
 def preset_cv(preset: Any) -> dict[str, Any] | None:
