@@ -147,3 +147,17 @@ def test_nearest_examples_follow_each_document(tmp_path):
     write_jsonl(tmp_path / "q.jsonl", [{"text": "a query without a document"}])
     with pytest.raises(UsageError, match="needs examples with documents"):
         QueryPrompt.load(examples=str(tmp_path / "q.jsonl"), selection="nearest")
+
+
+def test_max_example_words_cuts_the_examples_not_the_document():
+    long = " ".join(f"w{i}" for i in range(300))
+    p = QueryPrompt.load(n_examples=2, max_example_words=5)
+    chat = p.build_chat(Document("d", long, title="T"))
+    for turn in (chat[1], chat[3]):  # the example documents: 5 words, then the cut marker
+        doc = turn["content"].split("Document: ", 1)[1].split("\n\nQuestion:")[0]
+        assert len(doc.split()) == 6 and doc.endswith(" ...")
+    target = chat[-1]["content"].split("Document: ", 1)[1].split("\n\nQuestion:")[0]
+    assert len(target.split()) == p.max_doc_words + 1  # the document keeps max_doc_words (200)
+    full = QueryPrompt.load(n_examples=2)
+    assert full.max_example_words is None and p.hash != full.hash
+    assert len(full.build_chat(Document("d", long))[1]["content"]) > len(chat[1]["content"])

@@ -70,6 +70,13 @@ class GenerateConfig(BaseModel):
         "example_model embeddings; KATE, Liu et al. 2022): the examples then show the kind of question "
         "this kind of document answers",
     )
+    max_example_words: int | None = Field(
+        None,
+        ge=1,
+        description="cut each few-shot example's document to this many words (default: the prompt's "
+        "max_doc_words, 200 for the built-in prompts); the target document is not cut further. Shorter "
+        "examples make a shorter prompt: generation on CPU is prefill-bound",
+    )
     example_model: str = Field("minilm", description="embedding model for example_selection='nearest'")
     domain: str | None = Field(None, description="domain instruction slot (default: the prompt's)")
     per_doc: int = Field(1, ge=1, description="queries generated per document")

@@ -161,6 +161,7 @@ class QueryPrompt:
     n_examples: int = 3
     document_fields: list[str] = field(default_factory=lambda: ["title", "text"])
     max_doc_words: int | None = 200
+    max_example_words: int | None = None
     seed: int = 0
     source: str = ""
     selection: str = "fixed"
@@ -176,6 +177,7 @@ class QueryPrompt:
         domain: str | None = None,
         seed: int = 0,
         selection: str = "fixed",
+        max_example_words: int | None = None,
     ) -> QueryPrompt:
         """Load a built-in prompt (``inpars-question``, ``inpars-keyword``) or a YAML file.
 
@@ -189,6 +191,8 @@ class QueryPrompt:
             selection: ``fixed`` (the same examples for every document) or ``nearest`` (the caller picks
                 them per document with :meth:`nearest_examples`; every example with a document is a
                 candidate).
+            max_example_words: cut each example's document to this many words (None = the prompt's
+                ``max_example_words``, else ``max_doc_words``); the target document keeps ``max_doc_words``.
         """
         name_or_path = str(name_or_path or f"inpars-{style}")
         p = Path(name_or_path)
@@ -226,6 +230,7 @@ class QueryPrompt:
             n_examples=n_examples if n_examples is not None else int(raw.get("n_examples", 3)),
             document_fields=list(raw.get("document_fields", ["title", "text"])),
             max_doc_words=raw.get("max_doc_words", 200),
+            max_example_words=max_example_words or raw.get("max_example_words"),
             seed=seed,
             source=source,
             selection=selection,
@@ -260,21 +265,27 @@ class QueryPrompt:
         """Real queries without a document: listed in the system message as style examples."""
         return [e.query for e in self.examples if not e.document][: max(self.n_examples, 5)]
 
-    def render_document(self, doc: Document | str) -> str:
+    def render_document(self, doc: Document | str, max_words: int | None = None) -> str:
+        """The document's fields, cut to ``max_words`` words (default ``max_doc_words``)."""
+        limit = max_words or self.max_doc_words
         if isinstance(doc, str):
-            return truncate_words(doc, self.max_doc_words)
+            return truncate_words(doc, limit)
         parts = []
         for f in self.document_fields:
             v = doc.title if f == "title" else doc.text if f == "text" else doc.metadata.get(f, "")
             if v and str(v).strip():
                 parts.append(str(v).strip())
-        return truncate_words("\n".join(parts), self.max_doc_words)
+        return truncate_words("\n".join(parts), limit)
 
-    def _render_user(self, doc: Document | str) -> str:
+    def _render_user(self, doc: Document | str, max_words: int | None = None) -> str:
         title = doc.title if isinstance(doc, Document) else ""
         text = doc.text if isinstance(doc, Document) else doc
         return _ENV.from_string(self.user).render(
-            document=self.render_document(doc), title=title, text=text, domain=self.domain, style=self.style
+            document=self.render_document(doc, max_words),
+            title=title,
+            text=text,
+            domain=self.domain,
+            style=self.style,
         )
 
     def system_message(self) -> str:
@@ -314,7 +325,7 @@ class QueryPrompt:
             raise UsageError("example_selection 'nearest': pass each document's examples (nearest_examples)")
         chat: Chat = [{"role": "system", "content": self.system_message()}]
         for ex in self.turn_examples() if examples is None else examples:
-            chat.append({"role": "user", "content": self._render_user(ex.document)})
+            chat.append({"role": "user", "content": self._render_user(ex.document, self.max_example_words)})
             chat.append({"role": "assistant", "content": ex.query})
         chat.append({"role": "user", "content": self._render_user(doc)})
         return chat
@@ -336,6 +347,7 @@ class QueryPrompt:
                 "domain": self.domain,
                 "fields": self.document_fields,
                 "max_doc_words": self.max_doc_words,
+                **({"max_example_words": self.max_example_words} if self.max_example_words else {}),
                 "turns": [(e.document, e.query) for e in self.turn_examples()],
                 "extra": self.query_only_examples(),
                 **({"selection": self.selection, "k": self.n_examples} if self.selection != "fixed" else {}),

@@ -53,6 +53,7 @@ def load_prompt(config: GenerateConfig) -> QueryPrompt:
         domain=config.domain,
         seed=config.seed,
         selection=config.example_selection,
+        max_example_words=config.max_example_words,
     )
 
 
