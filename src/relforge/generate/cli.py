@@ -137,6 +137,12 @@ def generate(
         help="fixed (the same examples for every document) | nearest (per document, the examples with "
         "the most similar documents)",
     ),
+    max_example_words: Optional[int] = typer.Option(
+        _G.max_example_words,
+        "--max-example-words",
+        help="cut each example's document to this many words (default: the prompt's max_doc_words); a "
+        "shorter prompt, faster on CPU",
+    ),
     example_model: str = typer.Option(
         _G.example_model, "--example-model", help="embedding model for --example-selection nearest"
     ),
