@@ -70,29 +70,21 @@ def main() -> None:
 
     import numpy as np
     import torch
-    import yaml
 
+    from relforge.config import load_config, stage_part
     from relforge.data import read_corpus
     from relforge.generate import generate_queries, select_documents
     from relforge.generate.config import GenerateConfig, SelectConfig
     from relforge.generate.queries import load_prompt
-    from relforge.llm.config import LLMConfig
+    from relforge.llm import load_llm
     from relforge.retrieve.dense import encode_texts, load_encoder
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    raw = yaml.safe_load(args.config.read_text())
-    base = dict(raw.get("generate", {}))
-    precision = base.pop("precision", "bf16")
-    llm_raw = dict(raw.get("llm", {}))
-    opts = llm_raw.pop("options", {}) or {}
-    llm = LLMConfig(
-        llm=llm_raw.get("spec", "smollm2"),
-        batch_size=llm_raw.get("batch_size", 8),
-        prefix_sharing=opts.get("prefix_sharing", False),
-        precision=precision,
-        no_cache=True,
-    ).load()
+    pipe = load_config(args.config)  # the recipe's generate settings and LLM, as the pipeline reads them
+    opts = pipe.llm_options("generate")
+    precision = opts.get("precision")
+    llm = load_llm(pipe.llm_for("generate"), cache=None, batch_size=pipe.llm.batch_size, **opts)
     corpus = read_corpus(args.corpus)
     docs = select_documents(corpus, SelectConfig(sample=args.docs, seed=0))
     encode_chat = getattr(llm, "encode_chat", None)
@@ -103,7 +95,7 @@ def main() -> None:
     rows = []
     for s in args.settings:
         n, w = (int(x) for x in s.split(":"))
-        cfg = GenerateConfig(**{**base, "n_examples": n, "max_example_words": w, "select": {"sample": None}})
+        cfg = stage_part(pipe.generate, GenerateConfig, n_examples=n, max_example_words=w)
         prompt = load_prompt(cfg)
         n_tok = float("nan")
         if encode_chat is not None and cfg.example_selection == "nearest":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from relforge.data import write_jsonl
@@ -161,3 +163,12 @@ def test_max_example_words_cuts_the_examples_not_the_document():
     full = QueryPrompt.load(n_examples=2)
     assert full.max_example_words is None and p.hash != full.hash
     assert len(full.build_chat(Document("d", long))[1]["content"]) > len(chat[1]["content"])
+
+
+def test_a_prompt_whose_template_does_not_render_names_its_file(tmp_path):
+    src = (Path(__file__).parents[1] / "src/relforge/generate/prompts/inpars-question.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(src.replace("Question:", "Question: {{ document | nosuchfilter }}"), encoding="utf-8")
+    with pytest.raises(DataError, match=r"prompt 'user' does not render") as e:
+        QueryPrompt.load(bad)
+    assert "bad.yaml" in str(e.value)

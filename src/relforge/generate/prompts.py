@@ -240,14 +240,18 @@ class QueryPrompt:
                 f"example_selection 'nearest' needs examples with documents; {ex_source or source!r} has none "
                 "(setting: examples / --examples)"
             )
-        for name in ("system", "user"):  # fail at load time, not after the first LLM call
+        prompt._check_templates()  # fail at load time, not after the first LLM call
+        return prompt
+
+    def _check_templates(self) -> None:
+        """Render ``system`` and ``user`` once with dummy values; a broken template names its file."""
+        for name in ("system", "user"):
             try:
-                _ENV.from_string(getattr(prompt, name)).render(
-                    domain="d", document="x", title="t", text="x", style=style
+                _ENV.from_string(getattr(self, name)).render(
+                    domain="d", document="x", title="t", text="x", style=self.style
                 )
             except jinja2.TemplateError as e:
-                raise DataError(f"prompt {name!r} does not render: {e}", path=source) from None
-        return prompt
+                raise DataError(f"prompt {name!r} does not render: {e}", path=self.source) from None
 
     # ---------------------------------------------------------------- rendering
     def turn_examples(self) -> list[Example]:
